@@ -1,0 +1,6 @@
+"""Everything that talks to a sensor or stands in for one."""
+
+from .block import Block
+from .source import SOURCE_KINDS, Source, open_source
+
+__all__ = ["Block", "Source", "SOURCE_KINDS", "open_source"]

@@ -1,0 +1,83 @@
+"""The source interface and a lazy registry of source kinds.
+
+Modelled on python-can's bus: a subclass implements ``_read_block``; the base
+owns iteration and ``close()`` (safe to call twice). The registry imports a
+backend only when it is chosen, so a missing optional library (bleak on a
+machine without Bluetooth) fails only for that kind.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+from dsp.errors import SourceError
+
+from .block import Block
+
+
+class Source(ABC):
+    """Yields :class:`Block` objects until the source ends.
+
+    Subclasses must implement :meth:`_read_block`; they may override
+    :meth:`_close`. ``has_trunk`` says whether blocks carry a trunk segment;
+    ``meta`` holds ``key=value`` facts about the source (sensor, rate, runner).
+    """
+
+    has_trunk: bool = False
+    meta: dict[str, str]
+
+    def __init__(self) -> None:
+        self.meta = {}
+        self._closed = False
+
+    @abstractmethod
+    def _read_block(self) -> Block | None:
+        """Return the next block (possibly empty), or None when the source has ended."""
+
+    def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release hardware or files; called once."""
+
+    def read(self) -> Block | None:
+        if self._closed:
+            return None
+        return self._read_block()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __iter__(self) -> Iterator[Block]:
+        while (block := self.read()) is not None:
+            yield block
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+#: kind -> "module:Class", imported on first use.
+SOURCE_KINDS: dict[str, str] = {
+    "replay": "firmware_bridge.replay:ReplaySource",
+    "simulated": "firmware_bridge.simulator:SimulatedSource",
+}
+
+
+def open_source(kind: str, **kwargs: Any) -> Source:
+    """Create a source of ``kind`` with its keyword options."""
+    try:
+        target = SOURCE_KINDS[kind]
+    except KeyError:
+        known = ", ".join(sorted(SOURCE_KINDS))
+        raise SourceError(f"unknown source kind {kind!r} (known: {known})") from None
+    module_name, cls_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SourceError(f"source kind {kind!r} needs a library that is missing: {exc}") from None
+    return getattr(module, cls_name)(**kwargs)
