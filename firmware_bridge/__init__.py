@@ -3,4 +3,4 @@
 from .block import Block
 from .source import SOURCE_KINDS, Source, open_source
 
-__all__ = ["Block", "Source", "SOURCE_KINDS", "open_source"]
+__all__ = ["SOURCE_KINDS", "Block", "Source", "open_source"]

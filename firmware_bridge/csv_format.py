@@ -5,9 +5,18 @@ Writing is here; reading (strict, with line numbers) is below the writer.
 
 from __future__ import annotations
 
+import io
+import itertools
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, NoReturn
 
 import numpy as np
+
+from dsp.errors import RecordingError
 
 from .block import Block
 
@@ -42,3 +51,352 @@ def write_recording(path: str | Path, block: Block, meta: dict[str, str] | None 
         chunk = 20000
         for start in range(0, len(block), chunk):
             fh.write("\n".join(_format_rows(block.slice(start, start + chunk))) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------
+# Reader
+# --------------------------------------------------------------------------------------------------
+#
+# Speed: a chunk of lines is first parsed in C (np.loadtxt) and validated as a whole array. Only a
+# chunk that fails is split in halves and retried, down to small pieces that are parsed line by line
+# in Python, so a few bad rows cost little and still get exact line numbers and reasons.
+
+_FAST_BYTES = b"0123456789+-.eE,\n\r \t"  # anything else (nan, inf, junk, non-ASCII) needs the slow path
+_EMPTY_TRUNK = b"," * len(TRUNK_COLUMNS) + b"\n"
+_NAN_TRUNK = b",nan" * len(TRUNK_COLUMNS) + b"\n"
+_SLOW_BELOW = 64  # pieces this small go straight to the per-line parser
+_SNIFF_BYTES = 65536
+
+
+def _parse_value(name: str, value: str, out: list[float]) -> str | None:
+    """Append ``value`` as a float to ``out``, or return why it is not a finite number."""
+    if not value:
+        return f"empty value in column {name}"
+    try:
+        if not value.isascii() or "_" in value:  # float() would take '1_0' and non-ASCII digits
+            raise ValueError
+        number = float(value)
+    except ValueError:
+        shown = value if len(value) <= 24 else value[:21] + "..."
+        return f"non-numeric value {shown!r} in column {name}"
+    if not math.isfinite(number):
+        return f"non-finite value in column {name}"
+    out.append(number)
+    return None
+
+
+@dataclass
+class RowProblem:
+    """A data row that was skipped, with its 1-based line number and why (never dropped silently)."""
+
+    line: int
+    reason: str
+
+
+def _describe(columns: list[str]) -> str:
+    return ",".join(columns)
+
+
+def _header_problem(text: str) -> str | None:
+    """Why ``text`` is not a valid header (saying what was expected and what was found), or None."""
+    names = [name.strip() for name in text.split(",")]
+    if names in (PELVIS_COLUMNS, PELVIS_COLUMNS + TRUNK_COLUMNS):
+        return None
+    expected = f"'{_describe(PELVIS_COLUMNS)}', optionally followed by ',{_describe(TRUNK_COLUMNS)}'"
+    shown = repr(text if len(text) <= 120 else text[:117] + "...")  # repr: one line, whatever it holds
+    try:
+        float(names[0])
+        found = "a data row (is the header line missing?)"
+    except ValueError:
+        found = "the header"
+    return f"bad header: expected {expected}; found {found} {shown}"
+
+
+class RecordingReader:
+    """Streams an exchange CSV as Blocks of up to ``chunk_rows`` rows.
+
+    Opening reads the metadata and header, so a file that cannot be a recording is refused at once
+    with a one-line :class:`RecordingError`. Bad data rows are skipped and listed in ``problems``
+    (with ``strict=True`` the first one raises instead). Each Block holds only good rows, in file
+    order, float64; a gap in time is passed on as it is.
+    """
+
+    def __init__(self, path: str | Path, *, chunk_rows: int = 50_000, strict: bool = False) -> None:
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be >= 1 (got {chunk_rows})")
+        self.path = str(path)
+        self.chunk_rows = chunk_rows
+        self.strict = strict
+        self.meta: dict[str, str] = {}
+        self.columns: list[str] = []
+        self.has_trunk = False
+        self.problems: list[RowProblem] = []
+        self.rows_read = 0
+        self.bytes_total = 0
+        self.bytes_done = 0
+        self._line_no = 0  # lines consumed so far (the last one's number)
+        self._last_t = -math.inf
+        self._fh: BinaryIO | None = None
+        self._done = False
+        self._open()
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    def _fail(self, line: int | None, reason: str) -> NoReturn:
+        self.close()
+        raise RecordingError(self.path, line, reason)
+
+    def _open(self) -> None:
+        p = Path(self.path)
+        if p.is_dir():
+            self._fail(None, "is a directory, not a recording file")
+        try:
+            self._fh = open(p, "rb")  # held open while streaming; close() closes it
+            self.bytes_total = os.fstat(self._fh.fileno()).st_size
+            head = self._fh.read(_SNIFF_BYTES)
+            self._fh.seek(0)
+        except FileNotFoundError:
+            self._fail(None, "no such file")
+        except OSError as exc:
+            self._fail(None, f"cannot read the file: {exc.strerror or exc}")
+        if not head:
+            self._fail(None, "empty file")
+        self._sniff_text(head)
+        if head.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (spreadsheets write one)
+            self._fh.seek(3)
+        self._read_preamble()
+        self.bytes_done = self._fh.tell()
+
+    def _sniff_text(self, head: bytes) -> None:
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            self._fail(None, "not UTF-8 text (it is UTF-16); save it as UTF-8 CSV")
+        if b"\0" in head:
+            self._fail(None, "not UTF-8 text (binary data)")
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 3 or len(head) < _SNIFF_BYTES:  # not just a cut-off character
+                self._fail(head.count(b"\n", 0, exc.start) + 1, "not UTF-8 text")
+
+    def _read_preamble(self) -> None:
+        """Metadata lines, then the header; leaves the file at the first data line."""
+        assert self._fh is not None
+        for raw in self._fh:
+            self._line_no += 1
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                self._fail(self._line_no, "not UTF-8 text")
+            if not text:
+                continue
+            if text.startswith("#"):
+                key, eq, value = text[1:].partition("=")
+                if not eq or not key.strip():
+                    reason = f"a '#' line before the header must be '# key=value', got {text!r}"
+                    self._fail(self._line_no, reason)
+                self.meta[key.strip()] = value.strip()
+                continue
+            if (reason := _header_problem(text)) is not None:
+                self._fail(self._line_no, reason)
+            self.columns = [name.strip() for name in text.split(",")]
+            self.has_trunk = len(self.columns) > len(PELVIS_COLUMNS)
+            return
+        expected = _describe(PELVIS_COLUMNS)
+        self._fail(None, f"no header line '{expected}' (only metadata, comments or blank lines)")
+
+    # -- streaming -------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Block]:
+        while (block := self._next_block()) is not None:
+            yield block
+
+    def _next_block(self) -> Block | None:
+        while not self._done and self._fh is not None:
+            lines = list(itertools.islice(self._fh, self.chunk_rows))
+            first = self._line_no + 1
+            self._line_no += len(lines)
+            self.bytes_done = self._fh.tell()
+            if not lines:
+                self._finish()
+                return None
+            rows = self._parse(lines, first)
+            if len(rows):
+                self.rows_read += len(rows)
+                return self._to_block(rows)
+        return None
+
+    def _finish(self) -> None:
+        self._done = True
+        self.bytes_done = self.bytes_total
+        self._close_file()
+        if self.rows_read == 0:
+            if self.problems:
+                first = self.problems[0]
+                reason = (
+                    f"no samples: all {len(self.problems)} data rows are bad"
+                    f" (first, line {first.line}: {first.reason})"
+                )
+            else:
+                reason = "no samples: the file has a header but no data rows"
+            self._fail(None, reason)
+
+    def _parse(self, lines: list[bytes], first: int) -> np.ndarray:
+        """Good rows of ``lines`` (numbered from ``first``) as an (n, ncols) array; problems recorded."""
+        if len(lines) > _SLOW_BELOW:
+            arr = self._parse_fast(lines)
+            if arr is not None:
+                return arr
+            half = len(lines) // 2
+            left = self._parse(lines[:half], first)
+            right = self._parse(lines[half:], first + half)
+            return np.concatenate([left, right])
+        return self._parse_slow(lines, first)
+
+    def _parse_fast(self, lines: list[bytes]) -> np.ndarray | None:
+        """All lines parsed in C if every data line is clean and good; None if anything is off."""
+        ncols = len(self.columns)
+        data = b"".join(lines)
+        if not data or data.isspace():
+            return np.empty((0, ncols))
+        if data.translate(None, _FAST_BYTES):  # letters, '#', non-ASCII: fine only as six-NaN trunk groups
+            if not self.has_trunk or data.replace(_NAN_TRUNK, b"\n").translate(None, _FAST_BYTES):
+                return None
+        if self.has_trunk:
+            if b"\r" in data:
+                data = data.replace(b"\r\n", b"\n")
+            if not data.endswith(b"\n"):
+                data += b"\n"
+            data = data.replace(_EMPTY_TRUNK, _NAN_TRUNK)
+        try:  # loadtxt skips empty lines and raises on a wrong field count or an empty field
+            arr = np.loadtxt(io.BytesIO(data), delimiter=",", comments=None, ndmin=2, dtype=np.float64)
+        except ValueError:
+            return None
+        if arr.shape[1] != ncols or len(arr) == 0:
+            return None
+        t = arr[:, 0]
+        if not np.isfinite(arr[:, : len(PELVIS_COLUMNS)]).all():
+            return None
+        if t[0] <= self._last_t or (len(t) > 1 and not (np.diff(t) > 0).all()):
+            return None
+        if self.has_trunk:
+            trunk = arr[:, len(PELVIS_COLUMNS) :]
+            empty = np.isnan(trunk[:, 0])
+            if not np.isfinite(trunk[~empty]).all() or not np.isnan(trunk[empty]).all():
+                return None
+        self._last_t = float(t[-1])
+        return arr
+
+    def _parse_slow(self, lines: list[bytes], first: int) -> np.ndarray:
+        """Line by line, for exact line numbers and reasons."""
+        rows: list[list[float]] = []
+        for line_no, raw in enumerate(lines, first):
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                self._problem(line_no, "not UTF-8 text")
+                continue
+            if not text or text.startswith("#"):
+                continue
+            row, reason = self._parse_row(text)
+            if reason is None and row[0] <= self._last_t:
+                reason = f"t={row[0]:.15g} does not increase (previous {self._last_t:.15g})"
+            if reason is not None:
+                self._problem(line_no, reason)
+                continue
+            self._last_t = row[0]
+            rows.append(row)
+        return np.array(rows, dtype=np.float64).reshape(len(rows), len(self.columns))
+
+    def _parse_row(self, text: str) -> tuple[list[float], str | None]:
+        """One row's values (NaN for an absent trunk group), or the reason it is bad."""
+        fields = [f.strip() for f in text.split(",")]
+        if len(fields) != len(self.columns):
+            return [], f"expected {len(self.columns)} fields, got {len(fields)}"
+        n_pelvis = len(PELVIS_COLUMNS)
+        row: list[float] = []
+        for name, value in zip(PELVIS_COLUMNS, fields, strict=False):
+            reason = _parse_value(name, value, row)
+            if reason:
+                return [], reason
+        trunk = fields[n_pelvis:]
+        if not trunk:
+            return row, None
+        # A trunk group written as six NaNs (numpy/pandas style) means "no trunk data", like empty.
+        if not any(trunk) or all(f.lower() == "nan" for f in trunk):
+            row.extend([math.nan] * len(TRUNK_COLUMNS))
+            return row, None
+        if not all(trunk):
+            return [], "trunk columns partly empty"
+        for name, value in zip(TRUNK_COLUMNS, trunk, strict=True):
+            reason = _parse_value(name, value, row)
+            if reason:
+                return [], reason
+        return row, None
+
+    def _problem(self, line: int, reason: str) -> None:
+        if self.strict:
+            self._fail(line, reason)
+        self.problems.append(RowProblem(line, reason))
+
+    def _to_block(self, rows: np.ndarray) -> Block:
+        t = np.ascontiguousarray(rows[:, 0])
+        acc = np.ascontiguousarray(rows[:, 1:4])
+        gyr = np.ascontiguousarray(rows[:, 4:7])
+        if not self.has_trunk:
+            return Block(t, acc, gyr)
+        return Block(
+            t,
+            acc,
+            gyr,
+            np.ascontiguousarray(rows[:, 7:10]),
+            np.ascontiguousarray(rows[:, 10:13]),
+            ~np.isnan(rows[:, 7]),
+        )
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    def _close_file(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def close(self) -> None:
+        """Release the file; safe to call twice. Iteration stops afterwards."""
+        self._done = True
+        self._close_file()
+
+    def __enter__(self) -> RecordingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def concat_blocks(blocks: list[Block], trunk: bool) -> Block:
+    """One Block holding ``blocks`` in order (an empty one if there are none)."""
+    if not blocks:
+        return Block.empty(trunk)
+    if len(blocks) == 1:
+        return blocks[0]
+    t = np.concatenate([b.t for b in blocks])
+    acc = np.concatenate([b.acc for b in blocks])
+    gyr = np.concatenate([b.gyr for b in blocks])
+    if not trunk:
+        return Block(t, acc, gyr)
+    return Block(
+        t,
+        acc,
+        gyr,
+        np.concatenate([b.trunk_acc for b in blocks]),  # type: ignore[misc]
+        np.concatenate([b.trunk_gyr for b in blocks]),  # type: ignore[misc]
+        np.concatenate([b.trunk_valid for b in blocks]),  # type: ignore[misc]
+    )
+
+
+def read_recording(
+    path: str | Path, *, strict: bool = False
+) -> tuple[Block, dict[str, str], list[RowProblem]]:
+    """The whole recording as one Block, with its metadata and the rows that were skipped."""
+    with RecordingReader(path, strict=strict) as reader:
+        blocks = list(reader)
+        return concat_blocks(blocks, reader.has_trunk), reader.meta, reader.problems

@@ -1,0 +1,53 @@
+# stackcue: `make setup` then `make test` on a fresh machine; `make demo` runs the main job.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages: the broker, audio cues and their checks, browser tests, and what builds vqf on a Pi.
+APT_PACKAGES := mosquitto espeak-ng sox chromium chromium-driver g++ python3-dev python3-venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_DIR := out/demo
+
+.PHONY: setup system-packages venv test test-fast demo bench lint clean
+
+setup: system-packages venv
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	else echo "Debian packages present"; fi
+
+venv: $(BIN)/stackcue
+
+$(BIN)/stackcue: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: venv
+	@mkdir -p $(DEMO_DIR)
+	$(BIN)/stackcue simulate -o $(DEMO_DIR)/run.csv --minutes 10 --trunk --seed 7
+	$(BIN)/stackcue analyze $(DEMO_DIR)/run.csv
+
+bench: venv
+	$(BIN)/python bench/bench_analyze.py
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || true
+
+clean:
+	rm -rf $(VENV) out build *.egg-info .pytest_cache .ruff_cache tests/artifacts
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,341 @@
+"""The calibration routine: stand tall, hip hinge, stand; sensor → body axes.
+
+Stillness gives gravity (the body's z) and the gyroscope bias; the hinge's
+angular impulse gives the body's y (front going down is positive about y).
+The search is causal and keyed to sample times, so feeding a recording in
+blocks of any size finds the same calibration at the same sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from .errors import CalibrationError
+from .params import CalibrationParams
+
+
+@dataclass(frozen=True)
+class SegmentCalibration:
+    """Sensor → body rotation of one segment, with what it was measured from."""
+
+    q_body_from_sensor_wxyz: tuple[float, float, float, float]
+    gyro_bias_rad_s: tuple[float, float, float]
+    hinge_deg: float | None = None
+    quality: float | None = None
+
+    @property
+    def body_from_sensor(self) -> Rotation:
+        w, x, y, z = self.q_body_from_sensor_wxyz
+        return Rotation.from_quat([x, y, z, w])
+
+    def to_dict(self) -> dict:
+        return {
+            "q_body_from_sensor_wxyz": [round(float(v), 6) for v in self.q_body_from_sensor_wxyz],
+            "gyro_bias_rad_s": [round(float(v), 6) for v in self.gyro_bias_rad_s],
+            "hinge_deg": None if self.hinge_deg is None else round(self.hinge_deg, 2),
+            "quality": None if self.quality is None else round(self.quality, 3),
+        }
+
+    @staticmethod
+    def from_dict(d: dict, where: str) -> SegmentCalibration:
+        try:
+            q = tuple(float(v) for v in d["q_body_from_sensor_wxyz"])
+            b = tuple(float(v) for v in d["gyro_bias_rad_s"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(f"{where}: needs q_body_from_sensor_wxyz[4] and gyro_bias_rad_s[3] ({exc})") from None
+        if len(q) != 4 or len(b) != 3 or not np.all(np.isfinite(q + b)):
+            raise CalibrationError(f"{where}: q_body_from_sensor_wxyz must have 4 and gyro_bias_rad_s 3 numbers")
+        n = float(np.linalg.norm(q))
+        if abs(n - 1.0) > 1e-3:
+            raise CalibrationError(f"{where}: q_body_from_sensor_wxyz is not a unit quaternion (norm {n:.4f})")
+        return SegmentCalibration(
+            tuple(v / n for v in q),  # type: ignore[arg-type]
+            b,  # type: ignore[arg-type]
+            d.get("hinge_deg"),
+            d.get("quality"),
+        )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A whole calibration: the pelvis, and the trunk when one was calibrated."""
+
+    pelvis: SegmentCalibration
+    trunk: SegmentCalibration | None = None
+    t: float = 0.0
+    source: str = "routine"  # "routine" | "saved"
+    trunk_reason: str | None = None
+    run_from_t: float | None = field(default=None, compare=False)
+
+    def to_event(self) -> dict:
+        segments = {"pelvis": self.pelvis.to_dict()}
+        if self.trunk is not None:
+            segments["trunk"] = self.trunk.to_dict()
+        ev: dict = {"type": "calibration", "t": round(self.t, 4), "ok": True, "source": self.source,
+                    "segments": segments}
+        if self.trunk_reason:
+            ev["trunk_reason"] = self.trunk_reason
+        return ev
+
+    @staticmethod
+    def from_event(d: dict, where: str = "calibration") -> Calibration:
+        """Read a saved calibration (a calibration event as printed by ``analyze --jsonl``)."""
+        if not isinstance(d, dict) or d.get("type", "calibration") != "calibration" or "segments" not in d:
+            raise CalibrationError(f"{where}: not a calibration event (needs type=calibration and segments)")
+        if d.get("ok") is False:
+            raise CalibrationError(f"{where}: this calibration was refused ({d.get('reason', 'no reason')})")
+        segs = d["segments"]
+        if "pelvis" not in segs:
+            raise CalibrationError(f"{where}: segments.pelvis is missing")
+        trunk = SegmentCalibration.from_dict(segs["trunk"], f"{where}: segments.trunk") if "trunk" in segs else None
+        return Calibration(SegmentCalibration.from_dict(segs["pelvis"], f"{where}: segments.pelvis"), trunk,
+                           source="saved")
+
+
+def still_mask(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, first: int, p: CalibrationParams) -> np.ndarray:
+    """Stillness of samples ``first:`` judged on the window (t−W, t] behind each.
+
+    Spread, not closeness to zero: an MPU-6050's gyro offset can be many °/s.
+    Returns a bool array for the samples ``first:``.
+    """
+    n = len(t)
+    out = np.zeros(n - first, bool)
+    if n - first <= 0:
+        return out
+    j = np.searchsorted(t, t[first:] - p.still_window_s, side="right")
+    lo = int(j.min())
+    x = np.concatenate([gyr[lo:], acc[lo:]], axis=1)
+    x = x - x[0]
+    c1 = np.vstack([np.zeros((1, 6)), np.cumsum(x, axis=0)])
+    c2 = np.vstack([np.zeros((1, 6)), np.cumsum(x * x, axis=0)])
+    a = j - lo
+    b = np.arange(first, n) - lo + 1
+    cnt = (b - a)[:, None].astype(float)
+    mean = (c1[b] - c1[a]) / cnt
+    var = np.maximum((c2[b] - c2[a]) / cnt - mean**2, 0.0)
+    std = np.sqrt(var)
+    span_ok = (t[first:] - t[j]) >= 0.8 * p.still_window_s
+    g_ok = np.all(std[:, :3] <= np.radians(p.still_gyro_std_dps), axis=1)
+    a_ok = np.all(std[:, 3:] <= p.still_acc_std_m_s2, axis=1)
+    out[:] = span_ok & g_ok & a_ok
+    return out
+
+
+@dataclass
+class _Hinge:
+    ok: bool
+    reason: str
+    angle_deg: float
+    seg: SegmentCalibration | None = None
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def hinge_calibration(
+    t: np.ndarray,
+    acc: np.ndarray,
+    gyr: np.ndarray,
+    still1: slice,
+    hinge: slice,
+    still2: slice,
+    p: CalibrationParams,
+) -> _Hinge:
+    """Sensor → body axes of one segment from one stand–hinge–stand sequence."""
+    bias = (gyr[still1].mean(axis=0) * (still1.stop - still1.start)
+            + gyr[still2].mean(axis=0) * (still2.stop - still2.start)) / (
+        (still1.stop - still1.start) + (still2.stop - still2.start))
+    z = _unit(acc[still1].mean(axis=0))
+    z2 = _unit(acc[still2].mean(axis=0))
+    w = gyr[hinge] - bias
+    dt = t[hinge.start : hinge.stop] - t[hinge.start - 1 : hinge.stop - 1]
+    theta = np.cumsum(w * dt[:, None], axis=0)
+    mag = np.linalg.norm(theta, axis=1)
+    k = int(np.argmax(mag))
+    angle = float(np.degrees(mag[k]))
+    if angle < p.hinge_ignore_below_deg:
+        return _Hinge(False, "no hinge", angle)
+    if angle < p.hinge_min_deg:
+        return _Hinge(False, f"hinge too small: the pelvis turned {angle:.0f}°, needs {p.hinge_min_deg:.0f}° "
+                      "(bow from the hips, not by rounding the back)", angle)
+    if angle > p.hinge_max_deg:
+        return _Hinge(False, f"hinge too large: {angle:.0f}° (max {p.hinge_max_deg:.0f}°)", angle)
+    axis = theta[k] / mag[k]
+    energy = np.einsum("ij,ij->i", w, w) * dt
+    quality = float(np.sum((w @ axis) ** 2 * dt) / max(np.sum(energy), 1e-12))
+    if quality < p.hinge_single_axis_min:
+        return _Hinge(False, f"hinge not about one axis (quality {quality:.2f} < {p.hinge_single_axis_min:.2f}): "
+                      "bow straight forward without twisting", angle)
+    from_vertical = float(np.degrees(np.arccos(min(1.0, abs(float(axis @ z))))))
+    if from_vertical < p.hinge_axis_min_from_vertical_deg:
+        return _Hinge(False, f"that was a twist, not a hinge (axis {from_vertical:.0f}° from vertical)", angle)
+    back = float(np.degrees(np.arccos(np.clip(z @ z2, -1.0, 1.0))))
+    if back > p.hinge_return_max_deg:
+        return _Hinge(False, f"did not come back upright after the hinge ({back:.0f}° off the start)", angle)
+    y = _unit(axis - (axis @ z) * z)
+    x = np.cross(y, z)
+    sensor_from_body = np.column_stack([x, y, z])
+    q = Rotation.from_matrix(sensor_from_body.T).as_quat()  # body_from_sensor, xyzw
+    if q[3] < 0:
+        q = -q
+    seg = SegmentCalibration((float(q[3]), float(q[0]), float(q[1]), float(q[2])),
+                             (float(bias[0]), float(bias[1]), float(bias[2])), angle, quality)
+    return _Hinge(True, "", angle, seg)
+
+
+@dataclass
+class _Run:
+    still: bool
+    start: int  # global sample index
+    end: int  # exclusive
+
+
+class CalibrationSearch:
+    """Finds the routine in a stream of samples; keeps only the recent past.
+
+    ``feed`` returns events (refused attempts) and, once accepted, the
+    :class:`Calibration` plus the global index from which the pipeline should
+    run (the start of the second stillness, so the orientation filter starts
+    at rest).
+    """
+
+    def __init__(self, p: CalibrationParams, trunk: bool) -> None:
+        self.p = p
+        self.trunk = trunk
+        self.base = 0  # global index of buffer row 0
+        self.t = np.zeros(0)
+        self.acc = np.zeros((0, 3))
+        self.gyr = np.zeros((0, 3))
+        self.tacc = np.zeros((0, 3))
+        self.tgyr = np.zeros((0, 3))
+        self.tvalid = np.zeros(0, bool)
+        self.mask = np.zeros(0, bool)
+        self.runs: list[_Run] = []
+        self.last_reason: str | None = None
+        self.t_first: float | None = None
+        self.seg_start = 0  # global index where the current gap-free stretch starts
+
+    def reset_at(self, global_index: int) -> None:
+        """A gap: nothing before ``global_index`` may pair with what follows."""
+        self.seg_start = global_index
+        self.runs = []
+
+    def feed(self, t, acc, gyr, tacc, tgyr, tvalid) -> tuple[list[dict], Calibration | None, int]:
+        if self.t_first is None and len(t):
+            self.t_first = float(t[0])
+        n_old = len(self.t)
+        self.t = np.concatenate([self.t, t])
+        self.acc = np.concatenate([self.acc, acc])
+        self.gyr = np.concatenate([self.gyr, gyr])
+        if self.trunk:
+            self.tacc = np.concatenate([self.tacc, tacc])
+            self.tgyr = np.concatenate([self.tgyr, tgyr])
+            self.tvalid = np.concatenate([self.tvalid, tvalid])
+        first_local = max(n_old, self.seg_start - self.base)
+        new_mask = np.zeros(len(t), bool)
+        if len(t):
+            lo = max(self.seg_start - self.base, 0)
+            m = still_mask(self.t[lo:], self.acc[lo:], self.gyr[lo:], first_local - lo, self.p)
+            new_mask[len(t) - len(m):] = m
+        self.mask = np.concatenate([self.mask, new_mask])
+        events: list[dict] = []
+        for i in range(n_old, len(self.t)):
+            g = self.base + i
+            still = bool(self.mask[i])
+            if self.runs and self.runs[-1].still == still and self.runs[-1].end == g:
+                self.runs[-1].end = g + 1
+            else:
+                self.runs.append(_Run(still, g, g + 1))
+            run = self.runs[-1]
+            need = self.p.still_after_s - self.p.still_window_s
+            t_run = self.t[max(run.start - self.base, 0)]
+            if still and self.t[i] - t_run >= need and (i == 0 or self.t[i - 1] - t_run < need):
+                result = self._attempt(len(self.runs) - 1, g)
+                if isinstance(result, Calibration):
+                    return events, result, run.start
+                if result is not None:
+                    events.append(result)
+        self._trim()
+        return events, None, -1
+
+    def _attempt(self, r2: int, g_now: int) -> Calibration | dict | None:
+        p = self.p
+        run2 = self.runs[r2]
+        t_s2 = self._tt(run2.start)
+        for r1 in range(r2 - 1, -1, -1):
+            run1 = self.runs[r1]
+            if not run1.still:
+                continue
+            if t_s2 - self._tt(run1.end - 1) > p.hinge_max_s:
+                break
+            # the stillness mask lags by the window: the motion starts after the mask's window start
+            d1 = self._tt(run1.end - 1) - self._tt(run1.start) + p.still_window_s
+            if d1 < p.still_before_s:
+                continue
+            s1_lo = max(run1.start - p_idx_window(self, run1.start), self.base, self.seg_start)
+            s1_lo = max(s1_lo, self._index_at(self._tt(run1.end - 1) - p.still_use_max_s))
+            still1 = slice(s1_lo - self.base, run1.end - self.base)
+            hinge = slice(run1.end - self.base, run2.start - self.base)
+            s2_lo = max(run2.start - p_idx_window(self, run2.start), run1.end + 1)
+            still2 = slice(s2_lo - self.base, g_now + 1 - self.base)
+            if hinge.stop - hinge.start < 2:
+                continue
+            res = hinge_calibration(self.t, self.acc, self.gyr, still1, hinge, still2, p)
+            if not res.ok:
+                if res.reason == "no hinge":
+                    return None
+                self.last_reason = res.reason
+                return {"type": "calibration", "t": round(float(self.t[g_now - self.base]), 4), "ok": False,
+                        "reason": res.reason}
+            trunk = None
+            trunk_reason = None
+            if self.trunk:
+                span = slice(still1.start, still2.stop)
+                if not np.all(self.tvalid[span]):
+                    trunk_reason = "trunk sensor had no data during the routine"
+                else:
+                    tr = hinge_calibration(self.t, self.tacc, self.tgyr, still1, hinge, still2, p)
+                    trunk = tr.seg if tr.ok else None
+                    trunk_reason = None if tr.ok else f"trunk: {tr.reason}"
+            return Calibration(res.seg, trunk, t=float(self.t[g_now - self.base]), trunk_reason=trunk_reason)  # type: ignore[arg-type]
+        return None
+
+    def _tt(self, g: int) -> float:
+        return float(self.t[g - self.base])
+
+    def _index_at(self, time: float) -> int:
+        return self.base + int(np.searchsorted(self.t, time, side="left"))
+
+    def _trim(self) -> None:
+        p = self.p
+        keep_s = p.still_use_max_s + p.hinge_max_s + p.still_after_s + 2 * p.still_window_s + 1.0
+        if not len(self.t) or self.t[-1] - self.t[0] < 2 * keep_s:
+            return
+        cut = int(np.searchsorted(self.t, self.t[-1] - keep_s))
+        self.base += cut
+        for name in ("t", "acc", "gyr", "mask"):
+            setattr(self, name, getattr(self, name)[cut:])
+        if self.trunk:
+            self.tacc, self.tgyr, self.tvalid = self.tacc[cut:], self.tgyr[cut:], self.tvalid[cut:]
+        self.runs = [r for r in self.runs if r.end > self.base]
+        for r in self.runs:
+            r.start = max(r.start, self.base)
+
+    def refusal(self) -> CalibrationError:
+        p = self.p
+        hint = (f"stand still ≥{p.still_before_s:.0f} s, hip hinge 30–45° and back within "
+                f"{p.hinge_max_s:.0f} s, stand still ≥{p.still_after_s:.0f} s")
+        if self.last_reason:
+            return CalibrationError(f"calibration refused: {self.last_reason} ({hint})")
+        return CalibrationError(f"no calibration routine found ({hint}); or supply a saved calibration")
+
+
+def p_idx_window(search: CalibrationSearch, g: int) -> int:
+    """Samples covered by the stillness window that ends at global index ``g``."""
+    t0 = search._tt(g)
+    j = int(np.searchsorted(search.t, t0 - search.p.still_window_s, side="right"))
+    return g - (search.base + j)

@@ -1,0 +1,116 @@
+"""Posture drift detection: confirmation, hysteresis, quiet time, reminders.
+
+Lives in the pipeline (not in a sink) so ``analyze`` and the live service
+raise the same alerts. Only steady running strides count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .params import AlertParams
+
+#: kind -> (stride field, sign): sign +1 fires above +threshold, −1 below −threshold.
+KINDS: dict[str, tuple[str, int]] = {
+    "anterior_tilt": ("pelvic_tilt_deg", +1),
+    "posterior_tilt": ("pelvic_tilt_deg", -1),
+    "pelvic_drop": ("pelvic_drop_deg", +1),
+    "trunk_lean": ("trunk_lean_deg", +1),
+    "ribs_behind_pelvis": ("stack_deg", -1),
+    "ribs_ahead_of_pelvis": ("stack_deg", +1),
+}
+
+
+@dataclass
+class _KindState:
+    active: bool = False
+    alerted: bool = False  # this activation raised an alert (so it owes a clear)
+    over: int = 0
+    under: int = 0
+    last_alert_t: float | None = None
+    since: float | None = None
+
+
+@dataclass
+class DriftDetector:
+    """Feed one stride at a time; returns alert/clear events."""
+
+    p: AlertParams
+    reference: dict[str, float] = field(default_factory=dict)
+    states: dict[str, _KindState] = field(default_factory=dict)
+    periods: list[tuple[str, float, float | None]] = field(default_factory=list)
+    next_id: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = set(self.p.enabled) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown alert kinds: {sorted(unknown)}")
+        self.states = {k: _KindState() for k in KINDS if k in self.p.enabled}
+
+    def threshold(self, kind: str) -> float:
+        fld, sign = KINDS[kind]
+        ref = self.reference.get(fld, 0.0) if fld != "pelvic_drop_deg" else 0.0
+        return ref + sign * float(getattr(self.p, f"{kind}_deg"))
+
+    def restart_confirmation(self) -> None:
+        """After a long gap or a stop: counting starts again; alert states stay."""
+        for st in self.states.values():
+            st.over = st.under = 0
+
+    def update(self, stride: dict, t: float, decided_t: float) -> list[dict]:
+        events: list[dict] = []
+        if not stride.get("steady", False):
+            return events
+        p = self.p
+        for kind, st in self.states.items():
+            fld, sign = KINDS[kind]
+            value = stride.get(fld)
+            if value is None:
+                continue
+            thr = self.threshold(kind)
+            over = sign * (value - thr) > 0
+            clear = sign * (value - (thr - sign * p.hysteresis_deg)) < 0
+            if not st.active:
+                st.over = st.over + 1 if over else 0
+                if st.over >= p.confirm_strides:
+                    st.active, st.under, st.since = True, 0, t
+                    quiet = st.last_alert_t is not None and t - st.last_alert_t < p.quiet_s
+                    st.alerted = not quiet
+                    self.periods.append((kind, t, None))
+                    if st.alerted:
+                        events.append(self._alert(kind, value, thr, t, decided_t, reminder=False))
+                        st.last_alert_t = t
+                continue
+            st.under = st.under + 1 if clear else 0
+            if st.under >= p.clear_strides:
+                st.active, st.over = False, 0
+                self._close_period(kind, t)
+                if st.alerted:
+                    events.append({"type": "clear", "t": round(t, 4), "decided_t": round(decided_t, 4),
+                                   "kind": kind, "value_deg": round(value, 2)})
+                st.alerted = False
+            elif (st.alerted and p.remind_every_s > 0 and st.last_alert_t is not None
+                  and t - st.last_alert_t >= p.remind_every_s and over):
+                events.append(self._alert(kind, value, thr, t, decided_t, reminder=True))
+                st.last_alert_t = t
+        return events
+
+    def _alert(self, kind: str, value: float, thr: float, t: float, decided_t: float, reminder: bool) -> dict:
+        ev = {"type": "alert", "t": round(t, 4), "decided_t": round(decided_t, 4), "kind": kind,
+              "value_deg": round(value, 2), "threshold_deg": round(thr, 2), "id": self.next_id,
+              "reminder": reminder}
+        self.next_id += 1
+        return ev
+
+    def _close_period(self, kind: str, t: float) -> None:
+        for i in range(len(self.periods) - 1, -1, -1):
+            k, t0, t1 = self.periods[i]
+            if k == kind and t1 is None:
+                self.periods[i] = (k, t0, t)
+                return
+
+    def time_in_alert(self, t_end: float) -> dict[str, float]:
+        out = {k: 0.0 for k in self.states}
+        for k, t0, t1 in self.periods:
+            out[k] += (t1 if t1 is not None else t_end) - t0
+        return {k: round(v, 1) for k, v in out.items()}

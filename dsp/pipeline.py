@@ -1,0 +1,521 @@
+"""The posture pipeline: one object, fed block by block, live and offline alike.
+
+Samples → (calibration search) → VQF per segment → step boundaries →
+strides (stride-synchronous posture) → steadiness → drift detection → events.
+Events are plain dicts (DESIGN.md); they come out in time order, and a
+recording fed as one block or as many gives the same events.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .calibration import Calibration, CalibrationSearch
+from .drift import DriftDetector
+from .errors import CalibrationError, PipelineError
+from .gait import StepDetector
+from .orientation import SegmentOrientation
+from .params import GAP_PERIODS, GRAVITY, LONG_GAP_S, RATE_MAX_HZ, RATE_MIN_HZ, PipelineParams
+from .stride import contact_time, segment_stride, time_weights
+
+#: samples used to estimate the sample period before anything else is done
+_PERIOD_PROBE = 64
+
+
+def _r(x: float | None, nd: int = 2) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+@dataclass
+class _Pending:
+    """An event waiting for its place in time order (a stride waits for its steadiness)."""
+
+    event: dict
+    values: dict | None = None  # a stride's unrounded values; None for ready events
+    ready: bool = False
+
+
+@dataclass
+class _Bout:
+    """A stretch of running steps."""
+
+    start_t: float
+    last_min: int  # global index of the latest running-step boundary
+    last_min_t: float
+    unpaired: tuple[int, int] | None = None  # first step of a stride being formed
+    cadences: deque = field(default_factory=lambda: deque(maxlen=10))
+
+
+class Pipeline:
+    """Feed :class:`firmware_bridge.Block`-like objects; collect event dicts.
+
+    ``calibration``: a saved :class:`Calibration` used instead of the routine.
+    ``strict_calibration``: raise :class:`CalibrationError` when the routine is
+    not found within ``calibration.search_s`` (offline analysis); live, the
+    search simply goes on.
+    """
+
+    def __init__(
+        self,
+        params: PipelineParams | None = None,
+        calibration: Calibration | None = None,
+        strict_calibration: bool = True,
+    ) -> None:
+        self.p = params or PipelineParams()
+        self.saved = calibration
+        self.strict_calibration = strict_calibration
+        self.trunk: bool | None = None
+        self.ts: float | None = None  # nominal sample period (gap detection)
+        self.n = 0  # global index of the next sample
+        self.t_prev: float | None = None
+        self.t_first: float | None = None
+        self.probe: list[tuple] = []  # blocks held until the period is known
+        self.search: CalibrationSearch | None = None
+        self.cal: Calibration | None = None
+        self.running = False
+        self.pending: deque[_Pending] = deque()
+        self.bout: _Bout | None = None
+        self.last_min: tuple[int, float] | None = None  # previous boundary in this stretch
+        self.drift = DriftDetector(self.p.alerts)
+        self.reference_ready = self.p.reference.mode != "first_minutes"
+        if self.p.reference.mode == "targets":
+            r = self.p.reference
+            self.drift.reference = {"pelvic_tilt_deg": r.pelvic_tilt_deg, "trunk_lean_deg": r.trunk_lean_deg,
+                                    "stack_deg": r.stack_deg}
+        self.ref_strides: list[dict] = []
+        self.fwd_errors: deque[float] = deque(maxlen=self.p.calibration_check.strides)
+        self.suspect = False
+        self.stats: dict[str, Any] = {"strides": 0, "steady": 0, "alerts": 0, "reminders": 0, "gaps": 0,
+                                      "gap_s": 0.0, "running_s": 0.0, "samples": 0, "suspect": 0}
+        self.rows: list[tuple] = []  # steady stride values for the summary
+        self.finished = False
+
+    # ------------------------------------------------------------------ input
+    def feed(self, block: Any) -> list[dict]:
+        """Process one block; returns the events now complete, in time order."""
+        if self.finished:
+            raise PipelineError("pipeline already finished")
+        t = np.asarray(block.t, float)
+        if len(t) == 0:
+            return []
+        has_trunk = getattr(block, "trunk_acc", None) is not None
+        if self.trunk is None:
+            self.trunk = has_trunk
+        elif self.trunk != has_trunk:
+            raise PipelineError("blocks switch between one and two segments")
+        acc = np.asarray(block.acc, float)
+        gyr = np.asarray(block.gyr, float)
+        if has_trunk:
+            tacc = np.asarray(block.trunk_acc, float)
+            tgyr = np.asarray(block.trunk_gyr, float)
+            tvalid = np.asarray(block.trunk_valid, bool)
+        else:
+            tacc = tgyr = np.zeros((len(t), 3))
+            tvalid = np.zeros(len(t), bool)
+        if self.t_first is None:
+            self.t_first = float(t[0])
+        self.stats["samples"] += len(t)
+        out: list[dict] = []
+        if self.ts is None:
+            self.probe.append((t, acc, gyr, tacc, tgyr, tvalid))
+            if sum(len(b[0]) for b in self.probe) <= _PERIOD_PROBE:
+                return out
+            parts = [np.concatenate(x) for x in zip(*self.probe, strict=True)]
+            self.probe = []
+            self._set_period(parts[0])
+            t, acc, gyr, tacc, tgyr, tvalid = parts
+        self._ingest(t, acc, gyr, tacc, tgyr, tvalid, out)
+        return out
+
+    def _set_period(self, t: np.ndarray) -> None:
+        dt = np.diff(t[: _PERIOD_PROBE + 1])
+        if np.any(dt <= 0):
+            raise PipelineError("timestamps must increase strictly")
+        ts = float(np.median(dt))
+        rate = 1.0 / ts
+        if not (RATE_MIN_HZ * 0.95 <= rate <= RATE_MAX_HZ * 1.05):
+            raise PipelineError(f"sample rate {rate:.1f} Hz is outside {RATE_MIN_HZ:.0f}–{RATE_MAX_HZ:.0f} Hz")
+        self.ts = ts
+        self.search = CalibrationSearch(self.p.calibration, bool(self.trunk))
+
+    def _ingest(self, t, acc, gyr, tacc, tgyr, tvalid, out: list[dict]) -> None:
+        assert self.ts is not None
+        prev = np.concatenate([[self.t_prev if self.t_prev is not None else t[0]], t[:-1]])
+        dt = t - prev
+        if np.any(dt[1:] <= 0) or (self.t_prev is not None and dt[0] <= 0):
+            bad = int(np.flatnonzero(dt <= 0)[0]) if self.t_prev is not None else int(np.flatnonzero(dt[1:] <= 0)[0]) + 1
+            raise PipelineError(f"timestamps must increase strictly (t={t[bad]:.6f} after {prev[bad]:.6f})")
+        cuts = [0, *np.flatnonzero(dt > GAP_PERIODS * self.ts).tolist(), len(t)]
+        for a, b in itertools.pairwise(cuts):
+            if a == b:
+                continue
+            if a > 0 or (self.t_prev is not None and dt[0] > GAP_PERIODS * self.ts):
+                self._gap(float(prev[a]), float(t[a]), out)
+            self._stretch(t[a:b], acc[a:b], gyr[a:b], tacc[a:b], tgyr[a:b], tvalid[a:b], out)
+            self.t_prev = float(t[b - 1])
+
+    # ------------------------------------------------------------------ phases
+    def _stretch(self, t, acc, gyr, tacc, tgyr, tvalid, out: list[dict]) -> None:
+        """A gap-free run of samples."""
+        g0 = self.n
+        self.n += len(t)
+        if self.running:
+            self._run(t, acc, gyr, tacc, tgyr, tvalid, g0, out)
+            return
+        if self.saved is not None:
+            self._start(self.saved, t, acc, gyr, tacc, tgyr, tvalid, g0, out)
+            return
+        assert self.search is not None
+        events, cal, start = self.search.feed(t, acc, gyr, tacc, tgyr, tvalid)
+        out.extend(events)
+        if cal is not None:
+            s = self.search
+            lo = start - s.base
+            self._start(cal, s.t[lo:], s.acc[lo:], s.gyr[lo:],
+                        s.tacc[lo:] if self.trunk else np.zeros((len(s.t) - lo, 3)),
+                        s.tgyr[lo:] if self.trunk else np.zeros((len(s.t) - lo, 3)),
+                        s.tvalid[lo:] if self.trunk else np.zeros(len(s.t) - lo, bool), start, out)
+            self.search = None
+            return
+        if self.strict_calibration and self.p.calibration.search_s > 0:
+            if t[-1] - (self.t_first or 0.0) > self.p.calibration.search_s:
+                raise self.search.refusal()
+
+    def _start(self, cal: Calibration, t, acc, gyr, tacc, tgyr, tvalid, g0: int, out: list[dict]) -> None:
+        assert self.ts is not None
+        self.cal = cal
+        if cal.source == "saved":
+            cal = Calibration(cal.pelvis, cal.trunk if self.trunk else None, t=float(t[0]), source="saved")
+            self.cal = cal
+        out.append(cal.to_event())
+        # the filter's period: mean over the stretch the routine came from, robust to drops and jitter
+        ts = self.ts
+        if self.search is not None and len(self.search.t) > 10:
+            d = np.diff(self.search.t)
+            k = np.rint(d / ts)
+            ok = (k >= 1) & (d <= GAP_PERIODS * ts)
+            if ok.sum() > 10:
+                ts = float(d[ok].sum() / k[ok].sum())
+        self.ts_filter = ts
+        op = self.p.orientation
+        self.pel = SegmentOrientation(ts, cal.pelvis, op)
+        self.tru = SegmentOrientation(ts, cal.trunk, op) if (self.trunk and cal.trunk) else None
+        self.steps = StepDetector(ts, self.p.gait)
+        self.steps.reset(g0)
+        self.buf_base = g0
+        self.buf: dict[str, np.ndarray] = {}
+        self.running = True
+        self._run(t, acc, gyr, tacc, tgyr, tvalid, g0, out)
+
+    # ------------------------------------------------------------------ running
+    def _append(self, cols: dict[str, np.ndarray]) -> None:
+        if not self.buf:
+            self.buf = {k: v.copy() for k, v in cols.items()}
+        else:
+            self.buf = {k: np.concatenate([self.buf[k], cols[k]]) for k in self.buf}
+
+    def _trim(self, keep_from: int) -> None:
+        cut = keep_from - self.buf_base
+        if cut > 2048:
+            self.buf = {k: v[cut:] for k, v in self.buf.items()}
+            self.buf_base = keep_from
+
+    def _run(self, t, acc, gyr, tacc, tgyr, tvalid, g0: int, out: list[dict]) -> None:
+        n = len(t)
+        po = self.pel.update(t, acc, gyr)
+        cols = {"t": t, "acc": acc, "q3": po.q3, "s": np.linalg.norm(acc, axis=1) / GRAVITY}
+        if self.tru is not None:
+            q3t = np.full((n, 4), np.nan)
+            tbreak = np.zeros(n, bool)
+            idx = np.flatnonzero(tvalid)
+            if len(idx):
+                to = self.tru.update(t[idx], tacc[idx], tgyr[idx])
+                q3t[idx] = to.q3
+                tbreak[idx] = self.tru.periods_last == 0
+            cols.update({"tacc": tacc, "tq3": q3t, "tvalid": tvalid.copy(), "tbreak": tbreak})
+        self._append(cols)
+        minima, upto = self.steps.feed(cols["s"])
+        for idx, yv, peak in minima:
+            self._boundary(idx, yv, peak, out)
+        t_eval = float(self._t(upto)) if upto >= self.buf_base else float(t[0])
+        b = self.bout
+        timeout = 1.5 * 60.0 / self.p.gait.min_cadence_spm
+        if b is not None and t_eval - b.last_min_t > timeout:
+            self._end_bout(b.last_min_t, b.last_min_t + timeout, out)
+        self._release(t_eval, out)
+        keep = self.n - 1
+        if self.last_min is not None:
+            keep = min(keep, self.last_min[0])
+        if self.bout is not None and self.bout.unpaired is not None:
+            keep = min(keep, self.bout.unpaired[0])
+        self._trim(keep - 2)
+        if self.stats.get("t_last") is None or t[-1] > self.stats["t_last"]:
+            self.stats["t_last"] = float(t[-1])
+
+    def _t(self, g: int) -> float:
+        return float(self.buf["t"][g - self.buf_base])
+
+    def _boundary(self, idx: int, yv: float, peak: float | None, out: list[dict]) -> None:
+        """A new mid-flight boundary: the step since the previous one is complete."""
+        prev = self.last_min
+        self.last_min = (idx, yv)
+        if prev is None or peak is None:
+            return
+        a = prev[0]
+        ta, tb = self._t(a), self._t(idx)
+        dur = tb - ta
+        gp = self.p.gait
+        cadence = 60.0 / dur
+        amplitude = peak - max(prev[1], yv)
+        running = amplitude >= gp.run_min_amplitude_g and gp.min_cadence_spm <= cadence <= gp.max_cadence_spm
+        if not running:
+            if self.bout is not None:
+                self._end_bout(self.bout.last_min_t, tb, out)
+            return
+        if self.bout is None:
+            self.bout = _Bout(start_t=ta, last_min=idx, last_min_t=tb)
+        bout = self.bout
+        bout.last_min, bout.last_min_t = idx, tb
+        if bout.unpaired is None or bout.unpaired[1] != a:
+            bout.unpaired = (a, idx)
+            return
+        first = bout.unpaired
+        bout.unpaired = None
+        self._stride(first[0], a, idx, out)
+
+    def _stride(self, a: int, b: int, c: int, out: list[dict]) -> None:
+        """Posture figures of the stride from boundary ``a`` over ``b`` to ``c`` (global indices)."""
+        assert self.cal is not None
+        lo, hi = a - self.buf_base, c - self.buf_base + 1
+        t = self.buf["t"][lo:hi]
+        w = time_weights(t)
+        pel = segment_stride(t, self.buf["acc"][lo:hi], self.buf["q3"][lo:hi], self.cal.pelvis.body_from_sensor, w)
+        mid = b - a
+        gp = self.p.gait
+        w1, w2 = w[: mid + 1], w[mid:]
+        o1 = float((w1 * pel.obliquity[: mid + 1]).sum() / w1.sum())
+        o2 = float((w2 * pel.obliquity[mid:]).sum() / w2.sum())
+        drop_l = drop_r = ct_l = ct_r = None
+        if abs(o1 - o2) >= gp.side_min_obliquity_deg:
+            left_first = o1 > o2
+            s = self.buf["s"][lo:hi]
+            c1 = contact_time(t[: mid + 1], s[: mid + 1], gp.contact_threshold_g)
+            c2 = contact_time(t[mid:], s[mid:], gp.contact_threshold_g)
+            d1 = float(pel.obliquity[: mid + 1].max() if left_first else -pel.obliquity[: mid + 1].min())
+            d2 = float(-pel.obliquity[mid:].min() if left_first else pel.obliquity[mid:].max())
+            drop_l, drop_r = (d1, d2) if left_first else (d2, d1)
+            ct_l, ct_r = (c1, c2) if left_first else (c2, c1)
+        lean = stack = None
+        if self.tru is not None and self.cal.trunk is not None:
+            ok = self.buf["tvalid"][lo:hi]
+            if ok.all() and not self.buf["tbreak"][lo + 1 : hi].any():
+                tr = segment_stride(t, self.buf["tacc"][lo:hi], self.buf["tq3"][lo:hi],
+                                    self.cal.trunk.body_from_sensor, w)
+                lean = tr.tilt_mean
+                stack = lean - pel.tilt_mean
+        t0, t1 = float(t[0]), float(t[-1])
+        values = {
+            "t_start": t0, "t_end": t1, "cadence_spm": 120.0 / (t1 - t0),
+            "pelvic_tilt_deg": pel.tilt_mean,
+            "pelvic_obliquity_range_deg": float(pel.obliquity.max() - pel.obliquity.min()),
+            "pelvic_rotation_range_deg": float(pel.heading.max() - pel.heading.min()),
+            "trunk_lean_deg": lean, "stack_deg": stack,
+            "pelvic_drop_left_deg": drop_l, "pelvic_drop_right_deg": drop_r,
+            "pelvic_drop_deg": None if drop_l is None else max(drop_l, drop_r),  # type: ignore[type-var]
+            "contact_time_left_s": ct_l, "contact_time_right_s": ct_r,
+            "forward_axis_error_deg": pel.forward_axis_error_deg,
+        }
+        self.pending.append(_Pending({"type": "stride"}, values))
+
+    def _end_bout(self, end_t: float, decided_t: float, out: list[dict]) -> None:
+        """Running stopped (or a long gap): strides near the end are unsteady; counting restarts."""
+        bout = self.bout
+        self.bout = None
+        if bout is None:
+            return
+        self._release(float("inf"), out, bout=bout, end_t=end_t, decided_t=decided_t)
+        self.drift.restart_confirmation()
+
+    def _release(self, t_eval: float, out: list[dict], bout: _Bout | None = None,
+                 end_t: float | None = None, decided_t: float | None = None) -> None:
+        """Finalise strides whose steadiness is known; emit everything ready in order."""
+        sp = self.p.steady
+        bout = bout or self.bout
+        while self.pending:
+            item = self.pending[0]
+            if item.values is not None and not item.ready:
+                v = item.values
+                if end_t is None and t_eval < v["t_end"] + sp.before_stop_s:
+                    break
+                dec = decided_t if end_t is not None else v["t_end"] + sp.before_stop_s
+                self._finalise(item, bout, end_t, dec, out)
+            self.pending.popleft()
+            if item.values is None:
+                out.append(item.event)
+
+    def _finalise(self, item: _Pending, bout: _Bout | None, end_t: float | None, decided_t: float,
+                  out: list[dict]) -> None:
+        v = item.values
+        assert v is not None
+        sp = self.p.steady
+        steady = True
+        if bout is not None:
+            if v["t_start"] - bout.start_t < sp.after_start_s:
+                steady = False
+            hist = list(bout.cadences)[-sp.cadence_history_strides:]
+            if hist:
+                med = float(np.median(hist))
+                if abs(v["cadence_spm"] / med - 1.0) * 100.0 > sp.cadence_change_pct:
+                    steady = False
+            bout.cadences.append(v["cadence_spm"])
+        if end_t is not None and end_t - v["t_end"] < sp.before_stop_s:
+            steady = False
+        v["steady"] = steady
+        ev = {"type": "stride", "t_start": _r(v["t_start"], 4), "t_end": _r(v["t_end"], 4),
+              "cadence_spm": _r(v["cadence_spm"], 1), "steady": steady}
+        for k in ("pelvic_tilt_deg", "pelvic_obliquity_range_deg", "pelvic_rotation_range_deg", "trunk_lean_deg",
+                  "stack_deg", "pelvic_drop_left_deg", "pelvic_drop_right_deg"):
+            ev[k] = _r(v[k])
+        ev["contact_time_left_s"] = _r(v["contact_time_left_s"], 3)
+        ev["contact_time_right_s"] = _r(v["contact_time_right_s"], 3)
+        ev["forward_axis_error_deg"] = _r(v["forward_axis_error_deg"], 1)
+        out.append(ev)
+        st = self.stats
+        st["strides"] += 1
+        st["running_s"] += v["t_end"] - v["t_start"]
+        if not steady:
+            return
+        st["steady"] += 1
+        self.rows.append((v["t_end"] - v["t_start"], v["cadence_spm"], v["pelvic_tilt_deg"],
+                          v["trunk_lean_deg"], v["stack_deg"], v["pelvic_obliquity_range_deg"],
+                          v["pelvic_rotation_range_deg"]))
+        self._check_forward(v, out)
+        if not self.reference_ready:
+            self._collect_reference(v, out)
+            return
+        for e in self.drift.update(v, v["t_end"], decided_t):
+            st["reminders" if e.get("reminder") else "alerts"] += 1 if e["type"] == "alert" else 0
+            out.append(e)
+
+    def _collect_reference(self, v: dict, out: list[dict]) -> None:
+        self.ref_strides.append(v)
+        span = sum(s["t_end"] - s["t_start"] for s in self.ref_strides)
+        if span < 60.0 * self.p.reference.first_minutes:
+            return
+        ref: dict[str, float] = {}
+        for k in ("pelvic_tilt_deg", "trunk_lean_deg", "stack_deg"):
+            vals = [s[k] for s in self.ref_strides if s[k] is not None]
+            if vals:
+                ref[k] = float(np.median(vals))
+        self.drift.reference = ref
+        self.reference_ready = True
+        out.append({"type": "reference", "t": _r(v["t_end"], 4), "mode": "first_minutes",
+                    **{k: _r(x) for k, x in ref.items()}})
+
+    def _check_forward(self, v: dict, out: list[dict]) -> None:
+        cp = self.p.calibration_check
+        self.fwd_errors.append(v["forward_axis_error_deg"])
+        if len(self.fwd_errors) < cp.strides:
+            return
+        med = float(np.median(self.fwd_errors))
+        if not self.suspect and med > cp.forward_axis_max_deg:
+            self.suspect = True
+            self.stats["suspect"] += 1
+            out.append({"type": "calibration_suspect", "t": _r(v["t_end"], 4), "forward_axis_error_deg": _r(med, 1),
+                        "reason": "the forward axis disagrees with the running accelerations: "
+                                  "has the belt slipped? calibrate again"})
+        elif self.suspect and med < cp.forward_axis_max_deg / 2:
+            self.suspect = False
+
+    def _gap(self, t0: float, t1: float, out: list[dict]) -> None:
+        self.stats["gaps"] += 1
+        self.stats["gap_s"] += t1 - t0
+        g = self.n
+        if self.running:
+            if self.bout is not None and t1 - t0 > LONG_GAP_S:
+                self._end_bout(self.bout.last_min_t, t0, out)
+            elif self.bout is not None:
+                self.bout.unpaired = None
+                self.bout.last_min_t = t1 + self.steps.ntaps * self.ts_filter  # the filter warms up again
+            self.steps.reset(g)
+            self.last_min = None
+            self.pel.t_last = None
+            if self.tru is not None:
+                self.tru.t_last = None
+        elif self.search is not None:
+            self.search.reset_at(g)
+        ev = {"type": "gap", "t_start": _r(t0, 4), "t_end": _r(t1, 4)}
+        if self.pending:
+            self.pending.append(_Pending(ev, None, True))
+        else:
+            out.append(ev)
+
+    # ------------------------------------------------------------------ end
+    def finish(self) -> list[dict]:
+        """The source has ended: flush held strides and add the summary."""
+        if self.finished:
+            return []
+        out: list[dict] = []
+        if self.ts is None and self.probe:
+            parts = [np.concatenate(x) for x in zip(*self.probe, strict=True)]
+            self.probe = []
+            if len(parts[0]) < 2:
+                raise PipelineError("too few samples to analyse")
+            self._set_period(parts[0])
+            self._ingest(*parts, out)
+        if not self.running:
+            if self.search is None:
+                raise PipelineError("no samples")
+            if self.strict_calibration:
+                raise self.search.refusal()
+        if self.bout is not None:
+            self._end_bout(self.bout.last_min_t, self.stats.get("t_last", self.bout.last_min_t), out)
+        self._release(float("inf"), out)
+        self.finished = True
+        out.append(self.summary())
+        return out
+
+    def summary(self) -> dict:
+        st = self.stats
+        t_end = st.get("t_last", self.t_first or 0.0)
+        rows = np.array([[np.nan if x is None else x for x in r] for r in self.rows], float).reshape(-1, 7)
+
+        def stat(col: int) -> dict | None:
+            x = rows[:, col]
+            x = x[np.isfinite(x)]
+            if not len(x):
+                return None
+            return {"mean": _r(x.mean()), "sd": _r(x.std()), "p10": _r(np.percentile(x, 10)),
+                    "p90": _r(np.percentile(x, 90))}
+
+        return {
+            "type": "summary",
+            "duration_s": _r(t_end - (self.t_first or 0.0), 1),
+            "strides": st["strides"], "steady_strides": st["steady"],
+            "alerts": st["alerts"], "reminders": st["reminders"],
+            "running_s": _r(st["running_s"], 1),
+            "cadence_spm": stat(1), "pelvic_tilt_deg": stat(2), "trunk_lean_deg": stat(3), "stack_deg": stat(4),
+            "pelvic_obliquity_range_deg": stat(5), "pelvic_rotation_range_deg": stat(6),
+            "time_in_alert_s": self.drift.time_in_alert(t_end),
+            "gaps": st["gaps"], "gap_s": _r(st["gap_s"], 2), "samples": st["samples"],
+            "calibration_suspect": st["suspect"] > 0,
+            "calibrated": self.cal is not None,
+        }
+
+
+def analyse(blocks, params: PipelineParams | None = None, calibration: Calibration | None = None) -> list[dict]:
+    """Every event of a whole recording (an iterable of blocks)."""
+    pipe = Pipeline(params, calibration)
+    events: list[dict] = []
+    for block in blocks:
+        events.extend(pipe.feed(block))
+    events.extend(pipe.finish())
+    return events
+
+
+__all__ = ["CalibrationError", "Pipeline", "analyse"]

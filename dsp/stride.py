@@ -1,0 +1,88 @@
+"""Stride-synchronous posture: the physics-limited stride means.
+
+Over one stride of steady running the sacrum returns to the same place at
+the same speed, so the mean specific force over the stride, taken in a frame
+that follows the gyroscope (VQF's gyro-only quaternion), points straight up.
+That up vector, carried back to every sample by the same gyro frame, gives
+per-sample tilt and obliquity free of the accelerometer/gyro compromise of a
+complementary filter; their means are the stride's posture figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+
+def _rot(q_wxyz: np.ndarray) -> Rotation:
+    return Rotation.from_quat(q_wxyz[:, [1, 2, 3, 0]])
+
+
+def time_weights(t: np.ndarray) -> np.ndarray:
+    """Trapezoid weights (s) so that uneven sampling does not bias a mean."""
+    w = np.empty_like(t)
+    w[1:-1] = (t[2:] - t[:-2]) / 2
+    w[0] = (t[1] - t[0]) / 2
+    w[-1] = (t[-1] - t[-2]) / 2
+    return w
+
+
+@dataclass
+class SegmentStride:
+    """Per-sample angles (deg) of one segment over a stride window, and the stride means."""
+
+    tilt: np.ndarray
+    obliquity: np.ndarray
+    heading: np.ndarray  # detrended, deg
+    tilt_mean: float
+    forward_axis_error_deg: float
+
+
+def segment_stride(
+    t: np.ndarray, acc: np.ndarray, q3: np.ndarray, body_from_sensor: Rotation, w: np.ndarray
+) -> SegmentStride:
+    """Posture of one segment over one stride window.
+
+    ``t`` (N,) s, ``acc`` (N, 3) m/s² sensor axes, ``q3`` (N, 4) wxyz gyro-only
+    orientation (sensor → filter frame), ``w`` (N,) time weights.
+    """
+    r = _rot(q3)
+    f_e = r.apply(acc)  # specific force in the gyro frame
+    m = (w[:, None] * f_e).sum(axis=0) / w.sum()
+    up_e = m / np.linalg.norm(m)
+    up_s = r.inv().apply(up_e)
+    up_b = body_from_sensor.apply(up_s)
+    tilt = np.degrees(np.arcsin(np.clip(-up_b[:, 0], -1, 1)))
+    obl = np.degrees(np.arcsin(np.clip(up_b[:, 1], -1, 1)))
+    # heading of the body's x axis about the stride's vertical
+    e1 = np.cross([0.0, 1.0, 0.0], up_e) if abs(up_e[1]) < 0.9 else np.cross([1.0, 0.0, 0.0], up_e)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(up_e, e1)
+    x_e = r.apply(body_from_sensor.inv().apply([1.0, 0.0, 0.0]))
+    head = np.unwrap(np.arctan2(x_e @ e2, x_e @ e1))
+    tc = t - t[0]
+    coef = np.polyfit(tc, head, 1, w=np.sqrt(w))
+    head_dt = np.degrees(head - np.polyval(coef, tc))
+    # fore-aft axis from the step-frequency (2 cycles a stride) horizontal acceleration
+    h = np.column_stack([f_e @ e1, f_e @ e2])
+    period = t[-1] - t[0]
+    ph = np.exp(-2j * np.pi * 2 * tc / period)
+    c = (w[:, None] * h * ph[:, None]).sum(axis=0)
+    cov = np.real(np.outer(c, np.conj(c)))
+    _evals, evecs = np.linalg.eigh(cov)
+    major = evecs[:, -1]
+    fwd_head = float(np.mean(head))
+    fwd = np.array([np.cos(fwd_head), np.sin(fwd_head)])
+    err = float(np.degrees(np.arccos(min(1.0, abs(float(major @ fwd))))))
+    tilt_mean = float((w * tilt).sum() / w.sum())
+    return SegmentStride(tilt, obl, head_dt, tilt_mean, err)
+
+
+def contact_time(t: np.ndarray, s: np.ndarray, threshold_g: float) -> float | None:
+    """Stance duration within one step window from the specific-force norm ``s`` (g)."""
+    above = np.flatnonzero(s > threshold_g)
+    if len(above) < 2:
+        return None
+    return float(t[above[-1]] - t[above[0]])

@@ -1,0 +1,102 @@
+"""Replay of an exchange CSV as a source, so recordings go through the same code path as live data.
+
+Fast mode (``speed=None``) hands over the reader's large chunks for offline analysis. Paced mode cuts
+them into blocks of about ``block_s`` of recording time and releases each one no earlier than its
+last sample would have arrived live (× ``speed``), to exercise the live service and the cue timing
+on a bench.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .block import Block
+from .csv_format import RecordingReader, RowProblem
+from .source import Source
+
+_PACED_CHUNK_ROWS = 10_000  # small reads keep the first paced block prompt
+
+
+class ReplaySource(Source):
+    """Replays an exchange CSV: as fast as possible (speed=None) or paced in real time × speed."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        speed: float | None = None,
+        block_s: float = 0.05,
+        strict: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
+        super().__init__()
+        if speed is not None and not (speed > 0 and math.isfinite(speed)):
+            raise ValueError(f"replay speed must be > 0 (None: as fast as possible), got {speed}")
+        if not (block_s > 0 and math.isfinite(block_s)):
+            raise ValueError(f"replay block_s must be a finite number of seconds > 0 (got {block_s})")
+        self.speed = speed
+        self.block_s = block_s
+        self._clock = clock
+        self._sleep = sleep
+        chunk_rows = 50_000 if speed is None else _PACED_CHUNK_ROWS
+        self._reader = RecordingReader(path, chunk_rows=chunk_rows, strict=strict)
+        self.path = self._reader.path
+        self.has_trunk = self._reader.has_trunk
+        self.meta = dict(self._reader.meta)
+        self._chunks: Iterator[Block] = iter(self._reader)
+        self._pending: deque[Block] = deque()  # paced blocks cut from the current chunk, next first
+        self._t0: float | None = None  # first sample time
+        self._start: float | None = None  # clock reading when the first block was released
+
+    @property
+    def problems(self) -> list[RowProblem]:
+        """Rows the reader skipped so far (line number and reason)."""
+        return self._reader.problems
+
+    @property
+    def reader(self) -> RecordingReader:
+        """The underlying reader (progress: ``bytes_done`` / ``bytes_total``)."""
+        return self._reader
+
+    def _read_block(self) -> Block | None:
+        if self.speed is None:
+            return next(self._chunks, None)
+        if not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return None
+            self._pending = deque(self._cut(chunk))
+        block = self._pending.popleft()
+        self._wait_for(float(block.t[-1]))
+        return block
+
+    def _cut(self, chunk: Block) -> list[Block]:
+        """Split a chunk at multiples of ``block_s`` from the first sample (gaps make no empty blocks)."""
+        if self._t0 is None:
+            self._t0 = float(chunk.t[0])
+        bins = np.floor((chunk.t - self._t0) / self.block_s)
+        edges = np.flatnonzero(np.diff(bins)) + 1
+        bounds = [0, *edges.tolist(), len(chunk)]
+        return [chunk.slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+    def _wait_for(self, t_last: float) -> None:
+        """Sleep until the sample at ``t_last`` would have arrived live, scaled by speed."""
+        assert self._t0 is not None and self.speed is not None
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        delay = self._start + (t_last - self._t0) / self.speed - now
+        if delay > 0:
+            self._sleep(delay)
+
+    def _close(self) -> None:
+        self._reader.close()
+        self._pending.clear()

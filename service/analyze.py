@@ -1,0 +1,128 @@
+"""``stackcue analyze``: the live pipeline run over a recording, as fast as it can."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from dsp.calibration import Calibration
+from dsp.errors import CalibrationError
+from dsp.pipeline import Pipeline
+from firmware_bridge.csv_format import RecordingReader
+
+from .config import Config
+from .report_text import human_summary
+
+#: show a progress bar for files bigger than this (a few seconds of reading)
+PROGRESS_MIN_BYTES = 20_000_000
+MAX_PROBLEMS_SHOWN = 20
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """A saved calibration: a JSON object, or the first calibration line of a JSON-lines file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CalibrationError(f"{p}: cannot read saved calibration ({exc.strerror})") from None
+    for n, line in enumerate(text.splitlines() if not text.lstrip().startswith("{\n") else [text], 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CalibrationError(f"{p}:{n}: not JSON ({exc.msg})") from None
+        if isinstance(obj, dict) and obj.get("type", "calibration") == "calibration" and obj.get("ok", True):
+            return Calibration.from_event(obj, f"{p}:{n}")
+    raise CalibrationError(f"{p}: holds no accepted calibration")
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent elsewhere."""
+
+    def __init__(self, total: int, stream: IO[str], enabled: bool) -> None:
+        self.total, self.stream, self.enabled = max(total, 1), stream, enabled
+        self.t0 = time.monotonic()
+        self.last = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.2:
+            return
+        self.last = now
+        frac = min(done / self.total, 1.0)
+        bar = "#" * int(frac * 30)
+        eta = (now - self.t0) * (1 - frac) / frac if frac > 0 else 0
+        self.stream.write(f"\ranalysing [{bar:<30}] {frac * 100:5.1f}%  {eta:4.0f} s left ")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 70 + "\r")
+            self.stream.flush()
+
+
+def analyze_file(
+    path: str | Path,
+    config: Config,
+    *,
+    jsonl: bool,
+    out: IO[str] = sys.stdout,
+    err: IO[str] = sys.stderr,
+    strict: bool = False,
+    calibration: Calibration | None = None,
+    progress: bool | None = None,
+    on_event: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Analyse one recording; prints JSON lines or a summary; returns the events."""
+    events: list[dict] = []
+    with RecordingReader(path, strict=strict) as reader:
+        show = progress if progress is not None else (err.isatty() and reader.bytes_total > PROGRESS_MIN_BYTES)
+        bar = Progress(reader.bytes_total, err, bool(show))
+        pipe = Pipeline(config.pipeline, calibration)
+
+        def emit(evs: list[dict]) -> None:
+            for e in evs:
+                if e["type"] == "summary":
+                    e["rows_rejected"] = len(reader.problems)
+                events.append(e)
+                if on_event:
+                    on_event(e)
+                if jsonl:
+                    out.write(json.dumps(e, separators=(",", ":")) + "\n")
+
+        try:
+            for block in reader:
+                emit(pipe.feed(block))
+                bar.update(reader.bytes_done)
+            emit(pipe.finish())
+        finally:
+            bar.done()
+            _report_problems(reader, err)
+    if not jsonl:
+        out.write(human_summary(events, Path(path).name, reader.meta) + "\n")
+    return events
+
+
+def _report_problems(reader: RecordingReader, err: IO[str]) -> None:
+    probs = reader.problems
+    for p in probs[:MAX_PROBLEMS_SHOWN]:
+        err.write(f"warning: {reader.path}:{p.line}: {p.reason} (row skipped)\n")
+    if len(probs) > MAX_PROBLEMS_SHOWN:
+        err.write(f"warning: {len(probs) - MAX_PROBLEMS_SHOWN} more bad rows skipped "
+                  f"({len(probs)} in all; --strict refuses the file instead)\n")
+
+
+def write_calibration(events: list[dict], path: str | Path) -> None:
+    cal = next((e for e in events if e["type"] == "calibration" and e.get("ok")), None)
+    if cal is None:
+        raise CalibrationError(f"{path}: nothing to save, no calibration was accepted")
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(cal) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

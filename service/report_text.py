@@ -1,0 +1,80 @@
+"""The readable summary of an analysed run, for a runner or a coach at a terminal."""
+
+from __future__ import annotations
+
+KIND_NAMES = {
+    "anterior_tilt": "anterior pelvic tilt",
+    "posterior_tilt": "posterior pelvic tilt",
+    "pelvic_drop": "pelvic drop",
+    "trunk_lean": "trunk lean",
+    "ribs_behind_pelvis": "ribs behind pelvis",
+    "ribs_ahead_of_pelvis": "ribs ahead of pelvis",
+}
+
+
+def clock(seconds: float) -> str:
+    """m:ss.s or h:mm:ss for times on the recording's clock."""
+    s = max(seconds, 0.0)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    if h:
+        return f"{int(h)}:{int(m):02d}:{int(sec):02d}"
+    return f"{int(m)}:{sec:04.1f}"
+
+
+def _stat(name: str, st: dict | None, unit: str = "°", signed: bool = True) -> str:
+    if not st:
+        return f"{name:<14} no data"
+    f = "+.1f" if signed else ".1f"
+    return (f"{name:<14} mean {st['mean']:{f}}{unit}  sd {st['sd']:.1f}{unit}  "
+            f"(10–90%: {st['p10']:{f}} to {st['p90']:{f}}{unit})")
+
+
+def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
+    summ = next((e for e in events if e["type"] == "summary"), None)
+    cal = [e for e in events if e["type"] == "calibration"]
+    lines = [f"{name}: {clock(summ['duration_s']) if summ else '?'} recorded"
+             + (f", {meta['rate']} Hz" if "rate" in meta else "")
+             + (f", runner {meta['runner']}" if "runner" in meta else "")]
+    for c in cal:
+        if not c.get("ok"):
+            lines.append(f"Calibration refused at {clock(c['t'])}: {c['reason']}")
+            continue
+        segs = c["segments"]
+        parts = []
+        for seg, d in segs.items():
+            hinge = f"hinge {d['hinge_deg']:.0f}°, quality {d['quality']:.2f}" if d.get("hinge_deg") else "saved"
+            parts.append(f"{seg} ({hinge})")
+        lines.append(f"Calibration accepted at {clock(c['t'])}: " + "; ".join(parts))
+        if c.get("trunk_reason"):
+            lines.append(f"  trunk not calibrated: {c['trunk_reason']}")
+    if summ is None:
+        return "\n".join(lines)
+    lines.append(f"Running: {clock(summ['running_s'])} in {summ['strides']} strides "
+                 f"({summ['steady_strides']} steady)")
+    lines.append(_stat("Cadence", summ["cadence_spm"], " spm", signed=False))
+    lines.append(_stat("Pelvic tilt", summ["pelvic_tilt_deg"]))
+    lines.append(_stat("Trunk lean", summ["trunk_lean_deg"]))
+    lines.append(_stat("Stack angle", summ["stack_deg"]))
+    lines.append(_stat("Obliquity rng", summ["pelvic_obliquity_range_deg"], signed=False))
+    lines.append(_stat("Rotation rng", summ["pelvic_rotation_range_deg"], signed=False))
+    tia = {k: v for k, v in summ["time_in_alert_s"].items() if v > 0}
+    lines.append("Time in alert: " + (", ".join(f"{KIND_NAMES[k]} {clock(v)}" for k, v in tia.items())
+                                      if tia else "none"))
+    alerts = [e for e in events if e["type"] in ("alert", "clear")]
+    if alerts:
+        lines.append("Alerts:")
+        for e in alerts:
+            if e["type"] == "alert":
+                extra = " (reminder)" if e.get("reminder") else ""
+                lines.append(f"  {clock(e['t']):>9}  {KIND_NAMES[e['kind']]:<22} {e['value_deg']:+.1f}° "
+                             f"(threshold {e['threshold_deg']:+.1f}°){extra}")
+            else:
+                lines.append(f"  {clock(e['t']):>9}  {KIND_NAMES[e['kind']]:<22} cleared")
+    else:
+        lines.append("Alerts: none: posture stayed within the thresholds")
+    for e in events:
+        if e["type"] == "calibration_suspect":
+            lines.append(f"Suspect calibration from {clock(e['t'])}: {e['reason']}")
+    lines.append(f"Gaps: {summ['gaps']} ({summ['gap_s']:.1f} s)   Rows rejected: {summ.get('rows_rejected', 0)}")
+    return "\n".join(lines)
