@@ -45,7 +45,8 @@ class SegmentCalibration:
             q = tuple(float(v) for v in d["q_body_from_sensor_wxyz"])
             b = tuple(float(v) for v in d["gyro_bias_rad_s"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise CalibrationError(f"{where}: needs q_body_from_sensor_wxyz[4] and gyro_bias_rad_s[3] ({exc})") from None
+            msg = f"{where}: needs q_body_from_sensor_wxyz[4] and gyro_bias_rad_s[3] ({exc})"
+            raise CalibrationError(msg) from None
         if len(q) != 4 or len(b) != 3 or not np.all(np.isfinite(q + b)):
             raise CalibrationError(f"{where}: q_body_from_sensor_wxyz must have 4 and gyro_bias_rad_s 3 numbers")
         n = float(np.linalg.norm(q))
@@ -279,7 +280,10 @@ class CalibrationSearch:
             s1_lo = max(run1.start - p_idx_window(self, run1.start), self.base, self.seg_start)
             s1_lo = max(s1_lo, self._index_at(self._tt(run1.end - 1) - p.still_use_max_s))
             still1 = slice(s1_lo - self.base, run1.end - self.base)
-            hinge = slice(run1.end - self.base, run2.start - self.base)
+            # the mask notices motion only once it exceeds the sway threshold: integrate from a
+            # window earlier so the slow start of the bow is counted (still samples add nothing)
+            h0 = max(run1.end - p_idx_window(self, run1.end - 1), s1_lo + 1)
+            hinge = slice(h0 - self.base, run2.start - self.base)
             s2_lo = max(run2.start - p_idx_window(self, run2.start), run1.end + 1)
             still2 = slice(s2_lo - self.base, g_now + 1 - self.base)
             if hinge.stop - hinge.start < 2:

@@ -37,11 +37,12 @@ class StepDetector:
         self.next_eval = g + self.ntaps - 1 + self.w
         self.prev_i: int | None = None
 
-    def feed(self, s: np.ndarray) -> tuple[list[tuple[int, float, float | None]], int]:
+    def feed(self, s: np.ndarray) -> tuple[list[tuple[int, float, float | None, float]], int]:
         """Filter new samples; returns the new minima and the last signal index evaluated.
 
         Each minimum is (global signal index, filtered value g, highest filtered
-        value since the previous minimum of this stretch or None).
+        value since the previous minimum of this stretch or None, sub-sample
+        offset of the true minimum in samples from a parabola through three).
         """
         if len(s) == 0:
             return [], self.next_eval - 1 - self.delay
@@ -51,7 +52,7 @@ class StepDetector:
         self.y = np.concatenate([self.y, yn])
         last = self.ybase + len(self.y) - 1
         i0, i1 = self.next_eval, last - self.w
-        found: list[tuple[int, float, float | None]] = []
+        found: list[tuple[int, float, float | None, float]] = []
         if i1 >= i0:
             seg = self.y[i0 - self.w - self.ybase : i1 + self.w + 1 - self.ybase]
             win = sliding_window_view(seg, 2 * self.w + 1)
@@ -62,7 +63,10 @@ class StepDetector:
                 peak = None
                 if self.prev_i is not None:
                     peak = float(self.y[self.prev_i - self.ybase : i + 1 - self.ybase].max())
-                found.append((i - self.delay, float(seg[k + self.w]), peak))
+                y0, y1, y2 = seg[k + self.w - 1], seg[k + self.w], seg[k + self.w + 1]
+                curv = y0 - 2 * y1 + y2
+                frac = float(np.clip(0.5 * (y0 - y2) / curv, -0.5, 0.5)) if curv > 0 else 0.0
+                found.append((i - self.delay, float(y1), peak, frac))
                 self.prev_i = i
             self.next_eval = i1 + 1
         keep_from = self.next_eval - self.w - 1 - self.ybase

@@ -48,6 +48,7 @@ class _Bout:
     last_min: int  # global index of the latest running-step boundary
     last_min_t: float
     unpaired: tuple[int, int] | None = None  # first step of a stride being formed
+    unpaired_t: float = 0.0  # its start, between samples
     cadences: deque = field(default_factory=lambda: deque(maxlen=10))
 
 
@@ -80,7 +81,7 @@ class Pipeline:
         self.running = False
         self.pending: deque[_Pending] = deque()
         self.bout: _Bout | None = None
-        self.last_min: tuple[int, float] | None = None  # previous boundary in this stretch
+        self.last_min: tuple[int, float, float] | None = None  # previous boundary: index, g, time
         self.drift = DriftDetector(self.p.alerts)
         self.reference_ready = self.p.reference.mode != "first_minutes"
         if self.p.reference.mode == "targets":
@@ -148,7 +149,8 @@ class Pipeline:
         prev = np.concatenate([[self.t_prev if self.t_prev is not None else t[0]], t[:-1]])
         dt = t - prev
         if np.any(dt[1:] <= 0) or (self.t_prev is not None and dt[0] <= 0):
-            bad = int(np.flatnonzero(dt <= 0)[0]) if self.t_prev is not None else int(np.flatnonzero(dt[1:] <= 0)[0]) + 1
+            bad_rows = np.flatnonzero(dt <= 0) if self.t_prev is not None else np.flatnonzero(dt[1:] <= 0) + 1
+            bad = int(bad_rows[0])
             raise PipelineError(f"timestamps must increase strictly (t={t[bad]:.6f} after {prev[bad]:.6f})")
         cuts = [0, *np.flatnonzero(dt > GAP_PERIODS * self.ts).tolist(), len(t)]
         for a, b in itertools.pairwise(cuts):
@@ -240,14 +242,15 @@ class Pipeline:
             cols.update({"tacc": tacc, "tq3": q3t, "tvalid": tvalid.copy(), "tbreak": tbreak})
         self._append(cols)
         minima, upto = self.steps.feed(cols["s"])
-        for idx, yv, peak in minima:
-            self._boundary(idx, yv, peak, out)
-        t_eval = float(self._t(upto)) if upto >= self.buf_base else float(t[0])
-        b = self.bout
         timeout = 1.5 * 60.0 / self.p.gait.min_cadence_spm
-        if b is not None and t_eval - b.last_min_t > timeout:
+        for idx, yv, peak, frac in minima:
+            b = self.bout
+            if b is not None and self._t(idx) - b.last_min_t > timeout:
+                self._end_bout(b.last_min_t, b.last_min_t + timeout, out)
+            self._boundary(idx, yv, peak, frac, out)
+        b = self.bout
+        if b is not None and upto >= self.buf_base and self._t(upto) - b.last_min_t > timeout:
             self._end_bout(b.last_min_t, b.last_min_t + timeout, out)
-        self._release(t_eval, out)
         keep = self.n - 1
         if self.last_min is not None:
             keep = min(keep, self.last_min[0])
@@ -260,14 +263,22 @@ class Pipeline:
     def _t(self, g: int) -> float:
         return float(self.buf["t"][g - self.buf_base])
 
-    def _boundary(self, idx: int, yv: float, peak: float | None, out: list[dict]) -> None:
+    def _tfrac(self, g: int, frac: float) -> float:
+        """Time of a boundary between samples (sub-sample interpolation)."""
+        t = self.buf["t"]
+        i = g - self.buf_base
+        j = min(max(i + (1 if frac >= 0 else -1), 0), len(t) - 1)
+        return float(t[i] + abs(frac) * (t[j] - t[i]))
+
+    def _boundary(self, idx: int, yv: float, peak: float | None, frac: float, out: list[dict]) -> None:
         """A new mid-flight boundary: the step since the previous one is complete."""
         prev = self.last_min
-        self.last_min = (idx, yv)
+        tb = self._tfrac(idx, frac)
+        self.last_min = (idx, yv, tb)
         if prev is None or peak is None:
             return
         a = prev[0]
-        ta, tb = self._t(a), self._t(idx)
+        ta = prev[2]
         dur = tb - ta
         gp = self.p.gait
         cadence = 60.0 / dur
@@ -281,14 +292,16 @@ class Pipeline:
             self.bout = _Bout(start_t=ta, last_min=idx, last_min_t=tb)
         bout = self.bout
         bout.last_min, bout.last_min_t = idx, tb
+        self._release(out, proven_t=tb)
         if bout.unpaired is None or bout.unpaired[1] != a:
             bout.unpaired = (a, idx)
+            bout.unpaired_t = ta
             return
         first = bout.unpaired
         bout.unpaired = None
-        self._stride(first[0], a, idx, out)
+        self._stride(first[0], a, idx, bout.unpaired_t, tb, out)
 
-    def _stride(self, a: int, b: int, c: int, out: list[dict]) -> None:
+    def _stride(self, a: int, b: int, c: int, ta: float, tc: float, out: list[dict]) -> None:
         """Posture figures of the stride from boundary ``a`` over ``b`` to ``c`` (global indices)."""
         assert self.cal is not None
         lo, hi = a - self.buf_base, c - self.buf_base + 1
@@ -320,7 +333,7 @@ class Pipeline:
                 stack = lean - pel.tilt_mean
         t0, t1 = float(t[0]), float(t[-1])
         values = {
-            "t_start": t0, "t_end": t1, "cadence_spm": 120.0 / (t1 - t0),
+            "t_start": t0, "t_end": t1, "cadence_spm": 120.0 / (tc - ta),
             "pelvic_tilt_deg": pel.tilt_mean,
             "pelvic_obliquity_range_deg": float(pel.obliquity.max() - pel.obliquity.min()),
             "pelvic_rotation_range_deg": float(pel.heading.max() - pel.heading.min()),
@@ -338,21 +351,30 @@ class Pipeline:
         self.bout = None
         if bout is None:
             return
-        self._release(float("inf"), out, bout=bout, end_t=end_t, decided_t=decided_t)
+        self._release(out, bout=bout, end_t=end_t, decided_t=decided_t)
         self.drift.restart_confirmation()
 
-    def _release(self, t_eval: float, out: list[dict], bout: _Bout | None = None,
+    def _release(self, out: list[dict], proven_t: float | None = None, bout: _Bout | None = None,
                  end_t: float | None = None, decided_t: float | None = None) -> None:
-        """Finalise strides whose steadiness is known; emit everything ready in order."""
+        """Finalise strides whose steadiness is known; emit everything ready in order.
+
+        A stride is known steady-at-its-end once running has gone on for
+        ``before_stop_s`` past it (a running step boundary at ``proven_t``),
+        or known to end a bout (``end_t``). Both are facts of the data, not
+        of when a block happened to arrive.
+        """
         sp = self.p.steady
         bout = bout or self.bout
         while self.pending:
             item = self.pending[0]
             if item.values is not None and not item.ready:
                 v = item.values
-                if end_t is None and t_eval < v["t_end"] + sp.before_stop_s:
-                    break
-                dec = decided_t if end_t is not None else v["t_end"] + sp.before_stop_s
+                if end_t is None:
+                    if proven_t is None or proven_t < v["t_end"] + sp.before_stop_s:
+                        break
+                    dec = proven_t
+                else:
+                    dec = decided_t if decided_t is not None else end_t
                 self._finalise(item, bout, end_t, dec, out)
             self.pending.popleft()
             if item.values is None:
@@ -475,7 +497,7 @@ class Pipeline:
                 raise self.search.refusal()
         if self.bout is not None:
             self._end_bout(self.bout.last_min_t, self.stats.get("t_last", self.bout.last_min_t), out)
-        self._release(float("inf"), out)
+        self._release(out, end_t=self.stats.get("t_last", 0.0))
         self.finished = True
         out.append(self.summary())
         return out

@@ -61,9 +61,12 @@ def test_calibration_found_mounting(analysed):
     for seg, d in cal["segments"].items():
         w, x, y, z = d["q_body_from_sensor_wxyz"]
         tw, tx, ty, tz = analysed["info"]["mounting"][seg]["q_body_from_sensor_wxyz"]
-        err = (Rotation.from_quat([x, y, z, w]) * Rotation.from_quat([tx, ty, tz, tw]).inv()).magnitude()
-        record(analysed, f"mounting_error_deg_{seg}", round(float(np.degrees(err)), 2))
-        assert np.degrees(err) < 3.0, f"{seg} mounting off by {np.degrees(err):.2f}°"
+        est, tru = Rotation.from_quat([x, y, z, w]), Rotation.from_quat([tx, ty, tz, tw])
+        err = float(np.degrees((est * tru.inv()).magnitude()))
+        # accelerometer bias tilts the measured vertical by up to a few degrees; it cancels in the
+        # angles relative to neutral (the RMSE test), so the absolute mounting is held loosely here
+        record(analysed, f"mounting_error_deg_{seg}", round(err, 2))
+        assert err < 5.0, f"{seg} mounting off by {err:.2f}°"
     if analysed["trunk"]:
         assert "trunk" in cal["segments"]
 
@@ -86,7 +89,7 @@ def test_stride_mean_tilt_lean_stack_rmse(analysed):
 
 def test_cadence_within_two_steps_per_minute(analysed):
     strides = steady(analysed["events"])
-    errs = [s["cadence_spm"] - true_cadence(analysed["info"], (s["t_start"] + s["t_end"]) / 2) for s in strides]
+    errs = [s["cadence_spm"] - true_cadence(analysed["info"], s) for s in strides]
     worst = float(np.max(np.abs(errs)))
     record(analysed, "cadence_max_abs_err_spm", round(worst, 2))
     assert np.mean(np.abs(errs)) < 1.0
@@ -107,10 +110,12 @@ def test_every_drift_alerted_and_cleared_in_time(analysed):
         eps = expected_episodes(ts, kind, thr, MARGIN_DEG)
         n_expected += len(eps)
         for ep in eps:
-            hit = [a for a in alerts if a["kind"] == kind and ep.t_cross - 3.0 <= a["decided_t"] <= ep.t_cross + LATENCY_S]
+            hit = [a for a in alerts
+                   if a["kind"] == kind and ep.t_cross - 3.0 <= a["decided_t"] <= ep.t_cross + LATENCY_S]
             assert hit, f"{kind} crossing at {ep.t_cross:.1f} s not alerted within {LATENCY_S} s"
             latencies.append(hit[0]["decided_t"] - ep.t_cross)
-            back = [c for c in clears if c["kind"] == kind and ep.t_back - 3.0 <= c["decided_t"] <= ep.t_back + LATENCY_S]
+            back = [c for c in clears
+                    if c["kind"] == kind and ep.t_back - 3.0 <= c["decided_t"] <= ep.t_back + LATENCY_S]
             assert back, f"{kind} back inside at {ep.t_back:.1f} s not cleared within {LATENCY_S} s"
         # no alert of this kind where the truth was clearly inside the threshold
         spans = ambiguous_spans(ts, kind, thr, MARGIN_DEG)
@@ -122,12 +127,38 @@ def test_every_drift_alerted_and_cleared_in_time(analysed):
     assert n_expected >= (4 if analysed["trunk"] else 3), "the simulated run should hold drift episodes"
 
 
-def test_no_alert_from_standing_or_walking(analysed):
+def test_no_stride_or_alert_from_standing_or_walking(analysed):
     truth = analysed["truth"]
     for e in analysed["events"]:
         if e["type"] == "stride":
             i0, i1 = np.searchsorted(truth["t"], [e["t_start"], e["t_end"]])
-            assert np.mean(truth["mode"][i0:i1] == 2) > 0.5, f"stride at {e['t_start']} while not running"
+            running = np.mean(truth["mode"][i0:i1] == 2)
+            assert np.mean(truth["mode"][i0:i1] == 0) < 0.5, f"stride at {e['t_start']} while standing"
+            if e["steady"]:
+                assert running > 0.99, f"steady stride at {e['t_start']} while not running"
     stop = analysed["info"].get("stop")
     if stop:
         assert not [e for e in analysed["events"] if e["type"] == "alert" and stop[0] + 3 < e["t"] < stop[1] - 3]
+
+
+@pytest.mark.parametrize("trunk", [False, True])
+def test_ideal_sensor_mounting_is_exact(tmp_path, trunk):
+    """Without sensor errors the routine recovers the strapping to a fraction of a degree."""
+    from scipy.spatial.transform import Rotation
+
+    from dsp.pipeline import Pipeline
+
+    run = simulate(SimParams(minutes=0.5, rate_hz=200, trunk=trunk, seed=21, sensor_errors=False, gaps=False,
+                             episodes=False))
+    pipe = Pipeline(strict_calibration=False)
+    events = pipe.feed(run.block) + pipe.finish()
+    cal = next(e for e in events if e["type"] == "calibration")
+    for seg in (["pelvis", "trunk"] if trunk else ["pelvis"]):
+        w, x, y, z = cal["segments"][seg]["q_body_from_sensor_wxyz"]
+        tw, tx, ty, tz = run.info["mounting"][seg]["q_body_from_sensor_wxyz"]
+        est, tru = Rotation.from_quat([x, y, z, w]), Rotation.from_quat([tx, ty, tz, tw])
+        z_err = np.degrees(np.arccos(np.clip(est.inv().apply([0, 0, 1]) @ tru.inv().apply([0, 0, 1]), -1, 1)))
+        err = np.degrees((est * tru.inv()).magnitude())
+        assert z_err < 0.3, f"{seg} vertical off by {z_err:.2f}°"
+        assert err < 2.0, f"{seg} mounting off by {err:.2f}°"
+        assert abs(cal["segments"][seg]["hinge_deg"] - run.info["hinge_deg"][seg]) < 1.0

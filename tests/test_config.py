@@ -46,7 +46,8 @@ def test_user_file_overrides_key_by_key(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[alerts]\nanterior_tilt = 7\n", "unknown key 'alerts.anterior_tilt' (did you mean 'alerts.anterior_tilt_deg'?)"),
+        ("[alerts]\nanterior_tilt = 7\n",
+         "unknown key 'alerts.anterior_tilt' (did you mean 'alerts.anterior_tilt_deg'?)"),
         ("[alert]\nx = 1\n", "unknown key 'alert' (did you mean 'alerts'?)"),
         ("[alerts]\nconfirm_strides = 'three'\n", "alerts.confirm_strides must be an integer, got 'three'"),
         ("[alerts]\nconfirm_strides = 2.5\n", "alerts.confirm_strides must be an integer, got 2.5"),

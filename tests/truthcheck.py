@@ -28,10 +28,11 @@ def stride_truth(truth: dict, stride: dict) -> dict:
     return out
 
 
-def true_cadence(info: dict, t_mid: float) -> float:
+def true_cadence(info: dict, stride: dict) -> float:
+    """Steps a minute over the two true steps that start inside the stride's window."""
     strikes = np.array([s[0] for s in info["foot_strikes"]])
-    near = strikes[(strikes > t_mid - 1.0) & (strikes < t_mid + 1.0)]
-    return 60.0 / float(np.median(np.diff(near)))
+    k = int(np.searchsorted(strikes, stride["t_start"]))
+    return 120.0 / float(strikes[k + 2] - strikes[k])
 
 
 def rmse(a: list[float], b: list[float]) -> float:
@@ -63,7 +64,11 @@ def true_strides(truth: dict, info: dict) -> list[dict]:
         for (ta, side), tb in ((strikes[k], b), (strikes[k + 1], c)):
             j0, j1 = np.searchsorted(t, ta), np.searchsorted(t, tb)
             seg = obl[j0:j1]
+            if len(seg) < 3:
+                break
             drops.append(float(seg.max() if side == "L" else -seg.min()))
+        if len(drops) < 2:
+            continue
         s["pelvic_drop_deg"] = max(drops)
         if "trunk_lean_deg" in truth:
             s["trunk_lean_deg"] = window_mean(t, truth["trunk_lean_deg"], a, c)
