@@ -217,6 +217,7 @@ class CalibrationSearch:
         self.mask = np.zeros(0, bool)
         self.runs: list[_Run] = []
         self.last_reason: str | None = None
+        self.period_s: float | None = None  # set when a routine is accepted
         self.t_first: float | None = None
         self.seg_start = 0  # global index where the current gap-free stretch starts
 
@@ -305,6 +306,10 @@ class CalibrationSearch:
                     tr = hinge_calibration(self.t, self.tacc, self.tgyr, still1, hinge, still2, p)
                     trunk = tr.seg if tr.ok else None
                     trunk_reason = None if tr.ok else f"trunk: {tr.reason}"
+            # the mean sample period over the routine (a fixed span, so any block split agrees)
+            d = np.diff(self.t[still1.start : still2.stop])
+            k = np.rint(d / np.median(d))
+            self.period_s = float(d.sum() / k.sum())
             return Calibration(res.seg, trunk, t=float(self.t[g_now - self.base]), trunk_reason=trunk_reason)  # type: ignore[arg-type]
         return None
 

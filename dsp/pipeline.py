@@ -197,12 +197,8 @@ class Pipeline:
         out.append(cal.to_event())
         # the filter's period: mean over the stretch the routine came from, robust to drops and jitter
         ts = self.ts
-        if self.search is not None and len(self.search.t) > 10:
-            d = np.diff(self.search.t)
-            k = np.rint(d / ts)
-            ok = (k >= 1) & (d <= GAP_PERIODS * ts)
-            if ok.sum() > 10:
-                ts = float(d[ok].sum() / k[ok].sum())
+        if self.search is not None and self.search.period_s is not None:
+            ts = self.search.period_s
         self.ts_filter = ts
         op = self.p.orientation
         self.pel = SegmentOrientation(ts, cal.pelvis, op)
@@ -249,7 +245,7 @@ class Pipeline:
                 self._end_bout(b.last_min_t, b.last_min_t + timeout, out)
             self._boundary(idx, yv, peak, frac, out)
         b = self.bout
-        if b is not None and upto >= self.buf_base and self._t(upto) - b.last_min_t > timeout:
+        if b is not None and self.buf_base <= upto < self.n and self._t(upto) - b.last_min_t > timeout:
             self._end_bout(b.last_min_t, b.last_min_t + timeout, out)
         keep = self.n - 1
         if self.last_min is not None:

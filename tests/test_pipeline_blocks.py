@@ -1,0 +1,73 @@
+"""Live and offline share one path: any split of a recording into blocks gives the same events."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dsp.pipeline import Pipeline
+from firmware_bridge.simulator import SimParams, simulate
+
+
+@pytest.fixture(scope="module")
+def run():
+    # short, but with the routine, running, a stop, gaps, trunk dropouts and an episode
+    return simulate(SimParams(minutes=4, rate_hz=200, trunk=True, seed=31))
+
+
+@pytest.fixture(scope="module")
+def whole(run):
+    pipe = Pipeline()
+    return pipe.feed(run.block) + pipe.finish()
+
+
+def split_events(block, sizes):
+    pipe = Pipeline()
+    out, i, k = [], 0, 0
+    while i < len(block):
+        n = sizes[k % len(sizes)]
+        out += pipe.feed(block.slice(i, i + n))
+        i, k = i + n, k + 1
+    return out + pipe.finish()
+
+
+def dumps(events):
+    return [json.dumps(e, sort_keys=True) for e in events]
+
+
+def test_the_run_exercises_what_matters(whole):
+    types = {e["type"] for e in whole}
+    assert {"calibration", "stride", "alert", "clear", "gap", "summary"} <= types
+    assert any(not e["steady"] for e in whole if e["type"] == "stride")
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=8).filter(any))
+def test_random_block_sizes_give_the_same_events(run, whole, sizes):
+    assert dumps(split_events(run.block, sizes)) == dumps(whole)
+
+
+@pytest.mark.parametrize("n", [7, 64, 65, 4096])
+def test_fixed_block_sizes_give_the_same_events(run, whole, n):
+    assert dumps(split_events(run.block, [n])) == dumps(whole)
+
+
+def test_one_sample_at_a_time():
+    short = simulate(SimParams(minutes=0.6, rate_hz=100, trunk=True, seed=32))
+    pipe = Pipeline()
+    ref = pipe.feed(short.block) + pipe.finish()
+    assert any(e["type"] == "stride" for e in ref)
+    assert dumps(split_events(short.block, [1])) == dumps(ref)
+
+
+def test_events_come_in_time_order(whole):
+    def key(e):
+        return e.get("t", e.get("t_start"))
+
+    times = [key(e) for e in whole if e["type"] != "summary"]
+    assert times == sorted(times)
+    assert np.all(np.diff([e["t_start"] for e in whole if e["type"] == "stride"]) > 0)
