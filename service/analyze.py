@@ -73,14 +73,16 @@ def analyze_file(
     config: Config,
     *,
     jsonl: bool,
-    out: IO[str] = sys.stdout,
-    err: IO[str] = sys.stderr,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
     strict: bool = False,
     calibration: Calibration | None = None,
     progress: bool | None = None,
     on_event: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Analyse one recording; prints JSON lines or a summary; returns the events."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     events: list[dict] = []
     with RecordingReader(path, strict=strict) as reader:
         show = progress if progress is not None else (err.isatty() and reader.bytes_total > PROGRESS_MIN_BYTES)
