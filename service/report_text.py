@@ -64,13 +64,17 @@ def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
     alerts = [e for e in events if e["type"] in ("alert", "clear")]
     if alerts:
         lines.append("Alerts:")
+        raised: dict[str, float] = {}
         for e in alerts:
             if e["type"] == "alert":
+                raised.setdefault(e["kind"], e["t"])
                 extra = " (reminder)" if e.get("reminder") else ""
                 lines.append(f"  {clock(e['t']):>9}  {KIND_NAMES[e['kind']]:<22} {e['value_deg']:+.1f}° "
                              f"(threshold {e['threshold_deg']:+.1f}°){extra}")
             else:
-                lines.append(f"  {clock(e['t']):>9}  {KIND_NAMES[e['kind']]:<22} cleared")
+                since = raised.pop(e["kind"], None)
+                lasted = f" after {clock(e['t'] - since)}" if since is not None else ""
+                lines.append(f"  {clock(e['t']):>9}  {KIND_NAMES[e['kind']]:<22} cleared{lasted}")
     else:
         lines.append("Alerts: none: posture stayed within the thresholds")
     for e in events:
