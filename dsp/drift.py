@@ -89,6 +89,10 @@ class DriftDetector:
                     events.append({"type": "clear", "t": round(t, 4), "decided_t": round(decided_t, 4),
                                    "kind": kind, "value_deg": round(value, 2)})
                 st.alerted = False
+            elif not st.alerted and over and st.last_alert_t is not None and t - st.last_alert_t >= p.quiet_s:
+                # confirmed again within the quiet time, and still there once it has passed: cue it now
+                events.append(self._alert(kind, value, thr, t, decided_t, reminder=False))
+                st.alerted, st.last_alert_t = True, t
             elif (st.alerted and p.remind_every_s > 0 and st.last_alert_t is not None
                   and t - st.last_alert_t >= p.remind_every_s and over):
                 events.append(self._alert(kind, value, thr, t, decided_t, reminder=True))

@@ -109,3 +109,41 @@ def ambiguous_spans(strides: list[dict], kind: str, threshold: float, margin: fl
         if v is not None and np.isfinite(v) and sign * v > threshold - margin:
             spans.append((s["t_start"], s["t_end"]))
     return spans
+
+
+# --------------------------------------------------------------------------- per-stance and range truth
+
+
+def stance_truth(truth: dict, info: dict, stride: dict) -> dict[str, tuple[float, float]] | None:
+    """Per side, (contact time s, peak drop deg) of the true stances whose strikes fall in the stride's window.
+
+    A stance runs from its strike to the next strike; its drop is the peak obliquity during a left
+    stance (left side up, right side dropping) and the peak of −obliquity during a right stance.
+    None unless the window holds exactly one left and one right strike.
+    """
+    ct = info["contact_times_s"]
+    strikes = np.array([c[0] for c in ct])
+    k0, k1 = np.searchsorted(strikes, [stride["t_start"], stride["t_end"]])
+    if k1 - k0 != 2 or k1 >= len(ct):
+        return None
+    t, obl = truth["t"], truth["pelvic_obliquity_deg"]
+    out = {}
+    for k in (k0, k0 + 1):
+        ta, side, dur = ct[k]
+        j0, j1 = np.searchsorted(t, [ta, ct[k + 1][0]])
+        seg = obl[j0:j1]
+        if len(seg) < 3:
+            return None
+        out[side] = (float(dur), float(seg.max() if side == "L" else -seg.min()))
+    return out if set(out) == {"L", "R"} else None
+
+
+def window_range(t: np.ndarray, x: np.ndarray, a: float, b: float, detrend: bool = False) -> float:
+    """max − min of x over [a, b]; with ``detrend`` after removing a least-squares line in time."""
+    i0, i1 = np.searchsorted(t, a), np.searchsorted(t, b, side="right")
+    tt, xx = t[i0:i1] - a, x[i0:i1]
+    if len(tt) < 3:
+        return float("nan")
+    if detrend:
+        xx = xx - np.polyval(np.polyfit(tt, xx, 1), tt)
+    return float(xx.max() - xx.min())
