@@ -299,11 +299,16 @@ class CalibrationSearch:
             trunk = None
             trunk_reason = None
             if self.trunk:
-                span = slice(still1.start, still2.stop)
-                if not np.all(self.tvalid[span]):
+                # the trunk may have started a moment late: use the valid end of the first stillness
+                bad1 = np.flatnonzero(~self.tvalid[still1])
+                t_still1 = slice(still1.start + (int(bad1[-1]) + 1 if len(bad1) else 0), still1.stop)
+                enough = (t_still1.stop - t_still1.start > 1
+                          and self.t[t_still1.stop - 1] - self.t[t_still1.start] >= p.still_before_s / 2)
+                if not enough or not np.all(self.tvalid[hinge.start - 1 : still2.stop]):
                     trunk_reason = "trunk sensor had no data during the routine"
                 else:
-                    tr = hinge_calibration(self.t, self.tacc, self.tgyr, still1, hinge, still2, p)
+                    h = slice(max(hinge.start, t_still1.start + 1), hinge.stop)
+                    tr = hinge_calibration(self.t, self.tacc, self.tgyr, t_still1, h, still2, p)
                     trunk = tr.seg if tr.ok else None
                     trunk_reason = None if tr.ok else f"trunk: {tr.reason}"
             # the mean sample period over the routine (a fixed span, so any block split agrees)

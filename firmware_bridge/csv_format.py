@@ -41,16 +41,46 @@ def _format_rows(block: Block) -> list[str]:
     return out
 
 
+class RecordingWriter:
+    """Writes an exchange CSV block by block (a live recording); ``flush()`` makes it durable."""
+
+    def __init__(self, path: str | Path, trunk: bool, meta: dict[str, str] | None = None) -> None:
+        self.path = Path(path)
+        self.trunk = trunk
+        self.rows = 0
+        self.fh = open(self.path, "w", encoding="utf-8", newline="\n")
+        for key, value in (meta or {}).items():
+            self.fh.write(f"# {key}={value}\n")
+        self.fh.write(",".join(PELVIS_COLUMNS + (TRUNK_COLUMNS if trunk else [])) + "\n")
+
+    def write(self, block: Block) -> None:
+        if block.has_trunk != self.trunk:
+            raise ValueError("block has a different number of segments than the file")
+        for start in range(0, len(block), 20000):
+            self.fh.write("\n".join(_format_rows(block.slice(start, start + 20000))) + "\n")
+        self.rows += len(block)
+
+    def flush(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+    def close(self) -> None:
+        if not self.fh.closed:
+            self.flush()
+            self.fh.close()
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def write_recording(path: str | Path, block: Block, meta: dict[str, str] | None = None) -> None:
     """Write ``block`` as an exchange CSV, with ``# key=value`` metadata lines first."""
-    columns = PELVIS_COLUMNS + (TRUNK_COLUMNS if block.has_trunk else [])
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        for key, value in (meta or {}).items():
-            fh.write(f"# {key}={value}\n")
-        fh.write(",".join(columns) + "\n")
-        chunk = 20000
-        for start in range(0, len(block), chunk):
-            fh.write("\n".join(_format_rows(block.slice(start, start + chunk))) + "\n")
+    with RecordingWriter(path, block.has_trunk, meta) as w:
+        if len(block):
+            w.write(block)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -85,6 +85,10 @@ class SimParams:
     stop: bool = True
     sensor_errors: bool = True
     gaps: bool = True
+    # With sensor_errors on: False keeps the oscillator error and timestamp jitter out (a chip emulator adds its own).
+    timing_errors: bool = True
+    # With sensor_errors on: False keeps quantisation and clipping out (a chip emulator does those).
+    quantise: bool = True
 
 
 @dataclass
@@ -511,7 +515,7 @@ def _intervals_mask(t: np.ndarray, intervals: list[tuple[float, float]]) -> np.n
 
 
 def _sensor(
-    rng: np.random.Generator, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, errors: bool
+    rng: np.random.Generator, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, errors: bool, quantise: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """MPU-6050-like errors: bias, warm-up drift, scale, noise, quantisation, clipping (±8 g, ±1000 °/s)."""
     if not errors:
@@ -524,6 +528,8 @@ def _sensor(
     scale_a = 1.0 + rng.uniform(-0.02, 0.02, 3)
     g = gyr * scale_g + bias_g + warm[:, None] * drift + rng.normal(0.0, 0.06 * DEG, gyr.shape)
     a = acc * scale_a + bias_a + rng.normal(0.0, 0.04, acc.shape)
+    if not quantise:
+        return a, g, bias_g
     a = np.clip(np.round(a / ACC_LSB), -32768, 32767) * ACC_LSB
     g = np.clip(np.round(g / GYR_LSB), -32768, 32767) * GYR_LSB
     return a, g, bias_g
@@ -540,6 +546,8 @@ def simulate(params: SimParams) -> SimRun:
 
     # True sample instants on the chip's (slightly wrong) oscillator.
     eps = float(rng.uniform(-0.015, 0.015)) if p.sensor_errors else 0.0
+    if not p.timing_errors:
+        eps = 0.0
     rate_true = p.rate_hz * (1.0 + eps)
     n = int(np.floor(runner.duration * rate_true)) + 1
     t = np.arange(n) / rate_true
@@ -602,7 +610,7 @@ def simulate(params: SimParams) -> SimRun:
     biases: dict[str, np.ndarray] = {}
     meas: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for seg in segments:
-        a, g, b = _sensor(rng, t, *raw[seg], p.sensor_errors)
+        a, g, b = _sensor(rng, t, *raw[seg], p.sensor_errors, p.quantise)
         meas[seg], biases[seg] = (a, g), b
 
     # Gaps and dropped samples, on true time.
@@ -638,6 +646,8 @@ def simulate(params: SimParams) -> SimRun:
 
     # Recorded timestamps: true instants plus jitter, on a microsecond clock, strictly increasing.
     jitter = rng.normal(0.0, 0.03 / rate_true, n) if p.sensor_errors else np.zeros(n)
+    if not p.timing_errors:
+        jitter = np.zeros(n)
     us = np.round((t + jitter) * 1e6).astype(np.int64)[keep]
     ramp = np.arange(len(us), dtype=np.int64)
     t_rec = (np.maximum.accumulate(us - ramp) + ramp) / 1e6

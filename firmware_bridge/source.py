@@ -63,6 +63,8 @@ class Source(ABC):
 
 #: kind -> "module:Class", imported on first use.
 SOURCE_KINDS: dict[str, str] = {
+    "mpu6050": "firmware_bridge.mpu6050_source:MPU6050Source",
+    "emulated": "firmware_bridge.mpu6050_source:EmulatedSource",
     "replay": "firmware_bridge.replay:ReplaySource",
     "simulated": "firmware_bridge.simulator:SimulatedSource",
 }

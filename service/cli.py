@@ -51,7 +51,104 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speed", type=_positive_float, default=3.3, help="running speed m/s (default 3.3)")
     s.add_argument("--no-episodes", action="store_true", help="steady posture, no drift episodes")
     s.add_argument("--ideal", action="store_true", help="ideal sensor: no bias, noise, jitter or gaps")
+    pr = sub.add_parser("probe", help="find the MPU-6050s on the I2C bus and check them at rest")
+    pr.add_argument("--bus", type=int, help="I2C bus number (default from the configuration: 1)")
+    pr.add_argument("--seconds", type=_positive_float, default=3.0, help="seconds at rest per sensor (default 3)")
+    pr.add_argument("--config", metavar="FILE", help="configuration file")
+    pr.add_argument("--emulate", action="store_true", help="probe emulated sensors instead of /dev/i2c-N")
+
+    r = sub.add_parser("record", help="record the sensors to an exchange CSV (Ctrl-C ends it cleanly)")
+    r.add_argument("-o", "--output", required=True, metavar="FILE", help="CSV to write")
+    r.add_argument("--seconds", type=_positive_float, help="stop after this much data (default: until Ctrl-C)")
+    r.add_argument("--bus", type=int, help="I2C bus number (default from the configuration: 1)")
+    r.add_argument("--config", metavar="FILE", help="configuration file")
+    r.add_argument("--emulate", action="store_true",
+                   help="record the synthetic runner on emulated MPU-6050s on an emulated bus")
+    r.add_argument("--speed", type=_positive_float, default=1.0,
+                   help="with --emulate: run the emulated time this many times faster (default 1)")
+    r.add_argument("--minutes", type=_positive_float, default=10.0,
+                   help="with --emulate: length of the simulated run (default 10)")
+    r.add_argument("--seed", type=int, default=0, help="with --emulate: random seed")
     return p
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from firmware_bridge.mpu6050 import open_i2c_bus
+
+    from .config import load_config
+    from .probe import probe_address
+
+    cfg = load_config(args.config)
+    opts = cfg.mpu6050_options()
+    bus_number = args.bus if args.bus is not None else opts["bus"]
+    if args.emulate:
+        from firmware_bridge.mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
+
+        from firmware_bridge.clocks import ScaledClock
+
+        clk = ScaledClock(1.0)
+        chips = [EmulatedChip(MotionTrack.still(), address=opts["pelvis_address"], osc_error=0.013,
+                              gyro_offset_dps=(2.1, -3.4, 0.8)),
+                 EmulatedChip(MotionTrack.still(acc=(0.0, 9.81, 0.0)), address=opts["trunk_address"],
+                              osc_error=-0.008, gyro_offset_dps=(-1.2, 0.6, 4.5))]
+        bus = EmulatedBus(chips, clock=clk, bus=bus_number)
+        clock, sleep = clk, clk.sleep
+        print(f"probing emulated I2C bus {bus_number} (keep the sensors still)")
+    else:
+        import time
+
+        bus = open_i2c_bus(bus_number)
+        clock, sleep = time.monotonic, time.sleep
+        print(f"probing I2C bus {bus_number} (keep the sensors still)")
+    found = 0
+    healthy = 0
+    for role, addr in (("pelvis", opts["pelvis_address"]), ("trunk", opts["trunk_address"])):
+        res = probe_address(bus, addr, rate_hz=opts["rate_hz"], seconds=args.seconds, clock=clock, sleep=sleep,
+                            bus_number=bus_number)
+        if not res.found:
+            print(f"0x{addr:02x} ({role}): nothing answers")
+            continue
+        found += 1
+        healthy += res.ok
+        if res.lines:
+            print(f"{res.lines[0]}  [{role}]")
+            print("\n".join(res.lines[1:]))
+        else:
+            print(f"0x{addr:02x} ({role}): {res.message}")
+    if not found:
+        from dsp.errors import SourceError
+
+        raise SourceError(f"no MPU-6050 found on I2C bus {bus_number} (0x{opts['pelvis_address']:02x}, "
+                          f"0x{opts['trunk_address']:02x}): check wiring, power and the AD0 pin")
+    return 0 if healthy == found else 1
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from firmware_bridge.mpu6050_source import EmulatedSource, MPU6050Source
+
+    from .config import load_config
+    from .record import record
+
+    cfg = load_config(args.config)
+    opts = cfg.mpu6050_options()
+    if args.bus is not None:
+        opts["bus"] = args.bus
+    out = Path(args.output)
+    if not out.parent.exists():
+        raise StackcueError(f"{out}: the folder {out.parent} does not exist")
+    if args.emulate:
+        opts["trunk"] = "on" if opts["trunk"] == "auto" else opts["trunk"]
+        source = EmulatedSource(minutes=args.minutes, seed=args.seed, speed=args.speed, **opts)
+    else:
+        source = MPU6050Source(**opts)
+    segs = "pelvis + trunk" if source.has_trunk else "pelvis"
+    print(f"recording {segs} at {source.meta['rate']} Hz to {out}" + (" (Ctrl-C to stop)" if not args.seconds else ""),
+          file=sys.stderr)
+    stats = record(source, out, seconds=args.seconds, runner=cfg.runner_id)
+    t = stats["t_last"] or 0.0
+    print(f"wrote {out}: {stats['samples']} samples, {t:.1f} s, {stats['samples'] / t if t else 0:.1f} Hz, "
+          f"{stats['gaps']} gaps ({stats['gap_s']:.2f} s); {stats['reason']}")
+    return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -92,7 +189,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"analyze": cmd_analyze, "simulate": cmd_simulate}
+COMMANDS = {"analyze": cmd_analyze, "simulate": cmd_simulate, "probe": cmd_probe, "record": cmd_record}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,10 +75,18 @@ RANGES: dict[str, tuple[float, float]] = {
     "reference.stack_deg": (-60.0, 60.0),
     "calibration_check.forward_axis_max_deg": (5.0, 90.0),
     "calibration_check.strides": (3, 500),
+    "source.bus": (0, 255),
+    "mpu6050.rate_hz": (50, 1000),
+    "mpu6050.pelvis_address": (0x03, 0x77),
+    "mpu6050.trunk_address": (0x03, 0x77),
+    "mpu6050.poll_s": (0.002, 0.4),
 }
 
-CHOICES: dict[str, tuple[str, ...]] = {
+CHOICES: dict[str, tuple] = {
     "reference.mode": ("neutral", "first_minutes", "targets"),
+    "mpu6050.trunk": ("auto", "on", "off"),
+    "mpu6050.accel_range_g": (2, 4, 8, 16),
+    "mpu6050.gyro_range_dps": (250, 500, 1000, 2000),
 }
 
 SECTIONS = {
@@ -122,7 +130,18 @@ def _check_value(path: Path, key: str, value: Any, default: Any) -> Any:
         if not lo <= value <= hi:
             raise ConfigError(f"{path}: {key} = {value!r} is out of range {lo:g}..{hi:g}")
     if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f"{path}: {key} = {value!r} is not one of {', '.join(CHOICES[key])}")
+        raise ConfigError(f"{path}: {key} = {value!r} is not one of {', '.join(map(str, CHOICES[key]))}")
+    if key == "mpu6050.accept_who_am_i":
+        for v in value:
+            if not (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFF):
+                raise ConfigError(f"{path}: {key} must hold byte values such as 0x98, got {v!r}")
+    if key == "mpu6050.rate_hz":
+        from firmware_bridge.mpu6050 import check_rate
+
+        try:
+            check_rate(float(value))
+        except Exception as exc:
+            raise ConfigError(f"{path}: {key}: {exc}") from None
     if key == "alerts.enabled":
         for kind in value:
             if kind not in KINDS:
@@ -156,6 +175,14 @@ class Config:
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
+
+    def mpu6050_options(self) -> dict[str, Any]:
+        """Keyword options of :class:`firmware_bridge.mpu6050_source.MPU6050Source`."""
+        m = self.data["mpu6050"]
+        return {"bus": self.data["source"]["bus"], "rate_hz": float(m["rate_hz"]),
+                "accel_range_g": m["accel_range_g"], "gyro_range_dps": m["gyro_range_dps"],
+                "pelvis_address": m["pelvis_address"], "trunk_address": m["trunk_address"], "trunk": m["trunk"],
+                "accept_who_am_i": tuple(m["accept_who_am_i"]), "poll_s": m["poll_s"]}
 
     @property
     def runner_id(self) -> str:

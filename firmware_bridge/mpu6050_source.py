@@ -1,0 +1,133 @@
+"""Source kinds ``mpu6050`` (real I2C) and ``emulated`` (the register-level emulator).
+
+One or two MPU-6050s on one bus (pelvis 0x68, trunk 0x69) form one source:
+trunk samples are aligned onto the pelvis timestamps. Times are seconds since
+the source started, on the host's monotonic clock (a Pi often has no
+battery-backed wall clock).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from dsp.errors import SourceError
+
+from .align import TrunkAligner
+from .block import Block
+from .mpu6050 import MPU6050, open_i2c_bus
+from .source import Source
+
+
+class MPU6050Source(Source):
+    """Pelvis (and optionally trunk) MPU-6050s read every ``poll_s``.
+
+    ``trunk``: "auto" (use 0x69 if a chip answers there), "on" or "off".
+    ``i2c``: a bus object (an emulator); by default ``/dev/i2c-<bus>`` is opened.
+    """
+
+    def __init__(
+        self,
+        *,
+        bus: int = 1,
+        rate_hz: float = 200,
+        pelvis_address: int = 0x68,
+        trunk_address: int = 0x69,
+        trunk: str = "auto",
+        accel_range_g: int = 8,
+        gyro_range_dps: int = 1000,
+        accept_who_am_i: tuple[int, ...] = (),
+        poll_s: float = 0.02,
+        i2c=None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        duration_s: float | None = None,
+    ) -> None:
+        super().__init__()
+        if trunk not in ("auto", "on", "off"):
+            raise SourceError(f"trunk must be auto, on or off, got {trunk!r}")
+        self.i2c = i2c if i2c is not None else open_i2c_bus(bus)
+        self.clock, self.sleep, self.poll_s = clock, sleep, poll_s
+        self.duration_s = duration_s
+        kw = dict(rate_hz=rate_hz, accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
+                  accept_who_am_i=accept_who_am_i, clock=clock, sleep=sleep, bus_number=bus)
+        self.pelvis = MPU6050(self.i2c, pelvis_address, **kw)
+        self.pelvis.start()
+        self.trunk: MPU6050 | None = None
+        if trunk != "off":
+            cand = MPU6050(self.i2c, trunk_address, **kw)
+            try:
+                if trunk == "auto":
+                    cand.identify()
+                cand.start()
+                self.trunk = cand
+            except SourceError:
+                if trunk == "on":
+                    self.pelvis.stop()
+                    raise
+        self.has_trunk = self.trunk is not None
+        self.aligner = TrunkAligner(1.0 / self.pelvis.rate_hz) if self.trunk else None
+        self.t0 = clock()
+        self._next = self.t0
+        self.meta = {"sensor": "mpu6050", "rate": f"{self.pelvis.rate_hz:g}", "bus": str(bus),
+                     "pelvis_address": f"0x{pelvis_address:02x}"}
+        if self.trunk:
+            self.meta["trunk_address"] = f"0x{trunk_address:02x}"
+
+    @property
+    def status(self) -> str:
+        parts = [f"pelvis {self.pelvis.status}"]
+        if self.trunk:
+            parts.append(f"trunk {self.trunk.status}")
+        return "; ".join(parts)
+
+    def _read_block(self) -> Block | None:
+        now = self.clock()
+        if self.duration_s is not None and now - self.t0 >= self.duration_s:
+            return None
+        self._next += self.poll_s
+        if self._next > now:
+            self.sleep(self._next - now)
+        else:
+            self._next = now  # fell behind: do not try to catch up in a burst
+        p = self.pelvis.read()
+        p = Block(p.t - self.t0, p.acc, p.gyr)
+        if self.trunk is None or self.aligner is None:
+            return p
+        tr = self.trunk.read()
+        self.aligner.add_pelvis(p)
+        self.aligner.add_trunk(Block(tr.t - self.t0, tr.acc, tr.gyr))
+        return self.aligner.take()
+
+    def _close(self) -> None:
+        for d in (self.pelvis, self.trunk):
+            if d is not None:
+                d.stop()
+        close = getattr(self.i2c, "close", None)
+        if close:
+            close()
+
+
+class EmulatedSource(MPU6050Source):
+    """The synthetic runner on emulated MPU-6050s on an emulated bus, end to end.
+
+    ``speed`` > 1 runs the emulated time faster than real time (the driver
+    and the chips share the sped-up clock). The source ends when the
+    simulated run does.
+    """
+
+    def __init__(self, *, minutes: float = 10.0, trunk: str = "on", seed: int = 0, speed: float = 1.0,
+                 osc_error: float = 0.013, nack_rate: float = 0.0, clock=None, **kwargs) -> None:
+        from .clocks import ScaledClock
+        from .mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
+
+        clk = clock if clock is not None else ScaledClock(speed)
+        pelvis, trunk_motion, run = MotionTrack.from_simulation(minutes=minutes, trunk=trunk != "off", seed=seed)
+        chips = [EmulatedChip(pelvis, address=0x68, osc_error=osc_error)]
+        if trunk_motion is not None:
+            chips.append(EmulatedChip(trunk_motion, address=0x69, osc_error=-osc_error / 2))
+        self.run = run
+        bus = EmulatedBus(chips, clock=clk, nack_rate=nack_rate, seed=seed)
+        duration = float(run.block.t[-1] - run.block.t[0])
+        super().__init__(i2c=bus, clock=clk, sleep=clk.sleep, trunk=trunk, duration_s=duration, **kwargs)
+        self.meta["sensor"] = "mpu6050-emulated"
