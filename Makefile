@@ -43,6 +43,7 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/bench_analyze.py
+	$(BIN)/python bench/bench_driver.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -161,9 +161,15 @@ class MotionTrack:
         self._values = np.ascontiguousarray(np.hstack([acc, gyr]))
 
     @classmethod
-    def still(cls, acc: Sequence[float] = (0, 0, G_STANDARD), gyr: Sequence[float] = (0, 0, 0)) -> MotionTrack:
-        """A constant motion (by default lying flat, z up, at rest)."""
-        return cls(np.zeros(1), np.asarray(acc, float)[None, :], np.asarray(gyr, float)[None, :])
+    def still(cls, acc: Sequence[float] = (0, 0, G_STANDARD), gyr: Sequence[float] = (0, 0, 0), *,
+              noise: tuple[float, float] | None = None, seconds: float = 600.0, seed: int = 0) -> MotionTrack:
+        """At rest (by default lying flat, z up); ``noise`` = (accel m/s², gyro rad/s) rms at 1 kHz."""
+        a0, g0 = np.asarray(acc, float)[None, :], np.asarray(gyr, float)[None, :]
+        if noise is None:
+            return cls(np.zeros(1), a0, g0)
+        rng = np.random.default_rng(seed)
+        t = np.arange(0.0, seconds, 0.001)
+        return cls(t, a0 + rng.normal(0, noise[0], (len(t), 3)), g0 + rng.normal(0, noise[1], (len(t), 3)))
 
     @classmethod
     def from_simulation(

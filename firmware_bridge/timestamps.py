@@ -32,12 +32,17 @@ class SampleClock:
         self.reads: deque[tuple[int, float]] = deque()
         self.k = 0  # samples stamped so far in this segment
         self.t_last: float | None = None
+        self.anchor: float | None = None
+        self.refit_every_s = 1.0
+        self._t_fit = -float("inf")
 
     def restart(self) -> None:
         """After lost samples (a FIFO reset): a new segment; the period estimate is kept."""
         self.reads.clear()
         self.k = 0
         self.t_last = None
+        self.anchor = None
+        self._t_fit = -float("inf")
 
     def stamp(self, n: int, t_read: float) -> np.ndarray:
         """Timestamps of ``n`` new samples, the last of which had arrived by host time ``t_read``."""
@@ -49,13 +54,19 @@ class SampleClock:
         self.reads.append((k_end, t_read))
         while len(self.reads) > 2 and self.reads[-1][1] - self.reads[0][1] > self.window_s:
             self.reads.popleft()
-        ks = np.array([r[0] for r in self.reads], float)
-        ts = np.array([r[1] for r in self.reads], float)
-        if len(ks) >= 3 and ks[-1] - ks[0] >= 50:
-            slope = np.polyfit(ks, ts, 1)[0]
-            if 0.8 * self.nominal < slope < 1.2 * self.nominal:
-                self.period = float(slope)
-        anchor = float(np.min(ts - ks * self.period))  # lower envelope: arrival ≤ read time
+        if self.anchor is None or t_read - self._t_fit >= self.refit_every_s:
+            # refit the period and the lower envelope now and then; in between, extend the envelope
+            self._t_fit = t_read
+            ks = np.array([r[0] for r in self.reads], float)
+            ts = np.array([r[1] for r in self.reads], float)
+            if len(ks) >= 3 and ks[-1] - ks[0] >= 50:
+                slope = np.polyfit(ks, ts, 1)[0]
+                if 0.8 * self.nominal < slope < 1.2 * self.nominal:
+                    self.period = float(slope)
+            self.anchor = float(np.min(ts - ks * self.period))  # lower envelope: arrival ≤ read time
+        else:
+            self.anchor = min(self.anchor, t_read - k_end * self.period)
+        anchor = self.anchor
         target = anchor + np.arange(self.k + 1, k_end + 1) * self.period
         if self.t_last is None:
             out = target

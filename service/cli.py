@@ -82,15 +82,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
     opts = cfg.mpu6050_options()
     bus_number = args.bus if args.bus is not None else opts["bus"]
     if args.emulate:
+        from firmware_bridge.clocks import ScaledClock
         from firmware_bridge.mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
 
-        from firmware_bridge.clocks import ScaledClock
-
         clk = ScaledClock(1.0)
-        chips = [EmulatedChip(MotionTrack.still(), address=opts["pelvis_address"], osc_error=0.013,
-                              gyro_offset_dps=(2.1, -3.4, 0.8)),
-                 EmulatedChip(MotionTrack.still(acc=(0.0, 9.81, 0.0)), address=opts["trunk_address"],
-                              osc_error=-0.008, gyro_offset_dps=(-1.2, 0.6, 4.5))]
+        noise = (0.04, 0.002)  # MPU-6050 at rest: about 4 mg and 0.1 °/s rms before its low-pass
+        chips = [EmulatedChip(MotionTrack.still(noise=noise, seed=1), address=opts["pelvis_address"],
+                              osc_error=0.013, gyro_offset_dps=(2.1, -3.4, 0.8)),
+                 EmulatedChip(MotionTrack.still(acc=(0.0, 9.80665, 0.0), noise=noise, seed=2),
+                              address=opts["trunk_address"], osc_error=-0.008, gyro_offset_dps=(-1.2, 0.6, 4.5))]
         bus = EmulatedBus(chips, clock=clk, bus=bus_number)
         clock, sleep = clk, clk.sleep
         print(f"probing emulated I2C bus {bus_number} (keep the sensors still)")

@@ -54,7 +54,7 @@ def probe_address(bus, address: int, *, rate_hz: float, seconds: float, clock: C
     lines = [f"0x{address:02x}: {name} (WHO_AM_I 0x{who:02x}), {n} samples in {elapsed:.1f} s"]
     if n < 10:
         return ProbeResult(address, True, "too few samples arrived", lines, False)
-    measured = n / elapsed
+    measured = 1.0 / dev.stamps.period  # the driver's fit of samples against host time
     err_pct = 100 * (measured / dev.rate_hz - 1)
     g = np.linalg.norm(acc.mean(axis=0)) / 9.80665
     acc_noise_mg = acc.std(axis=0) / 9.80665 * 1000

@@ -75,7 +75,7 @@ def test_configuration_registers_as_specified():
 
 def test_rates_and_low_pass_choice():
     assert check_rate(1000) == 0 and check_rate(200) == 4 and check_rate(50) == 19
-    with pytest.raises(SourceError, match="cannot sample at 150 Hz.*nearest: 142.857"):
+    with pytest.raises(SourceError, match=r"cannot sample at 150 Hz.*nearest: 142\.857"):
         check_rate(150)
     with pytest.raises(SourceError, match="nearest: 50 Hz"):
         check_rate(30)
@@ -228,10 +228,11 @@ def test_emulated_runner_end_to_end(tmp_path):
     """Recorded from emulated chips, analysed: the posture figures of the motion fed in."""
     import io
 
+    from truthcheck import rmse, stride_truth, true_cadence
+
     from service.analyze import analyze_file
     from service.config import load_config
     from service.record import record
-    from truthcheck import rmse, stride_truth, true_cadence
 
     clock = ManualClock(0.0)
     src = EmulatedSource(minutes=2.5, trunk="on", seed=5, clock=clock, nack_rate=0.005)
