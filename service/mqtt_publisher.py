@@ -637,7 +637,7 @@ class MqttPublisher:
                 "name": name,
                 "unique_id": uid,
                 "state_topic": self.topics["stride"],
-                "value_template": "{{ value_json.%s }}" % field,
+                "value_template": f"{{{{ value_json.{field} }}}}",
                 "unit_of_measurement": unit,
                 "state_class": "measurement",
                 "device": device,

@@ -14,7 +14,7 @@ KIND_NAMES = {
 
 def clock(seconds: float) -> str:
     """m:ss.s or h:mm:ss for times on the recording's clock."""
-    s = max(seconds, 0.0)
+    s = round(max(seconds, 0.0), 1)  # round first: 59.96 s is 1:00.0, not 0:60.0
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     if h:
