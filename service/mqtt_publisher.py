@@ -238,6 +238,14 @@ class _Client(mqtt.Client):
             raise
 
 
+def _no_delay(client, userdata, sock) -> None:
+    """Small messages go out at once (no Nagle: an alert must not wait for the ACK of the one before)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
+
+
 def _public(payload: dict) -> dict:
     return {k: v for k, v in payload.items() if not k.startswith("_")}
 
@@ -463,6 +471,7 @@ class MqttPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_socket_open = _no_delay
         return client
 
     def _on_connect_error(self, exc: BaseException) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,11 +19,13 @@ EXE = str(Path(sys.executable).parent / "stackcue")
 
 
 def test_probe_emulated_gives_a_verdict(capsys):
-    code = main(["probe", "--emulate", "--seconds", "1"])
+    code = main(["probe", "--emulate", "--seconds", "2"])
     out = capsys.readouterr().out
     assert code == 0
     assert "0x68: MPU-6050" in out and "0x69: MPU-6050" in out
-    assert "clock +1.3" in out and "clock -0.8" in out  # the emulated chips' oscillator errors, measured
+    # the emulated chips' oscillator errors (+1.3 %, -0.8 %), measured on the real clock of a busy machine
+    clocks = [float(x) for x in re.findall(r"clock ([+-][0-9.]+) %", out)]
+    assert len(clocks) == 2 and abs(clocks[0] - 1.3) < 0.3 and abs(clocks[1] + 0.8) < 0.3, clocks
     assert out.count("verdict     OK") == 2
 
 
