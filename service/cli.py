@@ -69,7 +69,60 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--minutes", type=_positive_float, default=10.0,
                    help="with --emulate: length of the simulated run (default 10)")
     r.add_argument("--seed", type=int, default=0, help="with --emulate: random seed")
+    rn = sub.add_parser("run", help="the live service: sensors → posture → alerts over MQTT")
+    rn.add_argument("--config", metavar="FILE", help="configuration file")
+    rn.add_argument("--source", choices=["mpu6050", "emulated", "replay"], help="override [source] kind")
+    rn.add_argument("--path", metavar="FILE", help="override [source] path (replay)")
+    rn.add_argument("--speed", type=_positive_float, help="override [source] speed (replay, emulated)")
+    rn.add_argument("--jsonl", action="store_true", help="log every event as a JSON line on stdout")
     return p
+
+
+def open_live_source(cfg, kind: str, path: str, speed: float):
+    """The configured live source (one-line errors for a wrong choice)."""
+    from firmware_bridge.source import open_source
+
+    if kind == "replay":
+        if not path:
+            raise StackcueError("[source] kind = \"replay\" needs [source] path (or --path)")
+        return open_source("replay", path=path, speed=speed)
+    if kind == "emulated":
+        opts = cfg.mpu6050_options()
+        opts["trunk"] = "on" if opts["trunk"] == "auto" else opts["trunk"]
+        return open_source("emulated", minutes=cfg["source"]["emulated_minutes"], speed=speed, **opts)
+    return open_source("mpu6050", **cfg.mpu6050_options())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from dsp.pipeline import Pipeline
+
+    from .config import load_config
+    from .daemon import Daemon
+    from .mqtt_publisher import JsonlOutbox, MqttPublisher
+    from .record import clock_synchronised
+    from .sinks import LogSink
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    cfg = load_config(args.config)
+    src_cfg = cfg["source"]
+    kind = args.source or src_cfg["kind"]
+    source = open_live_source(cfg, kind, args.path or src_cfg["path"], args.speed or src_cfg["speed"])
+    pipeline = Pipeline(cfg.pipeline, strict_calibration=False)
+    daemon_sinks: list = [LogSink(json_lines=args.jsonl)]
+    outbox = JsonlOutbox(cfg["mqtt"]["outbox"]) if cfg["mqtt"]["outbox"] else None
+    daemon = Daemon(source, pipeline, daemon_sinks, runner_id=cfg.runner_id, cue_owner=cfg["cue"]["owner"],
+                    sensor_lost_s=src_cfg["sensor_lost_s"], clock_synchronised=clock_synchronised())
+    publisher = MqttPublisher(cfg.mqtt_settings(), daemon.session_id, outbox=outbox)
+    publisher.start()
+    from .sinks import MqttSink, SinkWorker
+
+    daemon.workers.append(SinkWorker(MqttSink(publisher)))
+    daemon.install_signals()
+    code = daemon.run()
+    print(f"stackcue run: session {daemon.session_id} ended; MQTT {publisher.status}", file=sys.stderr)
+    return code
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -189,7 +242,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"analyze": cmd_analyze, "simulate": cmd_simulate, "probe": cmd_probe, "record": cmd_record}
+COMMANDS = {"analyze": cmd_analyze, "simulate": cmd_simulate, "probe": cmd_probe, "record": cmd_record,
+            "run": cmd_run}
 
 
 def main(argv: list[str] | None = None) -> int:

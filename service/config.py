@@ -76,6 +76,15 @@ RANGES: dict[str, tuple[float, float]] = {
     "calibration_check.forward_axis_max_deg": (5.0, 90.0),
     "calibration_check.strides": (3, 500),
     "source.bus": (0, 255),
+    "source.speed": (0.01, 1000.0),
+    "source.emulated_minutes": (0.5, 600.0),
+    "source.sensor_lost_s": (0.5, 60.0),
+    "mqtt.port": (1, 65535),
+    "mqtt.keepalive_s": (5, 3600),
+    "mqtt.stride_queue_max": (1, 100000),
+    "cue.speed_wpm": (80, 450),
+    "cue.gpio_pin": (0, 27),
+    "cue.max_age_s": (0.5, 3600.0),
     "mpu6050.rate_hz": (50, 1000),
     "mpu6050.pelvis_address": (0x03, 0x77),
     "mpu6050.trunk_address": (0x03, 0x77),
@@ -85,6 +94,8 @@ RANGES: dict[str, tuple[float, float]] = {
 CHOICES: dict[str, tuple] = {
     "reference.mode": ("neutral", "first_minutes", "targets"),
     "mpu6050.trunk": ("auto", "on", "off"),
+    "source.kind": ("mpu6050", "emulated", "replay"),
+    "cue.owner": ("pi", "phone", "none"),
     "mpu6050.accel_range_g": (2, 4, 8, 16),
     "mpu6050.gyro_range_dps": (250, 500, 1000, 2000),
 }
@@ -183,6 +194,15 @@ class Config:
                 "accel_range_g": m["accel_range_g"], "gyro_range_dps": m["gyro_range_dps"],
                 "pelvis_address": m["pelvis_address"], "trunk_address": m["trunk_address"], "trunk": m["trunk"],
                 "accept_who_am_i": tuple(m["accept_who_am_i"]), "poll_s": m["poll_s"]}
+
+    def mqtt_settings(self):
+        from .mqtt_publisher import MqttSettings
+
+        m = self.data["mqtt"]
+        return MqttSettings(host=m["host"], port=m["port"], prefix=m["prefix"], runner_id=self.runner_id,
+                            username=m["username"], password_file=m["password_file"], tls_ca=m["tls_ca"],
+                            tls_cert=m["tls_cert"], tls_key=m["tls_key"], keepalive_s=m["keepalive_s"],
+                            stride_queue_max=m["stride_queue_max"], homeassistant=m["homeassistant"])
 
     @property
     def runner_id(self) -> str:

@@ -9,6 +9,7 @@ Topics (DESIGN.md, "MQTT"), under ``prefix`` (default ``stackcue/<runner_id>``):
 | ``<prefix>/stride`` | the stride event as JSON (telemetry) | 0 | no |
 | ``<prefix>/session`` | the summary event plus ``session`` | 1 | yes |
 | ``<prefix>/alert_state`` | ``ON`` while any alert kind is active, ``OFF`` once all cleared | 1 | yes |
+| ``<prefix>/event`` | system events for the cue: session, calibration, guide, sensor, clear (JSON) | 1 | no |
 
 Alert payload: the alert event's fields plus ``session``, ``alert_id`` (= the event's ``id``), ``raised_at``
 (epoch s when ``publish_event`` was called), ``sent_at`` (epoch s when handed to the network), ``age_s``
@@ -71,6 +72,8 @@ import paho.mqtt.client as mqtt
 log = logging.getLogger("stackcue.mqtt")
 
 ALERT_WINDOW = 20  # alerts handed to paho and not yet acknowledged, at most
+EVENT_QUEUE_MAX = 50  # system events kept while the broker is away
+SYSTEM_EVENTS = ("session", "guide", "sensor", "calibration", "calibration_suspect", "reference", "clear")
 HA_PREFIX = "homeassistant"
 
 
@@ -278,6 +281,7 @@ class MqttPublisher:
             "stride": f"{p}/stride",
             "session": f"{p}/session",
             "alert_state": f"{p}/alert_state",
+            "event": f"{p}/event",
         }
         self.status = "not started"
         self.delivered: list[dict] = []  # alerts acknowledged by the broker (PUBACK), in order
@@ -287,6 +291,7 @@ class MqttPublisher:
         self._raised: deque[dict] = deque()  # alerts not yet written to the outbox
         self._alerts: deque[dict] = deque()  # alerts in the outbox, not yet handed to paho
         self._strides: deque[dict] = deque()
+        self._events: deque[dict] = deque(maxlen=EVENT_QUEUE_MAX)  # system events while offline: latest kept
         self._retained: dict[str, str] = {}  # topic -> latest payload
         self._inflight: dict[int, tuple[dict, int]] = {}  # mid -> (alert payload, connection generation)
         self._early_acks: dict[int, float] = {}  # PUBACKs seen before the mid was recorded
@@ -378,7 +383,12 @@ class MqttPublisher:
                 self._active_kinds.discard(str(event.get("kind")))
                 if not self._active_kinds:
                     self._retained[self.topics["alert_state"]] = "OFF"
-                    self._cond.notify_all()
+                self._events.append({**event, "session": self.session_id})
+                self._cond.notify_all()
+        elif etype in SYSTEM_EVENTS:
+            with self._cond:
+                self._events.append({**event, "session": self.session_id, "sent_at": None})
+                self._cond.notify_all()
         elif etype == "summary":
             data = _dumps({**event, "session": self.session_id})
             with self._cond:
@@ -395,7 +405,7 @@ class MqttPublisher:
                 return False
             if not self._connected:
                 return True
-            return not (self._alerts or self._inflight or self._acked or self._retained)
+            return not (self._alerts or self._inflight or self._acked or self._retained or self._events)
 
         with self._cond:
             while not drained() and time.monotonic() < deadline:
@@ -535,7 +545,7 @@ class MqttPublisher:
             return True
         if not self._connected or self._client is None:
             return False
-        return bool(self._can_send_alert() or self._retained or self._strides)
+        return bool(self._can_send_alert() or self._retained or self._events or self._strides)
 
     def _run_sender(self) -> None:
         while True:
@@ -583,6 +593,8 @@ class MqttPublisher:
                 elif self._retained:
                     topic = next(iter(self._retained))
                     kind, item = "retained", (topic, self._retained.pop(topic))
+                elif self._events:
+                    kind, item = "event", self._events.popleft()
                 elif self._strides:
                     kind, item = "stride", self._strides.popleft()
                 else:
@@ -591,6 +603,8 @@ class MqttPublisher:
                 self._send_alert(client, item, gen)
             elif kind == "retained":
                 client.publish(item[0], item[1], qos=1, retain=True)
+            elif kind == "event":
+                client.publish(self.topics["event"], _dumps({**item, "sent_at": self._wall()}), qos=1)
             else:
                 info = client.publish(self.topics["stride"], _dumps(item), qos=0)
                 if info.rc == mqtt.MQTT_ERR_NO_CONN:
