@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--path", metavar="FILE", help="override [source] path (replay)")
     rn.add_argument("--speed", type=_positive_float, help="override [source] speed (replay, emulated)")
     rn.add_argument("--jsonl", action="store_true", help="log every event as a JSON line on stdout")
+
+    cu = sub.add_parser("cue", help="speak or buzz the session's alerts and system events (MQTT subscriber)")
+    cu.add_argument("--config", metavar="FILE", help="configuration file")
+    cu.add_argument("--device", default="pi",
+                    help="this device's name; it cues only when it equals [cue] owner (default pi)")
     return p
 
 
@@ -122,6 +127,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon.install_signals()
     code = daemon.run()
     print(f"stackcue run: session {daemon.session_id} ended; MQTT {publisher.status}", file=sys.stderr)
+    return code
+
+
+def cmd_cue(args: argparse.Namespace) -> int:
+    import logging
+
+    from .config import load_config
+    from .cue import from_config, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    client = from_config(load_config(args.config), args.device)
+    print(f"stackcue cue: {client.describe()}", file=sys.stderr)
+    code = serve(client)
+    print(f"stackcue cue: stopped; {client.counts['queued']} cues, {client.counts['duplicate']} duplicates, "
+          f"{client.counts['stale']} stale; MQTT {client.status}", file=sys.stderr)
     return code
 
 
@@ -243,7 +263,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"analyze": cmd_analyze, "simulate": cmd_simulate, "probe": cmd_probe, "record": cmd_record,
-            "run": cmd_run}
+            "run": cmd_run, "cue": cmd_cue}
 
 
 def main(argv: list[str] | None = None) -> int:

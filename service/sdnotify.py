@@ -31,11 +31,12 @@ class SdNotify:
         msg = "\n".join(fields)
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.setblocking(False)  # a listener that does not read must never stall the pipeline
                 s.connect(self.addr)
-                s.sendall(msg.encode())
+                s.send(msg.encode())
             self.sent.append(msg)
         except OSError:
-            pass  # systemd gone or not listening: the daemon's work goes on
+            pass  # systemd gone, busy or not listening: the daemon's work goes on
 
     def ready(self, status: str = "") -> None:
         self.notify("READY=1", *([f"STATUS={status}"] if status else []))

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import sys
 import threading
 import time
+from collections import deque
 from typing import IO, Protocol
 
 log = logging.getLogger("stackcue.sinks")
@@ -27,69 +27,73 @@ class Sink(Protocol):
 
 
 class SinkWorker:
-    """One sink, one bounded queue, one thread. Telemetry (strides) is dropped oldest-first when full;
-    other events wait in an unbounded side queue so none is ever dropped."""
+    """One sink, one ordered queue, one thread.
 
-    def __init__(self, sink: Sink, maxsize: int = 1000, retries: int = 3) -> None:
+    ``put`` never blocks. The queue keeps event order; when it is full the
+    oldest stride (telemetry) in it is dropped, never an alert or another
+    event. A failing event is retried with backoff; a sink that keeps
+    failing (``degraded``) gets one attempt an event, so it cannot fall
+    ever further behind.
+    """
+
+    def __init__(self, sink: Sink, maxsize: int = 1000, retries: int = 3, degrade_after: int = 10) -> None:
         self.sink = sink
-        self.q: queue.Queue = queue.Queue(maxsize=maxsize)
-        self.important: queue.SimpleQueue = queue.SimpleQueue()
+        self.maxsize = maxsize
         self.retries = retries
+        self.degrade_after = degrade_after
         self.failures = 0
+        self.consecutive = 0
         self.dropped = 0
         self.last_error = ""
-        self._stop = threading.Event()
+        self._q: deque[dict] = deque()
+        self._cond = threading.Condition()
+        self._stop = False
         self._thread = threading.Thread(target=self._run, name=f"sink-{sink.name}", daemon=True)
         self._thread.start()
 
-    def put(self, event: dict) -> None:
-        if event.get("type") != "stride":
-            self.important.put(event)
-            self.q.put_nowait(None) if not self.q.full() else None  # wake the thread
-            return
-        while True:
-            try:
-                self.q.put_nowait(event)
-                return
-            except queue.Full:
-                try:
-                    self.q.get_nowait()
-                    self.dropped += 1
-                except queue.Empty:
-                    pass
+    @property
+    def degraded(self) -> bool:
+        return self.consecutive >= self.degrade_after
 
-    def _next(self) -> dict | None:
-        try:
-            return self.important.get_nowait()
-        except queue.Empty:
-            pass
-        try:
-            return self.q.get(timeout=0.1)
-        except queue.Empty:
-            return None
+    def put(self, event: dict) -> None:
+        with self._cond:
+            if len(self._q) >= self.maxsize:
+                for i, old in enumerate(self._q):
+                    if old.get("type") == "stride":
+                        del self._q[i]
+                        self.dropped += 1
+                        break
+            self._q.append(event)
+            self._cond.notify()
 
     def _run(self) -> None:
         while True:
-            ev = self._next()
-            if ev is None:
-                if self._stop.is_set() and self.important.empty() and self.q.empty():
+            with self._cond:
+                while not self._q and not self._stop:
+                    self._cond.wait(0.5)
+                if not self._q:
                     return
-                continue
+                ev = self._q.popleft()
             delay = 0.05
-            for attempt in range(self.retries + 1):
+            tries = 1 if self.degraded else self.retries + 1
+            for attempt in range(tries):
                 try:
                     self.sink.handle(ev)
+                    self.consecutive = 0
                     break
                 except Exception as exc:  # a failing sink is reported and retried, never fatal
                     self.failures += 1
+                    self.consecutive += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     log.warning("sink %s failed (%s), attempt %d", self.sink.name, self.last_error, attempt + 1)
-                    if attempt < self.retries:
+                    if attempt + 1 < tries:
                         time.sleep(delay)
                         delay *= 2
 
     def stop(self, timeout: float = 1.0) -> None:
-        self._stop.set()
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
         self._thread.join(timeout)
         try:
             self.sink.close()
