@@ -43,6 +43,8 @@ demo: venv
 	@echo; echo "--- the same runner on emulated MPU-6050s on an emulated I2C bus (time 40x faster) ---"
 	$(BIN)/stackcue record -o $(DEMO_DIR)/emulated.csv --emulate --speed 40 --minutes 2 --seed 7
 	$(BIN)/stackcue analyze $(DEMO_DIR)/emulated.csv
+	@echo; echo "--- live: mosquitto, stackcue run (replay at 12x), a phone subscriber and the cue client ---"
+	$(BIN)/python demo/live_demo.py
 
 bench: venv
 	$(BIN)/python bench/bench_analyze.py

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     cu.add_argument("--config", metavar="FILE", help="configuration file")
     cu.add_argument("--device", default="pi",
                     help="this device's name; it cues only when it equals [cue] owner (default pi)")
+    cu.add_argument("--print", dest="print_only", action="store_true",
+                    help="print the cues instead of speaking or buzzing them (try-out, demo)")
     return p
 
 
@@ -137,7 +139,7 @@ def cmd_cue(args: argparse.Namespace) -> int:
     from .cue import from_config, serve
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-    client = from_config(load_config(args.config), args.device)
+    client = from_config(load_config(args.config), args.device, print_only=args.print_only)
     print(f"stackcue cue: {client.describe()}", file=sys.stderr)
     code = serve(client)
     print(f"stackcue cue: stopped; {client.counts['queued']} cues, {client.counts['duplicate']} duplicates, "

@@ -48,6 +48,7 @@ import math
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -649,11 +650,31 @@ def _pattern_text(pattern: Pattern | None) -> str:
     return " ".join(f"{on:g}/{off:g}" for on, off in pattern or ())
 
 
-def from_config(cfg, device: str) -> CueClient:
+class PrintSpeaker:
+    """Writes what would be said, with the time, instead of saying it (``stackcue cue --print``)."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stdout
+
+    def speak(self, text: str) -> bool:
+        self.stream.write(f"{time.strftime('%H:%M:%S')} cue: \"{text}\"\n")
+        self.stream.flush()
+        return True
+
+    def cancel(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "printing the cues (--print)"
+
+
+def from_config(cfg, device: str, print_only: bool = False) -> CueClient:
     """The cue client of ``stackcue cue``: outputs opened only when this device is the cue owner."""
     c = dict(cfg["cue"])
     speaker = haptic = None
-    if c["owner"] == device:
+    if c["owner"] == device and print_only:
+        speaker = PrintSpeaker()
+    elif c["owner"] == device:
         if c["audio"]:
             speaker = Speaker(c["voice"], c["speed_wpm"])
             if shutil.which(speaker.command) is None:
