@@ -49,6 +49,7 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/bench_analyze.py
 	$(BIN)/python bench/bench_driver.py
+	$(BIN)/python bench/bench_live.py
 
 lint: venv
 	$(BIN)/ruff check .

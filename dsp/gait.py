@@ -23,6 +23,10 @@ class StepDetector:
     def __init__(self, ts: float, p: GaitParams) -> None:
         ntaps = round(p.step_filter_taps_s / ts) | 1
         self.b = firwin(ntaps, p.step_filter_hz, fs=1.0 / ts)
+        # a = [1, 0]: scipy then runs its sample-by-sample recursion with the state carried exactly, so any
+        # block split gives bit-identical output (with a = 1 it convolves per call and adds the state
+        # separately, which rounds differently at block edges and can move a step boundary)
+        self.a = np.array([1.0, 0.0])
         self.ntaps = ntaps
         self.delay = (ntaps - 1) // 2
         self.boundary_max_g = p.boundary_max_g
@@ -47,8 +51,8 @@ class StepDetector:
         if len(s) == 0:
             return [], self.next_eval - 1 - self.delay
         if self.zi is None:
-            self.zi = lfilter_zi(self.b, 1.0) * s[0]
-        yn, self.zi = lfilter(self.b, 1.0, s, zi=self.zi)
+            self.zi = lfilter_zi(self.b, self.a) * s[0]
+        yn, self.zi = lfilter(self.b, self.a, s, zi=self.zi)
         self.y = np.concatenate([self.y, yn])
         last = self.ybase + len(self.y) - 1
         i0, i1 = self.next_eval, last - self.w

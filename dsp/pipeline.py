@@ -247,7 +247,9 @@ class Pipeline:
         b = self.bout
         if b is not None and self.buf_base <= upto < self.n and self._t(upto) - b.last_min_t > timeout:
             self._end_bout(b.last_min_t, b.last_min_t + timeout, out)
-        keep = self.n - 1
+        # a boundary not yet found can lie as early as the detector's next candidate, and its time
+        # interpolation needs the sample before it
+        keep = min(self.n - 1, self.steps.next_eval - self.steps.delay - 1)
         if self.last_min is not None:
             keep = min(keep, self.last_min[0])
         if self.bout is not None and self.bout.unpaired is not None:

@@ -45,7 +45,7 @@ def test_the_run_exercises_what_matters(whole):
     assert any(not e["steady"] for e in whole if e["type"] == "stride")
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=8).filter(any))
 def test_random_block_sizes_give_the_same_events(run, whole, sizes):
     assert dumps(split_events(run.block, sizes)) == dumps(whole)
