@@ -12,9 +12,34 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.signal import firwin, lfilter, lfilter_zi
 
 from .params import GaitParams
+
+
+def lowpass_fir(numtaps: int, cutoff_hz: float, fs_hz: float) -> np.ndarray:
+    """Hamming-windowed sinc low-pass, unit gain at DC: ``scipy.signal.firwin(numtaps, cutoff, fs=fs)``.
+
+    Written out (tests check it equals scipy's) because importing ``scipy.signal`` costs the live
+    service about 40 MB of resident memory, a lot on a Pi Zero 2 W, for these few lines.
+    """
+    fc = cutoff_hz / (fs_hz / 2)
+    n = np.arange(numtaps) - (numtaps - 1) / 2
+    h = fc * np.sinc(fc * n) * np.hamming(numtaps)
+    return h / h.sum()
+
+
+def fir_stream(b: np.ndarray, history: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """FIR output for new samples ``x`` given the previous ``len(b) - 1`` inputs.
+
+    Summed tap by tap over whole arrays, so every output is the same ordered sum of the same inputs
+    whatever the block split (bit-identical live and offline); equals ``scipy.signal.lfilter(b, 1, …)``.
+    """
+    full = np.concatenate([history, x])
+    m = len(b) - 1
+    y = np.zeros(len(x))
+    for k in range(len(b)):
+        y += b[k] * full[m - k : m - k + len(x)]
+    return y
 
 
 class StepDetector:
@@ -22,11 +47,7 @@ class StepDetector:
 
     def __init__(self, ts: float, p: GaitParams) -> None:
         ntaps = round(p.step_filter_taps_s / ts) | 1
-        self.b = firwin(ntaps, p.step_filter_hz, fs=1.0 / ts)
-        # a = [1, 0]: scipy then runs its sample-by-sample recursion with the state carried exactly, so any
-        # block split gives bit-identical output (with a = 1 it convolves per call and adds the state
-        # separately, which rounds differently at block edges and can move a step boundary)
-        self.a = np.array([1.0, 0.0])
+        self.b = lowpass_fir(ntaps, p.step_filter_hz, 1.0 / ts)
         self.ntaps = ntaps
         self.delay = (ntaps - 1) // 2
         self.boundary_max_g = p.boundary_max_g
@@ -35,7 +56,7 @@ class StepDetector:
 
     def reset(self, g: int) -> None:
         """Start a new gap-free stretch at global sample ``g``."""
-        self.zi: np.ndarray | None = None
+        self.hist: np.ndarray | None = None  # the last ntaps-1 inputs: the filter's state
         self.y = np.zeros(0)
         self.ybase = g
         self.next_eval = g + self.ntaps - 1 + self.w
@@ -50,9 +71,10 @@ class StepDetector:
         """
         if len(s) == 0:
             return [], self.next_eval - 1 - self.delay
-        if self.zi is None:
-            self.zi = lfilter_zi(self.b, self.a) * s[0]
-        yn, self.zi = lfilter(self.b, self.a, s, zi=self.zi)
+        if self.hist is None:  # as if the first value had always been there (lfilter_zi's steady state)
+            self.hist = np.full(self.ntaps - 1, float(s[0]))
+        yn = fir_stream(self.b, self.hist, s)
+        self.hist = np.concatenate([self.hist, s])[-(self.ntaps - 1) :]
         self.y = np.concatenate([self.y, yn])
         last = self.ybase + len(self.y) - 1
         i0, i1 = self.next_eval, last - self.w

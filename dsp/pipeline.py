@@ -9,6 +9,7 @@ recording fed as one block or as many gives the same events.
 from __future__ import annotations
 
 import itertools
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +94,7 @@ class Pipeline:
         self.suspect = False
         self.stats: dict[str, Any] = {"strides": 0, "steady": 0, "alerts": 0, "reminders": 0, "gaps": 0,
                                       "gap_s": 0.0, "running_s": 0.0, "samples": 0, "suspect": 0}
-        self.rows: list[tuple] = []  # steady stride values for the summary
+        self.rows = array("d")  # steady stride values for the summary, 7 a stride (compact for hours of running)
         self.finished = False
 
     # ------------------------------------------------------------------ input
@@ -411,9 +412,9 @@ class Pipeline:
         if not steady:
             return
         st["steady"] += 1
-        self.rows.append((v["t_end"] - v["t_start"], v["cadence_spm"], v["pelvic_tilt_deg"],
-                          v["trunk_lean_deg"], v["stack_deg"], v["pelvic_obliquity_range_deg"],
-                          v["pelvic_rotation_range_deg"]))
+        self.rows.extend(np.nan if x is None else x for x in (
+            v["t_end"] - v["t_start"], v["cadence_spm"], v["pelvic_tilt_deg"], v["trunk_lean_deg"], v["stack_deg"],
+            v["pelvic_obliquity_range_deg"], v["pelvic_rotation_range_deg"]))
         self._check_forward(v, out)
         if not self.reference_ready:
             self._collect_reference(v, out)
@@ -503,7 +504,7 @@ class Pipeline:
     def summary(self) -> dict:
         st = self.stats
         t_end = st.get("t_last", self.t_first or 0.0)
-        rows = np.array([[np.nan if x is None else x for x in r] for r in self.rows], float).reshape(-1, 7)
+        rows = np.frombuffer(self.rows, dtype=float).reshape(-1, 7) if len(self.rows) else np.zeros((0, 7))
 
         def stat(col: int) -> dict | None:
             x = rows[:, col]

@@ -71,3 +71,18 @@ def test_events_come_in_time_order(whole):
     times = [key(e) for e in whole if e["type"] != "summary"]
     assert times == sorted(times)
     assert np.all(np.diff([e["t_start"] for e in whole if e["type"] == "stride"]) > 0)
+
+
+@pytest.mark.parametrize(("ntaps", "fs"), [(15, 50.0), (61, 200.0), (301, 1000.0)])
+def test_step_filter_equals_scipy(ntaps, fs):
+    """The live path's FIR (written out to spare the Pi scipy.signal's memory) is scipy's firwin + lfilter."""
+    from scipy.signal import firwin, lfilter, lfilter_zi
+
+    from dsp.gait import fir_stream, lowpass_fir
+
+    b = lowpass_fir(ntaps, 6.0, fs)
+    np.testing.assert_allclose(b, firwin(ntaps, 6.0, fs=fs), rtol=0, atol=1e-15)
+    x = np.random.default_rng(1).normal(1.0, 0.5, 5000)
+    ref, _ = lfilter(b, 1.0, x, zi=lfilter_zi(b, 1.0) * x[0])
+    hist = np.full(ntaps - 1, x[0])
+    np.testing.assert_allclose(fir_stream(b, hist, x), ref, rtol=0, atol=1e-12)
