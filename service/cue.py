@@ -62,7 +62,7 @@ import paho.mqtt.client as mqtt
 
 from dsp.errors import StackcueError
 
-from .mqtt_publisher import MqttSettings, _Client, _describe_os_error, _no_delay, _SetupError
+from .mqtt_publisher import MqttSettings, _Client, _describe_os_error, _no_delay, _SetupError, apply_credentials
 
 log = logging.getLogger("stackcue.cue")
 
@@ -529,26 +529,7 @@ class CueClient:
         client = _Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
                          protocol=mqtt.MQTTv311)
         client.connect_error = self._on_connect_error
-        if s.username:
-            password = None
-            if s.password_file:
-                try:
-                    password = Path(s.password_file).read_text().splitlines()[0].strip()
-                except (OSError, IndexError) as exc:
-                    raise _SetupError(f"cannot read MQTT password file {s.password_file}: "
-                                      f"{getattr(exc, 'strerror', None) or 'empty file'}") from exc
-            client.username_pw_set(s.username, password)
-        if s.tls_ca:
-            import ssl
-
-            try:
-                ctx = ssl.create_default_context(cafile=s.tls_ca)
-                if s.tls_cert:
-                    ctx.load_cert_chain(s.tls_cert, s.tls_key or None)
-            except (OSError, ssl.SSLError) as exc:
-                raise _SetupError(f"TLS: cannot load certificates ({s.tls_ca}, {s.tls_cert or '-'}): "
-                                  f"{getattr(exc, 'strerror', None) or exc}") from exc
-            client.tls_set_context(ctx)
+        apply_credentials(client, s)
         client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

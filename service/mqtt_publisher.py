@@ -457,24 +457,7 @@ class MqttPublisher:
             protocol=mqtt.MQTTv311,
         )
         client.connect_error = self._on_connect_error
-        if s.username:
-            password = None
-            if s.password_file:
-                try:
-                    password = Path(s.password_file).read_text().splitlines()[0].strip()
-                except (OSError, IndexError) as exc:
-                    raise _SetupError(f"cannot read MQTT password file {s.password_file}: "
-                                      f"{getattr(exc, 'strerror', None) or 'empty file'}") from exc
-            client.username_pw_set(s.username, password)
-        if s.tls_ca:
-            try:
-                ctx = ssl.create_default_context(cafile=s.tls_ca)
-                if s.tls_cert:
-                    ctx.load_cert_chain(s.tls_cert, s.tls_key or None)
-            except (OSError, ssl.SSLError) as exc:
-                raise _SetupError(f"TLS: cannot load certificates ({s.tls_ca}, {s.tls_cert or '-'}): "
-                                  f"{getattr(exc, 'strerror', None) or exc}") from exc
-            client.tls_set_context(ctx)
+        apply_credentials(client, s)
         client.will_set(self.topics["status"], "offline", qos=1, retain=True)
         client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]
         client.max_inflight_messages_set(0)  # we window alerts ourselves; nothing waits in paho's queue
@@ -678,6 +661,28 @@ class MqttPublisher:
             **avail,
         }
         return out
+
+
+def apply_credentials(client: mqtt.Client, s: MqttSettings) -> None:
+    """Username/password (from the password file) and TLS from the settings; one-line _SetupError if unusable."""
+    if s.username:
+        password = None
+        if s.password_file:
+            try:
+                password = Path(s.password_file).read_text().splitlines()[0].strip()
+            except (OSError, IndexError) as exc:
+                raise _SetupError(f"cannot read MQTT password file {s.password_file}: "
+                                  f"{getattr(exc, 'strerror', None) or 'empty file'}") from exc
+        client.username_pw_set(s.username, password)
+    if s.tls_ca:
+        try:
+            ctx = ssl.create_default_context(cafile=s.tls_ca)
+            if s.tls_cert:
+                ctx.load_cert_chain(s.tls_cert, s.tls_key or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise _SetupError(f"TLS: cannot load certificates ({s.tls_ca}, {s.tls_cert or '-'}): "
+                              f"{getattr(exc, 'strerror', None) or exc}") from exc
+        client.tls_set_context(ctx)
 
 
 class _SetupError(Exception):

@@ -392,13 +392,7 @@ def test_unusable_gpio_pin_is_one_clear_line():
 # ---------------------------------------------------------------------- end to end through mosquitto
 
 
-def wait_until(pred, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+from test_mqtt import wait_until  # noqa: E402  (one helper for every broker test)
 
 
 def settings_for(broker, **kw) -> MqttSettings:
