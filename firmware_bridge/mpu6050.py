@@ -366,7 +366,8 @@ def open_i2c_bus(bus_number: int = 1):
     path = f"/dev/i2c-{bus_number}"
     if not os.path.exists(path):
         raise SourceError(f"no I2C bus: {path} does not exist. On a Raspberry Pi enable I2C "
-                          "(sudo raspi-config nonint do_i2c 0, then reboot); elsewhere try --emulate")
+                          "(sudo raspi-config nonint do_i2c 0, then reboot); elsewhere use the emulator "
+                          "(--emulate, or [source] kind = \"emulated\" for stackcue run)")
     try:
         from smbus2 import SMBus
 
