@@ -8,7 +8,7 @@ blocks of any size finds the same calibration at the same sample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -69,7 +69,6 @@ class Calibration:
     t: float = 0.0
     source: str = "routine"  # "routine" | "saved"
     trunk_reason: str | None = None
-    run_from_t: float | None = field(default=None, compare=False)
 
     def to_event(self) -> dict:
         segments = {"pelvis": self.pelvis.to_dict()}

@@ -37,8 +37,7 @@ class _Pending:
     """An event waiting for its place in time order (a stride waits for its steadiness)."""
 
     event: dict
-    values: dict | None = None  # a stride's unrounded values; None for ready events
-    ready: bool = False
+    values: dict | None = None  # a stride's unrounded values (final once released); None for ready events
 
 
 @dataclass
@@ -366,7 +365,7 @@ class Pipeline:
         bout = bout or self.bout
         while self.pending:
             item = self.pending[0]
-            if item.values is not None and not item.ready:
+            if item.values is not None:
                 v = item.values
                 if end_t is None:
                     if proven_t is None or proven_t < v["t_end"] + sp.before_stop_s:
@@ -472,7 +471,7 @@ class Pipeline:
             self.search.reset_at(g)
         ev = {"type": "gap", "t_start": _r(t0, 4), "t_end": _r(t1, 4)}
         if self.pending:
-            self.pending.append(_Pending(ev, None, True))
+            self.pending.append(_Pending(ev))
         else:
             out.append(ev)
 
