@@ -157,6 +157,10 @@ def _check_value(path: Path, key: str, value: Any, default: Any) -> Any:
         for kind in value:
             if kind not in KINDS:
                 raise ConfigError(f"{path}: {key} has unknown alert kind {kind!r} (known: {', '.join(KINDS)})")
+    if key == "mqtt.prefix" and (any(c in value for c in "+#\0") or value.replace("{runner_id}", "").count("{")
+                                 or not value.strip("/")):
+        raise ConfigError(f"{path}: {key} = {value!r} must be a topic without wildcards (+, #); "
+                          "{runner_id} is the only placeholder")
     if key == "runner.id" and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
         raise ConfigError(f"{path}: {key} = {value!r} must be 1-64 letters, digits, '-' or '_'")
     return value

@@ -59,6 +59,8 @@ def test_user_file_overrides_key_by_key(tmp_path):
         ("[runner]\nid = 'a b'\n", "runner.id = 'a b' must be 1-64 letters"),
         ("[gait]\nmin_cadence_spm = 250.0\nmax_cadence_spm = 200.0\n", "gait.min_cadence_spm must be below"),
         ("[alerts\n", "invalid TOML"),
+        ("[mqtt]\nprefix = 'stackcue/#'\n", "mqtt.prefix = 'stackcue/#' must be a topic without wildcards"),
+        ("[mqtt]\nprefix = 'x/{runner}'\n", "{runner_id} is the only placeholder"),
     ],
 )
 def test_bad_user_config_is_one_line_naming_the_key(tmp_path, text, message):
