@@ -100,7 +100,8 @@ def proc_rss_mb(pid: int) -> float:
 def run_config(broker: Broker, csv: Path, speed: float, work: Path) -> Path:
     cfg = work / f"run_{speed:g}.toml"
     cfg.write_text(f'[runner]\nid = "bench"\n[source]\nkind = "replay"\npath = "{csv}"\nspeed = {speed}\n'
-                   f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n')
+                   f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+                   f'[logbook]\npath = "{work / "logbook.sqlite"}"\n')
     return cfg
 
 

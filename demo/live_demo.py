@@ -33,7 +33,7 @@ def main() -> int:
     print(f"mosquitto on 127.0.0.1:{broker.port}; replaying {csv.name} at 12x through `stackcue run`")
     cfg = work / "demo.toml"
     cfg.write_text(f'[runner]\nid = "demo"\n[source]\nkind = "replay"\npath = "{csv}"\nspeed = 12.0\n'
-                   f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n')
+                   f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n[logbook]\npath = "{work / "logbook.sqlite"}"\n')
     t0 = time.monotonic()
 
     def on_message(client, userdata, msg):

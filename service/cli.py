@@ -119,8 +119,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(cfg.pipeline, strict_calibration=False)
     daemon_sinks: list = [LogSink(json_lines=args.jsonl)]
     outbox = JsonlOutbox(cfg["mqtt"]["outbox"]) if cfg["mqtt"]["outbox"] else None
+    book_sink = None
+    if cfg.logbook_path is not None:
+        from .logbook import Logbook, LogbookOutbox, LogbookSink
+
+        lb = cfg["logbook"]
+        max_bytes = int(lb["max_mb"] * 1e6) or None
+        try:
+            book = Logbook(cfg.logbook_path, max_bytes)
+            n = book.mark_unclean_sessions()
+            if n:
+                logging.warning("logbook: %d earlier session(s) ended uncleanly; kept what they had", n)
+        except Exception as exc:  # a bad logbook must not stop the cues (LogbookError, sqlite3, OSError)
+            logging.error("logbook %s unusable: %s; running without it", cfg.logbook_path, exc)
+            book = None
+        if book is not None:
+            book_sink = LogbookSink(cfg.logbook_path, config=cfg.data, flush_s=lb["flush_s"], max_bytes=max_bytes)
+            daemon_sinks.append(book_sink)
     daemon = Daemon(source, pipeline, daemon_sinks, runner_id=cfg.runner_id, cue_owner=cfg["cue"]["owner"],
-                    sensor_lost_s=src_cfg["sensor_lost_s"], clock_synchronised=clock_synchronised())
+                    sensor_lost_s=src_cfg["sensor_lost_s"], clock_synchronised=clock_synchronised(),
+                    block_sinks=(book_sink,) if (book_sink is not None and cfg["logbook"]["raw"]) else ())
+    if book_sink is not None and outbox is None:
+        outbox = LogbookOutbox(book, daemon.session_id)
     publisher = MqttPublisher(cfg.mqtt_settings(), daemon.session_id, outbox=outbox)
     publisher.start()
     from .sinks import MqttSink, SinkWorker

@@ -83,6 +83,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "mqtt.keepalive_s": (5, 3600),
     "mqtt.stride_queue_max": (1, 100000),
     "cue.speed_wpm": (80, 450),
+    "logbook.flush_s": (0.2, 5.0),
+    "logbook.max_mb": (0, 1_000_000),
     "cue.gpio_pin": (0, 27),
     "cue.max_age_s": (0.5, 3600.0),
     "mpu6050.rate_hz": (50, 1000),
@@ -207,6 +209,11 @@ class Config:
                             username=m["username"], password_file=m["password_file"], tls_ca=m["tls_ca"],
                             tls_cert=m["tls_cert"], tls_key=m["tls_key"], keepalive_s=m["keepalive_s"],
                             stride_queue_max=m["stride_queue_max"], homeassistant=m["homeassistant"])
+
+    @property
+    def logbook_path(self) -> Path | None:
+        p = self.data["logbook"]["path"]
+        return Path(p).expanduser() if p else None
 
     @property
     def runner_id(self) -> str:

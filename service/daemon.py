@@ -44,10 +44,11 @@ class Daemon:
     def __init__(self, source: Source, pipeline: Pipeline, sinks: list[Sink], *, runner_id: str,
                  cue_owner: str = "pi", notifier: SdNotify | None = None, sensor_lost_s: float = 3.0,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 clock_synchronised: str = "unknown") -> None:
+                 clock_synchronised: str = "unknown", block_sinks: tuple = ()) -> None:
         self.source = source
         self.pipeline = pipeline
         self.workers = [SinkWorker(s) for s in sinks]
+        self.block_sinks = list(block_sinks)  # also take raw blocks (the logbook): their add_block only queues
         self.runner_id = runner_id
         self.cue_owner = cue_owner
         self.notifier = notifier or SdNotify()
@@ -100,6 +101,8 @@ class Daemon:
                     ended = "source ended"
                     break
                 if len(block):
+                    for bs in self.block_sinks:
+                        bs.add_block(block)
                     self.t_data = float(block.t[-1])
                     last_data = now
                     if lost:

@@ -45,6 +45,7 @@ def config_for(tmp_path, broker, **source) -> Path:
     lines = ["[runner]", 'id = "ana"', "[source]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in src.items()]
     lines += ["[mqtt]", f'host = "{broker.host}"', f"port = {broker.port}"]
+    lines += ["[logbook]", f'path = "{tmp_path / "logbook.sqlite"}"']
     p = tmp_path / "run.toml"
     p.write_text("\n".join(lines) + "\n")
     return p
@@ -70,6 +71,19 @@ def test_subscriber_gets_exactly_the_alerts_analyze_gives(broker, recording, tmp
     assert {"session", "guide", "calibration"} <= kinds
     assert "ALERT" in r.stdout
     sub.close()
+    # the session landed complete in the logbook: strides and alerts equal analyze's, marked clean
+    from service.logbook import Logbook
+
+    book = Logbook(tmp_path / "logbook.sqlite")
+    (sess,) = book.sessions()
+    sid = sess["id"]
+    assert sess["ended_how"] == "clean" and sid == alerts[0]["session"]
+    want = [e for e in events if e["type"] == "stride"]
+    assert book.strides(sid) == want
+    assert [(a["kind"], a["t"]) for a in book.alerts(sid)] == expected
+    n_raw = sum(len(c["t"]) for c in book.raw_chunks(sid))
+    assert n_raw == events[-1]["samples"]  # every sample kept for re-analysis
+    book.close()
 
 
 def test_sigterm_mid_run_publishes_summary_and_offline_and_exits_within_two_seconds(broker, recording, tmp_path):
