@@ -62,7 +62,15 @@ import paho.mqtt.client as mqtt
 
 from dsp.errors import StackcueError
 
-from .mqtt_publisher import MqttSettings, _Client, _describe_os_error, _no_delay, _SetupError, apply_credentials
+from .mqtt_publisher import (
+    MqttSettings,
+    _Client,
+    _describe_os_error,
+    _no_delay,
+    _SetupError,
+    apply_credentials,
+    connack_refusal,
+)
 
 log = logging.getLogger("stackcue.cue")
 
@@ -591,15 +599,7 @@ class CueClient:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self._refused = True
-            code = reason_code.value
-            if code == 134:
-                text = "refused: bad username or password"
-            elif code == 135:
-                text = ("refused: not authorised (bad username or password)" if self.settings.username
-                        else "refused: not authorised (the broker wants a username and password)")
-            else:
-                text = f"refused: {reason_code}"
-            self._set_status(text, logging.ERROR)
+            self._set_status(connack_refusal(reason_code, self.settings.username), logging.ERROR)
             return
         self._refused = False
         resumed = " (resumed session)" if getattr(flags, "session_present", False) else ""

@@ -474,15 +474,7 @@ class MqttPublisher:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self._refused = True
-            code = reason_code.value
-            if code == 134:
-                text = "refused: bad username or password"
-            elif code == 135:
-                text = ("refused: not authorised (bad username or password)" if self.settings.username
-                        else "refused: not authorised (the broker wants a username and password)")
-            else:
-                text = f"refused: {reason_code}"
-            self._set_status(text, logging.ERROR)
+            self._set_status(connack_refusal(reason_code, self.settings.username), logging.ERROR)
             return
         with self._cond:
             self._gen += 1
@@ -661,6 +653,17 @@ class MqttPublisher:
             **avail,
         }
         return out
+
+
+def connack_refusal(reason_code, username: str) -> str:
+    """One line for a refused CONNACK (mosquitto 2.0 answers 5/135 for anonymous and wrong password alike)."""
+    code = reason_code.value
+    if code == 134:
+        return "refused: bad username or password"
+    if code == 135:
+        return ("refused: not authorised (bad username or password)" if username
+                else "refused: not authorised (the broker wants a username and password)")
+    return f"refused: {reason_code}"
 
 
 def apply_credentials(client: mqtt.Client, s: MqttSettings) -> None:
