@@ -255,8 +255,6 @@ class Pipeline:
         if self.bout is not None and self.bout.unpaired is not None:
             keep = min(keep, self.bout.unpaired[0])
         self._trim(keep - 2)
-        if self.stats.get("t_last") is None or t[-1] > self.stats["t_last"]:
-            self.stats["t_last"] = float(t[-1])
 
     def _t(self, g: int) -> float:
         return float(self.buf["t"][g - self.buf_base])
@@ -494,15 +492,15 @@ class Pipeline:
             if self.strict_calibration:
                 raise self.search.refusal()
         if self.bout is not None:
-            self._end_bout(self.bout.last_min_t, self.stats.get("t_last", self.bout.last_min_t), out)
-        self._release(out, end_t=self.stats.get("t_last", 0.0))
+            self._end_bout(self.bout.last_min_t, self.t_prev or self.bout.last_min_t, out)
+        self._release(out, end_t=self.t_prev or 0.0)
         self.finished = True
         out.append(self.summary())
         return out
 
     def summary(self) -> dict:
         st = self.stats
-        t_end = st.get("t_last", self.t_first or 0.0)
+        t_end = self.t_prev if self.t_prev is not None else (self.t_first or 0.0)
         rows = np.frombuffer(self.rows, dtype=float).reshape(-1, 7) if len(self.rows) else np.zeros((0, 7))
 
         def stat(col: int) -> dict | None:

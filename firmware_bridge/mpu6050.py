@@ -168,15 +168,14 @@ class MPU6050:
         for attempt in range(self.retries + 1):
             try:
                 return fn(*args)
-            except OSError as exc:
+            except OSError:
                 self.stats.bus_errors += 1
                 if attempt == self.retries:
                     raise
                 self.stats.retries += 1
                 self.sleep(delay)
                 delay *= 2
-                _ = exc
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     def _read(self, reg: int, n: int) -> bytes:
         return bytes(self._xfer(self.bus.read_i2c_block_data, self.address, reg, n))

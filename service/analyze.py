@@ -30,7 +30,12 @@ def load_calibration(path: str | Path) -> Calibration:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise CalibrationError(f"{p}: cannot read saved calibration ({exc.strerror})") from None
-    for n, line in enumerate(text.splitlines() if not text.lstrip().startswith("{\n") else [text], 1):
+    try:  # one JSON object (possibly pretty-printed), else JSON lines such as `analyze --jsonl` output
+        whole = json.loads(text)
+        lines = [json.dumps(whole)]
+    except json.JSONDecodeError:
+        lines = text.splitlines()
+    for n, line in enumerate(lines, 1):
         line = line.strip()
         if not line:
             continue
