@@ -6,16 +6,18 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 from dsp.calibration import Calibration
 from dsp.errors import CalibrationError
 from dsp.pipeline import Pipeline
+from firmware_bridge.block import Block
 from firmware_bridge.csv_format import RecordingReader
 
 from .config import Config
+from .logbook import Logbook
 from .report_text import human_summary
 
 #: show a progress bar for files bigger than this (a few seconds of reading)
@@ -84,37 +86,73 @@ def analyze_file(
     calibration: Calibration | None = None,
     progress: bool | None = None,
     on_event: Callable[[dict], None] | None = None,
+    on_block: Callable[[Block], None] | None = None,
+    on_open: Callable[[dict[str, str]], None] | None = None,
 ) -> list[dict]:
-    """Analyse one recording; prints JSON lines or a summary; returns the events."""
-    out = out or sys.stdout
+    """Analyse one recording; prints JSON lines or a summary; returns the events.
+
+    ``on_open`` gets the recording's metadata before anything is read; ``on_event``/``on_block`` see every
+    event and every block read (``--save`` hands them to the logbook).
+    """
     err = err or sys.stderr
-    events: list[dict] = []
     with RecordingReader(path, strict=strict) as reader:
+        if on_open:
+            on_open(reader.meta)
         show = progress if progress is not None else (err.isatty() and reader.bytes_total > PROGRESS_MIN_BYTES)
         bar = Progress(reader.bytes_total, err, bool(show))
-        pipe = Pipeline(config.pipeline, calibration)
 
-        def emit(evs: list[dict]) -> None:
-            for e in evs:
-                if e["type"] == "summary":
-                    e["rows_rejected"] = len(reader.problems)
-                events.append(e)
-                if on_event:
-                    on_event(e)
-                if jsonl:
-                    out.write(json.dumps(e, separators=(",", ":")) + "\n")
+        def blocks() -> Iterator[Block]:
+            for block in reader:
+                if on_block:
+                    on_block(block)
+                yield block
+                bar.update(reader.bytes_done)
+
+        def stamp(e: dict) -> None:
+            if e["type"] == "summary":
+                e["rows_rejected"] = len(reader.problems)
+            if on_event:
+                on_event(e)
 
         try:
-            for block in reader:
-                emit(pipe.feed(block))
-                bar.update(reader.bytes_done)
-            emit(pipe.finish())
+            events = run_pipeline(blocks(), config, jsonl=jsonl, out=out, calibration=calibration, on_event=stamp)
         finally:
             bar.done()
             _report_problems(reader, err)
     if not jsonl:
-        out.write(human_summary(events, Path(path).name, reader.meta) + "\n")
+        (out or sys.stdout).write(human_summary(events, Path(path).name, reader.meta) + "\n")
     return events
+
+
+def run_pipeline(blocks: Iterable[Block], config: Config, *, jsonl: bool, out: IO[str] | None = None,
+                 calibration: Calibration | None = None,
+                 on_event: Callable[[dict], None] | None = None) -> list[dict]:
+    """The live pipeline over blocks from anywhere (a file, a logbook session); JSON lines when ``jsonl``."""
+    out = out or sys.stdout
+    events: list[dict] = []
+    pipe = Pipeline(config.pipeline, calibration)
+
+    def emit(evs: list[dict]) -> None:
+        for e in evs:
+            if on_event:
+                on_event(e)
+            events.append(e)
+            if jsonl:
+                out.write(json.dumps(e, separators=(",", ":")) + "\n")
+
+    for block in blocks:
+        emit(pipe.feed(block))
+    emit(pipe.finish())
+    return events
+
+
+def session_blocks(book: Logbook, session_id: str) -> Iterator[Block]:
+    """A stored session's raw samples as blocks (float32 values widened back to float64)."""
+    for c in book.raw_chunks(session_id):
+        trunk = "trunk_acc" in c
+        yield Block(c["t"].astype(float), c["acc"].astype(float), c["gyr"].astype(float),
+                    c["trunk_acc"].astype(float) if trunk else None, c["trunk_gyr"].astype(float) if trunk else None,
+                    c["trunk_valid"].copy() if trunk else None)
 
 
 def _report_problems(reader: RecordingReader, err: IO[str]) -> None:

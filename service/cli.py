@@ -31,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     a = sub.add_parser("analyze", help="analyse a recording (exchange CSV) with the live pipeline")
-    a.add_argument("file", help="recording in the exchange CSV format")
+    a.add_argument("file", nargs="?", help="recording in the exchange CSV format")
+    a.add_argument("--session", metavar="ID",
+                   help="analyse a session's raw samples from the logbook instead of a file (id, prefix or latest)")
+    a.add_argument("--save", action="store_true", help="store the analysed recording in the logbook as a session")
+    a.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
     a.add_argument("--jsonl", action="store_true", help="print one JSON event a line instead of a summary")
     a.add_argument("--config", metavar="FILE", help="configuration file overriding config/default.toml")
     a.add_argument("--calibration", metavar="FILE",
@@ -75,6 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--path", metavar="FILE", help="override [source] path (replay)")
     rn.add_argument("--speed", type=_positive_float, help="override [source] speed (replay, emulated)")
     rn.add_argument("--jsonl", action="store_true", help="log every event as a JSON line on stdout")
+
+    im = sub.add_parser("import", help="analyse a recording (exchange CSV) and store it in the logbook")
+    im.add_argument("file", help="recording in the exchange CSV format (e.g. from `export --what samples`)")
+    im.add_argument("--config", metavar="FILE", help="configuration file")
+    im.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
+
+    se = sub.add_parser("sessions", help="list the sessions in the logbook")
+    se.add_argument("--runner", metavar="ID", help="only this runner's sessions")
+    se.add_argument("--since", metavar="DATE", help="only sessions started on or after DATE (2026-11-01, or 7d)")
+    se.add_argument("--config", metavar="FILE", help="configuration file")
+    se.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
+
+    ru = sub.add_parser("runner", help="a runner's whole data: export it or delete it")
+    ru.add_argument("action", choices=["export", "delete"])
+    ru.add_argument("runner_id", metavar="RUNNER", help="the runner id (as in `stackcue sessions`)")
+    ru.add_argument("-o", "--output", metavar="FILE.zip", help="export: the zip file to write")
+    ru.add_argument("--yes", action="store_true", help="delete: do it (without --yes it only says what would go)")
+    ru.add_argument("--config", metavar="FILE", help="configuration file")
+    ru.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
 
     cu = sub.add_parser("cue", help="speak or buzz the session's alerts and system events (MQTT subscriber)")
     cu.add_argument("--config", metavar="FILE", help="configuration file")
@@ -121,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     outbox = JsonlOutbox(cfg["mqtt"]["outbox"]) if cfg["mqtt"]["outbox"] else None
     book_sink = None
     if cfg.logbook_path is not None:
-        from .logbook import Logbook, LogbookOutbox, LogbookSink
+        from .logbook import Logbook, LogbookOutbox, LogbookSink, explain
 
         lb = cfg["logbook"]
         max_bytes = int(lb["max_mb"] * 1e6) or None
@@ -131,7 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if n:
                 logging.warning("logbook: %d earlier session(s) ended uncleanly; kept what they had", n)
         except Exception as exc:  # a bad logbook must not stop the cues (LogbookError, sqlite3, OSError)
-            logging.error("logbook %s unusable: %s; running without it", cfg.logbook_path, exc)
+            logging.error("logbook %s unusable: %s; running without it", cfg.logbook_path,
+                          explain(cfg.logbook_path, exc))
             book = None
         if book is not None:
             book_sink = LogbookSink(cfg.logbook_path, config=cfg.data, flush_s=lb["flush_s"], max_bytes=max_bytes)
@@ -249,13 +273,68 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .analyze import analyze_file, load_calibration, write_calibration
     from .config import load_config
+    from .session_store import analyze_session, open_logbook, store_recording
 
+    if (args.file is None) == (args.session is None):
+        raise StackcueError("give a recording FILE or --session ID (one of them)")
+    if args.session is not None and args.save:
+        raise StackcueError("--save stores a recording file; a --session is in the logbook already")
     cfg = load_config(args.config)
     cal = load_calibration(args.calibration) if args.calibration else None
-    events = analyze_file(args.file, cfg, jsonl=args.jsonl, strict=args.strict, calibration=cal,
-                          progress=args.progress)
+    if args.session is not None:
+        with open_logbook(cfg, args.logbook) as book:
+            events = analyze_session(book, args.session, cfg, jsonl=args.jsonl, calibration=cal)
+    elif args.save:
+        sid, events = store_recording(args.file, cfg, jsonl=args.jsonl, strict=args.strict, calibration=cal,
+                                      progress=args.progress, logbook=args.logbook)
+        print(f"stored as session {sid} in {args.logbook or cfg.logbook_path}", file=sys.stderr)
+    else:
+        events = analyze_file(args.file, cfg, jsonl=args.jsonl, strict=args.strict, calibration=cal,
+                              progress=args.progress)
     if args.save_calibration:
         write_calibration(events, args.save_calibration)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    import io
+
+    from .config import load_config
+    from .report_text import clock
+    from .session_store import store_recording
+
+    cfg = load_config(args.config)
+    sid, events = store_recording(args.file, cfg, origin="import", out=io.StringIO(), logbook=args.logbook)
+    summ = next(e for e in events if e["type"] == "summary")
+    print(f"imported {args.file} as session {sid} in {args.logbook or cfg.logbook_path}: "
+          f"{clock(summ['duration_s'])}, {summ['strides']} strides, {summ['alerts']} alerts")
+    return 0
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .session_store import open_logbook
+    from .sessions_table import parse_since, sessions_table
+
+    since = parse_since(args.since) if args.since else None
+    with open_logbook(load_config(args.config), args.logbook) as book:
+        print(sessions_table(book, runner=args.runner, since_epoch=since))
+    return 0
+
+
+def cmd_runner(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .runner_data import delete_runner, export_runner
+    from .session_store import open_logbook
+
+    with open_logbook(load_config(args.config), args.logbook) as book:
+        if args.action == "export":
+            if not args.output:
+                raise StackcueError("runner export needs -o FILE.zip")
+            n, size = export_runner(book, args.runner_id, Path(args.output))
+            print(f"wrote {args.output}: {n} sessions of runner {args.runner_id!r}, {size / 1e6:.1f} MB")
+        else:
+            print(delete_runner(book, args.runner_id, really=args.yes))
     return 0
 
 
@@ -285,7 +364,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"analyze": cmd_analyze, "simulate": cmd_simulate, "probe": cmd_probe, "record": cmd_record,
-            "run": cmd_run, "cue": cmd_cue}
+            "run": cmd_run, "cue": cmd_cue, "import": cmd_import, "sessions": cmd_sessions, "runner": cmd_runner}
 
 
 def main(argv: list[str] | None = None) -> int:

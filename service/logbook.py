@@ -8,7 +8,7 @@ Privacy: the file is created mode 0600 (``os.open`` before SQLite sees it) and t
 SQLite connects and switches to WAL, so the ``-wal``/``-shm`` files are owner-only too (SQLite also gives them
 the database file's mode). An existing file keeps its mode (e.g. a ``stackcue`` group set up by the admin).
 
-Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 1):
+Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 2):
 
 * ``sessions``: ``id`` (the daemon's session id), ``runner``, ``started_epoch``, ``clock_synchronised``,
   ``source``/``calibration``/``config``/``summary`` (JSON), ``ended_epoch``, ``ended_how`` (``'clean'``,
@@ -19,6 +19,10 @@ Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 1):
   ``delivered_at`` (epoch s), ``queued`` (0/1: handed to the MQTT outbox). Unique on (session, alert_id): the
   logbook sink and the MQTT outbox write the same row, whichever comes first.
 * ``raw_chunks``: ``session``, ``t0``, ``t1``, ``n``, ``trunk`` (0/1), ``data``: see ``encode_chunk``.
+* ``events`` (v2): ``session``, ``t``, ``type``, ``event`` (JSON): every event that is not a stride, an alert
+  or the session start (calibration, clear, gap, reference, calibration_suspect, guide, sensor, summary).
+* v2 added to ``sessions``: ``duration_s`` (from the summary, or the newest data of an unclean session),
+  ``distance_m`` (NULL: no source measures it yet), ``origin`` (``'live'``, ``'analyze'``, ``'import'``).
 
 Times ``t*`` are on the source's clock (as in the events); ``*_epoch``/``delivered_at`` are wall-clock epoch s.
 """
@@ -105,12 +109,47 @@ def _migrate_0_to_1(c: sqlite3.Connection) -> None:
     c.execute("CREATE INDEX raw_chunks_session ON raw_chunks (session, t0)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]  # MIGRATIONS[v] takes v to v + 1
+def _migrate_1_to_2(c: sqlite3.Connection) -> None:
+    """Every other event (clear, gap, reference, summary, ...) kept, for reports; session duration and origin."""
+    c.execute("""CREATE TABLE events (
+        session TEXT NOT NULL, t REAL, type TEXT NOT NULL, event TEXT NOT NULL)""")
+    c.execute("CREATE INDEX events_session ON events (session, t)")
+    c.execute("ALTER TABLE sessions ADD COLUMN duration_s REAL")
+    c.execute("ALTER TABLE sessions ADD COLUMN distance_m REAL")
+    c.execute("ALTER TABLE sessions ADD COLUMN origin TEXT")
+    c.execute("UPDATE sessions SET origin = 'live', duration_s = json_extract(summary, '$.duration_s')")
+    # v1 kept the calibration and the summary on the session row only: make them events too
+    c.execute("INSERT INTO events (session, t, type, event) SELECT id, json_extract(calibration, '$.t'), "
+              "'calibration', calibration FROM sessions WHERE calibration IS NOT NULL")
+    c.execute("INSERT INTO events (session, t, type, event) SELECT id, json_extract(summary, '$.duration_s'), "
+              "'summary', summary FROM sessions WHERE summary IS NOT NULL")
+
+
+#: MIGRATIONS[v] takes a file from schema version v to v + 1
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class LogbookError(Exception):
     """The logbook cannot be used (newer schema, not a database); a one-line message."""
+
+
+def explain(path: str | os.PathLike, exc: BaseException) -> str:
+    """Why the logbook cannot be written, in words (SQLite says only "unable to open database file")."""
+    p = Path(path)
+    folder = next((d for d in (p.parent, *p.parent.parents) if d.exists()), None)
+    try:
+        if folder is not None:
+            st = os.statvfs(folder)
+            if st.f_flag & os.ST_RDONLY:
+                return f"the file system holding {folder} is read-only ({exc})"
+            if st.f_bavail == 0:
+                return f"the disk holding {folder} is full ({exc})"
+            if not os.access(folder if not p.exists() else p, os.W_OK):
+                return f"no write permission on {p if p.exists() else folder} ({exc})"
+    except OSError:
+        pass
+    return str(exc)
 
 
 def _create_private(path: Path) -> None:
@@ -200,24 +239,59 @@ class Logbook:
     def mark_unclean_sessions(self) -> int:
         """Sessions still open (the writer died: crash, kill, power cut) become ``'unclean'``; returns how many.
 
+        Their end time is what the data says: the start plus the newest stored sample, stride or event time.
         Call it when a daemon starts, before its own session begins: a session written by another live
         process at that moment would be marked too.
         """
-        cur = self.conn.execute("UPDATE sessions SET ended_how = 'unclean' WHERE ended_how IS NULL")
-        return cur.rowcount
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            ids = [r[0] for r in self.conn.execute("SELECT id FROM sessions WHERE ended_how IS NULL")]
+            for sid in ids:
+                last = self.conn.execute(
+                    "SELECT max(x) FROM (SELECT max(t1) AS x FROM raw_chunks WHERE session = ?1 "
+                    "UNION ALL SELECT max(t_end) FROM strides WHERE session = ?1 "
+                    "UNION ALL SELECT max(t) FROM events WHERE session = ?1 "
+                    "UNION ALL SELECT max(t) FROM alerts WHERE session = ?1)", (sid,)).fetchone()[0]
+                self.conn.execute("UPDATE sessions SET ended_how = 'unclean', duration_s = ?, "
+                                  "ended_epoch = coalesce(ended_epoch, started_epoch + ?) WHERE id = ?",
+                                  (last, last or 0.0, sid))
+        return len(ids)
 
-    def sessions(self) -> list[dict]:
-        rows = self.conn.execute("SELECT id, runner, started_epoch, clock_synchronised, source, calibration, config, "
-                                 "ended_epoch, ended_how, summary, notes FROM sessions ORDER BY started_epoch, id")
-        out = []
-        for r in rows:
-            out.append({"id": r[0], "runner": r[1], "started_epoch": r[2], "clock_synchronised": r[3],
-                        "source": _loads(r[4]), "calibration": _loads(r[5]), "config": _loads(r[6]),
-                        "ended_epoch": r[7], "ended_how": r[8], "summary": _loads(r[9]), "notes": r[10]})
-        return out
+    _SESSION_COLS = ("id, runner, started_epoch, clock_synchronised, source, calibration, config, ended_epoch, "
+                     "ended_how, summary, notes, duration_s, distance_m, origin")
+
+    @staticmethod
+    def _session_row(r: tuple) -> dict:
+        return {"id": r[0], "runner": r[1], "started_epoch": r[2], "clock_synchronised": r[3],
+                "source": _loads(r[4]), "calibration": _loads(r[5]), "config": _loads(r[6]), "ended_epoch": r[7],
+                "ended_how": r[8], "summary": _loads(r[9]), "notes": r[10], "duration_s": r[11],
+                "distance_m": r[12], "origin": r[13]}
+
+    def sessions(self, runner: str | None = None, since_epoch: float | None = None) -> list[dict]:
+        """Sessions, oldest first; optionally of one runner and started at or after ``since_epoch``."""
+        rows = self.conn.execute(
+            f"SELECT {self._SESSION_COLS} FROM sessions WHERE (?1 IS NULL OR runner = ?1) "
+            "AND (?2 IS NULL OR started_epoch >= ?2) ORDER BY started_epoch, id", (runner, since_epoch))
+        return [self._session_row(r) for r in rows]
 
     def session(self, session_id: str) -> dict | None:
-        return next((s for s in self.sessions() if s["id"] == session_id), None)
+        """One session by its id, a unique prefix of it, or ``latest``; None when nothing matches.
+
+        An ambiguous prefix raises ``LogbookError`` naming the candidates.
+        """
+        if session_id == "latest":
+            r = self.conn.execute(f"SELECT {self._SESSION_COLS} FROM sessions ORDER BY started_epoch DESC, "
+                                  "rowid DESC LIMIT 1").fetchone()
+            return None if r is None else self._session_row(r)
+        r = self.conn.execute(f"SELECT {self._SESSION_COLS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if r is not None:
+            return self._session_row(r)
+        rows = self.conn.execute(f"SELECT {self._SESSION_COLS} FROM sessions WHERE substr(id, 1, ?) = ? "
+                                 "ORDER BY started_epoch LIMIT 6", (len(session_id), session_id)).fetchall()
+        if len(rows) > 1:
+            names = ", ".join(r[0] for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            raise LogbookError(f"session {session_id!r} is ambiguous: {names}")
+        return self._session_row(rows[0]) if rows else None
 
     def strides(self, session_id: str) -> list[dict]:
         """The stride events of a session, as they were emitted, in time order."""
@@ -229,6 +303,50 @@ class Logbook:
                                  "WHERE session = ? ORDER BY alert_id", (session_id,))
         return [{"alert_id": r[0], "t": r[1], "kind": r[2], "payload": json.loads(r[3]), "delivered": bool(r[4]),
                  "delivered_at": r[5], "queued": bool(r[6])} for r in rows]
+
+    def events(self, session_id: str, types: tuple[str, ...] | list[str] | None = None) -> list[dict]:
+        """The session's other events (calibration, clear, gap, reference, summary, ...) in the order emitted."""
+        rows = self.conn.execute("SELECT type, event FROM events WHERE session = ? ORDER BY rowid", (session_id,))
+        return [json.loads(e) for ty, e in rows if types is None or ty in types]
+
+    def stats(self) -> dict[str, dict]:
+        """Per session: strides, steady strides, their mean cadence, tilt, lean and stack, and alerts raised.
+
+        Computed from the stored strides, so a session that ended uncleanly (no summary) has them too.
+        """
+        out: dict[str, dict] = {}
+        for r in self.conn.execute(
+                "SELECT session, count(*), sum(steady = 1), avg(CASE WHEN steady = 1 THEN cadence_spm END), "
+                "avg(CASE WHEN steady = 1 THEN pelvic_tilt_deg END), "
+                "avg(CASE WHEN steady = 1 THEN trunk_lean_deg END), "
+                "avg(CASE WHEN steady = 1 THEN stack_deg END) FROM strides GROUP BY session"):
+            out[r[0]] = {"strides": r[1], "steady": r[2] or 0, "cadence_spm": r[3], "pelvic_tilt_deg": r[4],
+                         "trunk_lean_deg": r[5], "stack_deg": r[6], "alerts": 0}
+        for sid, n in self.conn.execute("SELECT session, count(*) FROM alerts GROUP BY session"):
+            out.setdefault(sid, {"strides": 0, "steady": 0, "cadence_spm": None, "pelvic_tilt_deg": None,
+                                 "trunk_lean_deg": None, "stack_deg": None})["alerts"] = n
+        return out
+
+    def has_raw(self, session_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM raw_chunks WHERE session = ? LIMIT 1", (session_id,)).fetchone() \
+            is not None
+
+    def runners(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT runner FROM sessions ORDER BY runner")]
+
+    def delete_session(self, session_id: str) -> None:
+        """Everything of one session, in one transaction (the space is reused; ``vacuum`` returns it)."""
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for table, col in (("raw_chunks", "session"), ("strides", "session"), ("alerts", "session"),
+                               ("events", "session"), ("sessions", "id")):
+                self.conn.execute(f"DELETE FROM {table} WHERE {col} = ?", (session_id,))
+
+    def vacuum(self) -> None:
+        """Give deleted pages back and overwrite them (a runner's data deleted must not stay in free pages)."""
+        self.conn.execute("PRAGMA secure_delete=ON")
+        self.conn.execute("VACUUM")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def raw_chunks(self, session_id: str) -> Iterator[dict[str, np.ndarray]]:
         """The raw samples of a session, chunk by chunk in time order (see ``decode_chunk``)."""
@@ -381,7 +499,7 @@ class LogbookSink:
             self._conn = connect(self.path, self.max_bytes)
         except (sqlite3.Error, OSError, LogbookError) as exc:
             self.errors += 1
-            self._set_status(f"cannot open logbook {self.path}: {exc}; retrying", logging.ERROR)
+            self._set_status(f"cannot open logbook {self.path}: {explain(self.path, exc)}; retrying", logging.ERROR)
             return False
         self._set_status(f"writing to {self.path}")
         return True
@@ -461,8 +579,8 @@ class LogbookSink:
                 self._events[:0] = events
                 while len(self._events) > self.backlog_max:
                     self._drop_one_event()
-            self._set_status(f"write failed ({self.path}): {exc}; retrying, {self.raw_dropped} raw samples dropped",
-                             logging.ERROR)
+            self._set_status(f"write failed ({self.path}): {explain(self.path, exc)}; retrying, "
+                             f"{self.raw_dropped} raw samples dropped", logging.ERROR)
         finally:
             self.write_s += time.thread_time() - t_cpu
 
@@ -472,10 +590,10 @@ class LogbookSink:
             self._session = str(ev.get("session"))
             self._ended = False
             self._calibrated = False
-            conn.execute("INSERT INTO sessions (id, runner, started_epoch, clock_synchronised, source, config) "
-                         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            conn.execute("INSERT INTO sessions (id, runner, started_epoch, clock_synchronised, source, config, origin) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                          (self._session, ev.get("runner"), ev.get("started_epoch"), ev.get("clock_synchronised"),
-                          _json(ev.get("source")), _json(self.config)))
+                          _json(ev.get("source")), _json(self.config), ev.get("origin", "live")))
             return
         session = self._session
         if session is None:
@@ -491,14 +609,17 @@ class LogbookSink:
             conn.execute("INSERT INTO alerts (session, alert_id, t, kind, payload) VALUES (?, ?, ?, ?, ?) "
                          "ON CONFLICT (session, alert_id) DO NOTHING",
                          (session, ev.get("id"), ev.get("t"), ev.get("kind"), _json(ev)))
-        elif et == "calibration":
-            if ev.get("ok") or not self._calibrated:
+        else:
+            t = ev.get("t", ev.get("t_start", ev.get("duration_s")))
+            conn.execute("INSERT INTO events (session, t, type, event) VALUES (?, ?, ?, ?)",
+                         (session, t, str(et), _json(ev)))
+            if et == "calibration" and (ev.get("ok") or not self._calibrated):
                 self._calibrated = self._calibrated or bool(ev.get("ok"))
                 conn.execute("UPDATE sessions SET calibration = ? WHERE id = ?", (_json(ev), session))
-        elif et == "summary":
-            conn.execute("UPDATE sessions SET summary = ?, ended_epoch = ?, ended_how = 'clean' WHERE id = ?",
-                         (_json(ev), self._wall(), session))
-            self._ended = True
+            elif et == "summary":
+                conn.execute("UPDATE sessions SET summary = ?, ended_epoch = ?, ended_how = 'clean', duration_s = ? "
+                             "WHERE id = ?", (_json(ev), self._wall(), ev.get("duration_s"), session))
+                self._ended = True
 
     def _write_blocks(self, conn: sqlite3.Connection, blocks: list) -> None:
         run: list = []

@@ -19,6 +19,7 @@ import pytest
 
 from firmware_bridge.block import Block
 from service.logbook import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     Logbook,
     LogbookError,
@@ -68,12 +69,12 @@ def test_schema_and_private_mode(tmp_path):
             assert p.exists(), p
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
         assert os.umask(0o022) == 0o022  # restored after connecting
-        assert lb.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert lb.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         tables = {r[0] for r in lb.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert {"sessions", "strides", "alerts", "raw_chunks"} <= tables
+        assert {"sessions", "strides", "alerts", "raw_chunks", "events"} <= tables
         cols = {r[1] for r in lb.conn.execute("PRAGMA table_info(sessions)")}
         assert cols == {"id", "runner", "started_epoch", "clock_synchronised", "source", "calibration", "config",
-                        "ended_epoch", "ended_how", "summary", "notes"}
+                        "ended_epoch", "ended_how", "summary", "notes", "duration_s", "distance_m", "origin"}
         lb.close()
     finally:
         os.umask(old)
@@ -95,7 +96,7 @@ def test_migration_from_version_0_and_refusal_of_a_newer_file(tmp_path):
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
     conn.close()
     lb = Logbook(path)
-    assert lb.conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert lb.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert lb.sessions() == []
     lb.conn.execute("INSERT INTO strides (session, t_start, t_end, event) VALUES ('s', 1, 2, '{}')")
     lb.close()
@@ -107,6 +108,54 @@ def test_migration_from_version_0_and_refusal_of_a_newer_file(tmp_path):
     conn.close()
     with pytest.raises(LogbookError, match="newer"):
         Logbook(newer)
+
+
+def _database_at_version(path: Path, version: int) -> None:
+    """A logbook as a stackcue of schema ``version`` left it, with one finished session in it (v ≥ 1)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for v in range(version):
+        MIGRATIONS[v](conn)
+    conn.execute(f"PRAGMA user_version = {version}")
+    if version >= 1:
+        cal = {"type": "calibration", "t": 8.2, "ok": True, "segments": {}}
+        summ = {"type": "summary", "duration_s": 200.0, "strides": 1, "alerts": 1}
+        conn.execute("INSERT INTO sessions (id, runner, started_epoch, calibration, summary, ended_how) "
+                     "VALUES ('S', 'ann', 1735689600.0, ?, ?, 'clean')", (json.dumps(cal), json.dumps(summ)))
+        conn.execute("INSERT INTO strides (session, t_start, t_end, event) VALUES ('S', 10, 10.7, '{\"t_start\":10}')")
+        conn.execute("INSERT INTO alerts (session, alert_id, t, kind, payload) VALUES ('S', 1, 95.4, "
+                     "'anterior_tilt', '{}')")
+    conn.close()
+
+
+@pytest.mark.parametrize("version", range(SCHEMA_VERSION))
+def test_migration_from_every_earlier_version_keeps_the_data(tmp_path, version):
+    path = tmp_path / f"v{version}.sqlite"
+    _database_at_version(path, version)
+    lb = Logbook(path)
+    assert lb.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert lb.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if version >= 1:
+        s = lb.session("S")
+        assert (s["runner"], s["ended_how"], s["duration_s"], s["origin"]) == ("ann", "clean", 200.0, "live")
+        assert [e["type"] for e in lb.events("S")] == ["calibration", "summary"]
+        assert lb.strides("S") == [{"t_start": 10}]
+        assert [a["t"] for a in lb.alerts("S")] == [95.4]
+    lb.close()
+
+
+def test_session_lookup_by_prefix_latest_and_ambiguity(tmp_path):
+    lb = Logbook(tmp_path / "l.sqlite")
+    for sid, t0 in (("20250101T000000Z-aaaaaa", 1.0), ("20250101T000000Z-aabbbb", 2.0), ("20250102T000000Z-cc", 3.0)):
+        lb.conn.execute("INSERT INTO sessions (id, runner, started_epoch) VALUES (?, 'ann', ?)", (sid, t0))
+    assert lb.session("20250102")["id"] == "20250102T000000Z-cc"
+    assert lb.session("latest")["id"] == "20250102T000000Z-cc"
+    assert lb.session("20250101T000000Z-aab")["id"] == "20250101T000000Z-aabbbb"
+    assert lb.session("2026") is None
+    with pytest.raises(LogbookError, match="ambiguous: 20250101T000000Z-aaaaaa, 20250101T000000Z-aabbbb"):
+        lb.session("20250101T000000Z-aa")
+    assert [s["id"] for s in lb.sessions(since_epoch=2.0)] == ["20250101T000000Z-aabbbb", "20250102T000000Z-cc"]
+    assert lb.sessions(runner="bob") == []
+    lb.close()
 
 
 def test_chunk_encoding_round_trip():
@@ -272,7 +321,9 @@ def test_kill_9_mid_stream_loses_at_most_about_a_second(tmp_path, rep):
     assert all(te > handed_t - 1.2 for te in handed_strides[len(strides):])
     assert lb.session("S")["ended_how"] is None
     assert lb.mark_unclean_sessions() == 1
-    assert lb.session("S")["ended_how"] == "unclean"
+    s = lb.session("S")
+    assert s["ended_how"] == "unclean"
+    assert s["duration_s"] == pytest.approx(got_t) and s["ended_epoch"] == pytest.approx(s["started_epoch"] + got_t)
     lb.close()
 
 

@@ -1,0 +1,54 @@
+"""``stackcue sessions``: the logbook as a table a coach reads at a terminal."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dsp.errors import StackcueError
+
+from .logbook import Logbook
+from .report_text import clock
+
+HEADER = ("session", "started", "duration", "strides", "cadence", "tilt", "lean", "stack", "alerts", "ended")
+
+
+def parse_since(text: str) -> float:
+    """``--since``: a date (2026-11-01), a date and time (2026-11-01T07:30, local time) or ``7d`` (days ago)."""
+    t = text.strip()
+    if t.endswith("d") and t[:-1].isdigit():
+        return (dt.datetime.now() - dt.timedelta(days=int(t[:-1]))).timestamp()
+    try:
+        return dt.datetime.fromisoformat(t).timestamp()
+    except ValueError:
+        raise StackcueError(f"--since {text!r}: give a date like 2026-11-01, 2026-11-01T07:30 or 7d") from None
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float | None = None) -> str:
+    """One line a session, oldest first; cadence, tilt, lean and stack are means over steady strides."""
+    rows = []
+    stats = book.stats()
+    for s in book.sessions(runner=runner, since_epoch=since_epoch):
+        st = stats.get(s["id"], {})
+        started = "-" if s["started_epoch"] is None else \
+            f"{dt.datetime.fromtimestamp(s['started_epoch']):%Y-%m-%d %H:%M}"
+        if s["clock_synchronised"] in ("no", "file time"):
+            started += "?"  # the Pi's clock was not set, or the date is the file's: may be wrong
+        ended = s["ended_how"] or "running"
+        rows.append((s["id"], started, clock(s["duration_s"]) if s["duration_s"] is not None else "-",
+                     str(st.get("strides", 0)), _num(st.get("cadence_spm"), ".0f"),
+                     _num(st.get("pelvic_tilt_deg"), "+.1f"), _num(st.get("trunk_lean_deg"), "+.1f"),
+                     _num(st.get("stack_deg"), "+.1f"), str(st.get("alerts", 0)), ended))
+    if not rows:
+        who = f" for runner {runner!r}" if runner else ""
+        return f"no sessions{who} in {book.path}" + (" since then" if since_epoch is not None else "")
+    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+    left = {0, 1, 9}
+    lines = ["  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in [HEADER, *rows]]
+    lines.append("cadence in steps/min; tilt, lean and stack: mean degrees over steady strides; "
+                 "'?' after a date: the clock was not synchronised")
+    return "\n".join(lines)
