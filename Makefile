@@ -50,6 +50,7 @@ bench: venv
 	$(BIN)/python bench/bench_analyze.py
 	$(BIN)/python bench/bench_driver.py
 	$(BIN)/python bench/bench_live.py
+	$(BIN)/python bench/bench_logbook.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     se = sub.add_parser("sessions", help="list the sessions in the logbook")
     se.add_argument("--runner", metavar="ID", help="only this runner's sessions")
     se.add_argument("--since", metavar="DATE", help="only sessions started on or after DATE (2026-11-01, or 7d)")
+    se.add_argument("--delete", metavar="SESSION", help="delete one session (id, prefix or latest) with --yes")
+    se.add_argument("--yes", action="store_true", help="with --delete: do it (without, only say what would go)")
     se.add_argument("--config", metavar="FILE", help="configuration file")
     se.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
 
@@ -318,6 +320,17 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
     since = parse_since(args.since) if args.since else None
     with open_logbook(load_config(args.config), args.logbook) as book:
+        if args.delete:
+            from .session_store import find_session
+
+            sid = find_session(book, args.delete)["id"]
+            if not args.yes:
+                print(f"would delete session {sid} from {book.path}; add --yes to delete it")
+                return 0
+            book.delete_session(sid)
+            book.vacuum()
+            print(f"deleted session {sid} from {book.path}")
+            return 0
         print(sessions_table(book, runner=args.runner, since_epoch=since))
     return 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -132,6 +131,12 @@ def test_import_once_and_the_sessions_table(run_csv, tmp_path):
     assert len(only_bob) == 3 and "2030-01-02" in only_bob[1]
     since = stackcue("sessions", "--config", str(cfg), "--since", "2029-12-31").stdout.splitlines()
     assert len(since) == 3
+    first = lines[1].split()[0]
+    dry = stackcue("sessions", "--config", str(cfg), "--delete", first)
+    assert dry.returncode == 0 and "would delete" in dry.stdout and len(Logbook(lb).sessions()) == 2
+    gone = stackcue("sessions", "--config", str(cfg), "--delete", first, "--yes")
+    assert gone.returncode == 0 and [s["runner"] for s in Logbook(lb).sessions()] == ["bob"]
+    assert stackcue("import", str(csv), "--config", str(cfg)).returncode == 0  # and it can be stored again
 
 
 def test_runner_export_and_delete(run_csv, tmp_path):
