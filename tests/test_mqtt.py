@@ -136,8 +136,13 @@ CHILD = """
 import sys, time
 from service.mqtt_publisher import MqttPublisher, MqttSettings, JsonlOutbox
 host, port, runner, outbox, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+if outbox.endswith(".sqlite"):
+    from service.logbook import Logbook, LogbookOutbox
+    box = LogbookOutbox(Logbook(outbox), "child-session")
+else:
+    box = JsonlOutbox(outbox) if outbox != "-" else None
 p = MqttPublisher(MqttSettings(host=host, port=port, runner_id=runner, reconnect_min_s=0.2, reconnect_max_s=0.5),
-                  "child-session", JsonlOutbox(outbox) if outbox != "-" else None)
+                  "child-session", box)
 p.start()
 if n == 0:
     for _ in range(1000):
@@ -390,17 +395,25 @@ def test_refusals_give_one_line_status(secure_broker, tls_files, tmp_path, case,
 
 # ---------------------------------------------------------------------- durable outbox
 
-def test_outbox_replays_after_crash_exactly_once(broker, tmp_path):
-    sub = Sub(broker, ["stackcue/runner1/alert"], client_id="phone-outbox", clean=False)
+@pytest.mark.parametrize("kind", ["jsonl", "logbook"])
+def test_outbox_replays_after_crash_exactly_once(broker, tmp_path, kind):
+    """The durable outbox, a JSON-lines file or the logbook's alerts table (the default with a logbook)."""
+    from service.logbook import Logbook, LogbookOutbox
+
+    sub = Sub(broker, ["stackcue/runner1/alert"], client_id=f"phone-outbox-{kind}", clean=False)
     broker.stop()  # graceful: the subscriber's session is saved; nothing will acknowledge the alerts
-    box_path = tmp_path / "outbox.jsonl"
+    box_path = tmp_path / ("outbox.jsonl" if kind == "jsonl" else "logbook.sqlite")
+
+    def box():
+        return JsonlOutbox(box_path) if kind == "jsonl" else LogbookOutbox(Logbook(box_path), "second-session")
+
     proc, _ = run_child(broker.host, broker.port, "runner1", box_path, n=5)
     os.kill(proc.pid, signal.SIGKILL)  # crash before any PUBACK
     proc.wait(5)
-    original = {p["alert_id"]: p for p in JsonlOutbox(box_path).pending()}
+    original = {p["alert_id"]: p for p in box().pending()}
     assert sorted(original) == [1, 2, 3, 4, 5]
     broker.start()
-    pub = started(MqttPublisher(settings_for(broker), "second-session", JsonlOutbox(box_path)))
+    pub = started(MqttPublisher(settings_for(broker), "second-session", box()))
     wait_until(lambda: len(pub.delivered) == 5, what="replayed alerts acknowledged")
     wait_until(lambda: len(sub.on("stackcue/runner1/alert")) >= 5, what="replayed alerts")
     time.sleep(0.5)
@@ -411,7 +424,7 @@ def test_outbox_replays_after_crash_exactly_once(broker, tmp_path):
         assert a["replayed"] is True and a["session"] == "child-session"
         assert a["raised_at"] == o["raised_at"] and a["t"] == o["t"]
         assert a["age_s"] >= a["sent_at"] - a["raised_at"] - 0.05
-    assert JsonlOutbox(box_path).pending() == []
+    assert box().pending() == []
     pub.stop()
     sub.close()
 
