@@ -8,6 +8,7 @@ battery-backed wall clock).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -80,6 +81,18 @@ class MPU6050Source(Source):
         if self.trunk:
             parts.append(f"trunk {self.trunk.status}")
         return "; ".join(parts)
+
+    @property
+    def stats(self) -> dict[str, dict]:
+        """Per segment what the driver met (for the session summary): counts, lost seconds, the last errors."""
+        out = {}
+        for seg, d in (("pelvis", self.pelvis), ("trunk", self.trunk)):
+            if d is not None:
+                st = dataclasses.asdict(d.stats)
+                st["lost_s"] = round(st["lost_s"], 3)
+                st["errors"] = st["errors"][-5:]
+                out[seg] = st
+        return out
 
     def _read_block(self) -> Block | None:
         now = self.clock()

@@ -152,6 +152,9 @@ class Daemon:
                     ev.update(session=self.session_id, runner=self.runner_id, ended=why,
                               started_epoch=round(self.started_epoch, 3),
                               clock_synchronised=self.clock_synchronised)
+                    stats = getattr(self.source, "stats", None)
+                    if isinstance(stats, dict):
+                        ev["source_stats"] = stats  # per segment: lost samples, bad packets, reconnects ...
                 self._on_event(ev)
         except Exception as exc:  # e.g. a run that never calibrated: still close cleanly
             log.warning("session ended without a summary: %s", exc)

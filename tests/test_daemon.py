@@ -269,3 +269,20 @@ def test_broker_away_for_twenty_seconds_loses_nothing(broker, tmp_path_factory, 
     want = next(e for e in events if e["type"] == "summary")
     assert summary["strides"] == want["strides"]  # the run itself was undisturbed
     sub.close()
+
+
+def test_the_summary_carries_the_source_statistics():
+    """What the sensors met (bus errors, retries, lost time) lands in the session's summary."""
+    from firmware_bridge.clocks import ManualClock
+    from firmware_bridge.mpu6050_source import EmulatedSource
+
+    clock = ManualClock()
+    source = EmulatedSource(minutes=0.5, trunk="on", seed=3, nack_rate=0.02, clock=clock)
+    keep = Keep()
+    daemon = Daemon(source, Pipeline(strict_calibration=False), [keep], runner_id="ana", clock=clock)
+    assert daemon.run() == 0
+    summary = next(e for e in keep.events if e["type"] == "summary")
+    stats = summary["source_stats"]
+    assert set(stats) == {"pelvis", "trunk"}
+    assert stats["pelvis"]["frames"] > 0.9 * 200 * 30 and stats["pelvis"]["retries"] > 0
+    json.dumps(summary)  # plain data: every sink can take it
