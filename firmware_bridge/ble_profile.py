@@ -7,25 +7,28 @@ the sensor side (their encoders are checked byte for byte against each other by 
 Data notification (all little-endian)::
 
     0  u8   version (1)
-    1  u8   flags: bit0 RESTART (counter started again at this batch: boot, config change),
+    1  u8   flags: bit0 RESTART (counter started again at this batch: boot, config change, new connection),
                    bit1 OVERFLOW (the sensor lost samples before this batch; the counter skipped them),
-                   bit7 COMPACT (8-byte header: no rate, no boot id)
+                   bit7 COMPACT (the short layout below)
     2  u8   sample count N
     3  u8   ranges: bits 0-3 accel code (0..3 = ±2/4/8/16 g), bits 4-7 gyro code (0..3 = ±250/500/1000/2000 °/s)
     4  u32  counter of the first sample (samples since the counter started, mod 2**32)
-    -- full header only --
     8  u32  sample rate, mHz (200 Hz = 200000)
     12 u16  boot id (random at every boot of the sensor)
     14      N samples × (ax, ay, az, gx, gy, gz) int16, sensor axes, MPU-6050 sensitivities
+    14+12N  u16 CRC-16/CCITT-FALSE of everything before it
 
-Full header 14 bytes: up to 19 samples in a 244-byte ATT payload (ATT MTU 247). Compact header 8 bytes:
-one sample in the 20-byte payload of the minimum ATT MTU (23); rate and boot id then come from the info
+Compact (for the 20-byte payload of the minimum ATT MTU 23): version, flags | COMPACT, ranges, u32 counter,
+one sample, CRC-8 (poly 0x07) of the 19 bytes before it; rate and boot id then come from the info
 characteristic / the last control reply (they change only at a boot, which drops the link, or by a
-control write, which also restarts the counter).
+control write, which also restarts the counter). Full batches: up to 19 samples in a 244-byte payload
+(ATT MTU 247). The checksum catches what the link layer's CRC lets through (a buggy stack, a damaged
+buffer on either side): a damaged batch is rejected whole and its samples become a gap.
 """
 
 from __future__ import annotations
 
+import binascii
 import struct
 from dataclasses import dataclass, field
 
@@ -43,12 +46,40 @@ FLAG_COMPACT = 0x80
 _KNOWN_FLAGS = FLAG_RESTART | FLAG_OVERFLOW | FLAG_COMPACT
 
 HEADER = struct.Struct("<BBBBIIH")  # 14 bytes
-COMPACT_HEADER = struct.Struct("<BBBBI")  # 8 bytes
+COMPACT_HEADER = struct.Struct("<BBBI")  # 7 bytes: version, flags, ranges, counter (N = 1)
 SAMPLE_BYTES = 12
+CRC_BYTES = 2  # CRC-16/CCITT-FALSE after a full batch
+COMPACT_CRC_BYTES = 1  # CRC-8 (poly 0x07) after a compact batch
 MAX_PAYLOAD = 244  # ATT MTU 247 - 3
 MIN_PAYLOAD = 20  # ATT MTU 23 - 3
-MAX_SAMPLES = (MAX_PAYLOAD - HEADER.size) // SAMPLE_BYTES  # 19
-MAX_SAMPLES_COMPACT = (MIN_PAYLOAD - COMPACT_HEADER.size) // SAMPLE_BYTES  # 1
+MAX_SAMPLES = (MAX_PAYLOAD - HEADER.size - CRC_BYTES) // SAMPLE_BYTES  # 19
+MAX_SAMPLES_COMPACT = (MIN_PAYLOAD - COMPACT_HEADER.size - COMPACT_CRC_BYTES) // SAMPLE_BYTES  # 1
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF; check value 0x29B1 for b"123456789")."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def _crc8_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = ((c << 1) ^ 0x07) & 0xFF if c & 0x80 else (c << 1) & 0xFF
+        table.append(c)
+    return table
+
+
+_CRC8 = _crc8_table()
+
+
+def crc8(data: bytes) -> int:
+    """CRC-8/SMBUS (poly 0x07, init 0; check value 0xF4 for b"123456789")."""
+    c = 0
+    for b in data:
+        c = _CRC8[c ^ b]
+    return c
 
 G = 9.80665
 #: range code -> (full scale, LSB per unit): accel in g, gyro in °/s (MPU-6050 datasheet sensitivities)
@@ -63,7 +94,7 @@ def samples_per_notification(att_mtu: int) -> tuple[int, bool]:
     payload = att_mtu - 3
     if payload < MIN_PAYLOAD:
         raise ValueError(f"ATT MTU {att_mtu} is below the minimum 23")
-    n = min(MAX_SAMPLES, (payload - HEADER.size) // SAMPLE_BYTES)
+    n = min(MAX_SAMPLES, (payload - HEADER.size - CRC_BYTES) // SAMPLE_BYTES)
     return (n, False) if n >= 1 else (MAX_SAMPLES_COMPACT, True)
 
 
@@ -137,40 +168,51 @@ def encode_batch(counter: int, raw, *, rate_mhz: int = 200_000, acc_code: int = 
     counter %= COUNTER_MOD
     body = arr.astype("<i2").tobytes()
     if compact:
-        return COMPACT_HEADER.pack(VERSION, flags | FLAG_COMPACT, len(arr), ranges, counter) + body
-    return HEADER.pack(VERSION, flags, len(arr), ranges, counter, rate_mhz, boot_id) + body
+        if len(arr) != 1:
+            raise ValueError("encode_batch: a compact batch carries exactly one sample")
+        out = COMPACT_HEADER.pack(VERSION, flags | FLAG_COMPACT, ranges, counter) + body
+        return out + bytes([crc8(out)])
+    out = HEADER.pack(VERSION, flags, len(arr), ranges, counter, rate_mhz, boot_id) + body
+    return out + crc16(out).to_bytes(2, "little")
 
 
 def decode_batch(payload: bytes) -> Batch:
-    """Strictly decode one data notification; ValueError saying what is wrong."""
+    """Strictly decode one data notification; ValueError saying what is wrong (a bad checksum first)."""
     payload = bytes(payload)
-    if len(payload) < COMPACT_HEADER.size:
-        raise ValueError(f"stackcue batch too short: {len(payload)} bytes, the header alone is {COMPACT_HEADER.size}+")
-    version, flags, n, ranges = payload[0], payload[1], payload[2], payload[3]
+    if len(payload) < 2:
+        raise ValueError(f"stackcue batch too short: {len(payload)} bytes")
+    version, flags = payload[0], payload[1]
     if version != VERSION:
         raise ValueError(f"stackcue batch version {version} not supported (this receiver reads version {VERSION})")
-    if flags & ~_KNOWN_FLAGS:
-        raise ValueError(f"stackcue batch has unknown flags 0x{flags & ~_KNOWN_FLAGS:02x}")
     compact = bool(flags & FLAG_COMPACT)
-    head = COMPACT_HEADER if compact else HEADER
-    limit = MAX_SAMPLES_COMPACT if compact else MAX_SAMPLES
-    if n > limit:
-        raise ValueError(f"stackcue batch claims {n} samples, at most {limit} fit {'a compact' if compact else 'one'} "
-                         f"notification")
-    want = head.size + n * SAMPLE_BYTES
-    if len(payload) != want:
-        raise ValueError(f"stackcue batch length {len(payload)} bytes, but {n} samples with a "
-                         f"{head.size}-byte header make {want}")
-    acc_code, gyr_code = ranges & 0x0F, ranges >> 4
-    _check_codes(acc_code, gyr_code)
     if compact:
-        counter = COMPACT_HEADER.unpack_from(payload)[4]
-        rate_mhz = boot_id = None
+        want = COMPACT_HEADER.size + SAMPLE_BYTES + COMPACT_CRC_BYTES
+        if len(payload) != want:
+            raise ValueError(f"stackcue compact batch length {len(payload)} bytes, must be {want}")
+        if crc8(payload[:-1]) != payload[-1]:
+            raise ValueError("stackcue batch checksum (CRC-8) does not match: damaged")
+        _, _, ranges, counter = COMPACT_HEADER.unpack_from(payload)
+        n, head, rate_mhz, boot_id = 1, COMPACT_HEADER.size, None, None
     else:
-        counter, rate_mhz, boot_id = HEADER.unpack_from(payload)[4:]
+        if len(payload) < HEADER.size + CRC_BYTES:
+            raise ValueError(f"stackcue batch too short: {len(payload)} bytes, header and checksum alone are "
+                             f"{HEADER.size + CRC_BYTES}")
+        n = payload[2]
+        want = HEADER.size + n * SAMPLE_BYTES + CRC_BYTES
+        if n > MAX_SAMPLES or len(payload) != want:
+            raise ValueError(f"stackcue batch length {len(payload)} bytes, but {n} samples (at most {MAX_SAMPLES}) "
+                             f"with a {HEADER.size}-byte header and the checksum make {want}")
+        if crc16(payload[:-CRC_BYTES]) != int.from_bytes(payload[-CRC_BYTES:], "little"):
+            raise ValueError("stackcue batch checksum (CRC-16) does not match: damaged")
+        _, _, _, ranges, counter, rate_mhz, boot_id = HEADER.unpack_from(payload)
+        head = HEADER.size
         if rate_mhz == 0:
             raise ValueError("stackcue batch has a sample rate of 0")
-    raw = np.frombuffer(payload, "<i2", offset=head.size).reshape(n, 6).astype(np.int16)
+    if flags & ~_KNOWN_FLAGS:
+        raise ValueError(f"stackcue batch has unknown flags 0x{flags & ~_KNOWN_FLAGS:02x}")
+    acc_code, gyr_code = ranges & 0x0F, ranges >> 4
+    _check_codes(acc_code, gyr_code)
+    raw = np.frombuffer(payload, "<i2", offset=head, count=n * 6).reshape(n, 6).astype(np.int16)
     return Batch(version, flags, counter, acc_code, gyr_code, raw, rate_mhz, boot_id)
 
 

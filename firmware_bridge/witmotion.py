@@ -150,6 +150,9 @@ def encode_register_reply(reg: int, values) -> bytes:
     return _REPLY.pack(HEADER, KIND_REGISTER, reg, *vals[:8])
 
 
+MAX_STRAY = 4  # junk bytes between two frames that still leave the frame before them whole
+
+
 def _is_header(buf: bytearray | bytes, i: int) -> bool:
     return buf[i] == HEADER and buf[i + 1] in (KIND_DATA, KIND_REGISTER)
 
@@ -158,12 +161,14 @@ def _is_header(buf: bytearray | bytes, i: int) -> bool:
 class WitDecoder:
     """Stream decoder for the notify characteristic: feed every notification payload as it comes.
 
-    A frame is taken when it starts on ``55 61`` (or ``55 71``) and is followed by another header or by
-    the end of the bytes received so far (notifications carry whole frames, so the end of one is an
-    alignment mark). When what follows a candidate frame is not a header but a header starts inside
-    it, the candidate was truncated: it is dropped (``stats.bad_frames``) and decoding resumes at that
-    header. Bytes outside frames are counted in ``stats.skipped_bytes``. Register replies go to
-    ``replies``.
+    A frame is taken only when it starts on ``55 61`` (or ``55 71``) and ends where another header starts
+    (at once, or after at most ``MAX_STRAY`` junk bytes) or where the notification ends (notifications
+    carry whole frames, so the end of one is an alignment mark). Anything else is no frame boundary
+    (truncated, damaged, two frames run together): the candidate is dropped (``stats.bad_frames``) and
+    decoding resumes at the next header. The frames carry no checksum, so this alignment rule is all that
+    tells a broken frame: a damaged value inside a well-aligned frame would pass (the link layer's CRC
+    makes that rare). Bytes outside accepted
+    frames are counted in ``stats.skipped_bytes``. Register replies go to ``replies``.
     """
 
     stats: WitStats = field(default_factory=WitStats)
@@ -192,13 +197,11 @@ class WitDecoder:
             if n - i < FRAME_LEN:
                 break  # incomplete: wait for more
             end = i + FRAME_LEN
-            if end + 1 < n and not _is_header(buf, end):
-                inner = next((k for k in range(i + 1, end) if _is_header(buf, k)), None)
-                if inner is not None:
-                    self.stats.bad_frames += 1
-                    self.stats.skipped_bytes += inner - i
-                    i = inner
-                    continue
+            if not self._ends_a_frame(buf, i, end, n):  # truncated, damaged or run into another
+                self.stats.bad_frames += 1
+                self.stats.skipped_bytes += 1
+                i += 1  # look for the next header from the next byte on
+                continue
             frame = bytes(buf[i:end])
             if frame[1] == KIND_DATA:
                 out.append(decode_frame(frame))
@@ -209,6 +212,15 @@ class WitDecoder:
             i = end
         del buf[:i]
         return out
+
+    @staticmethod
+    def _ends_a_frame(buf: bytearray, i: int, end: int, n: int) -> bool:
+        if end == n or (end + 1 < n and _is_header(buf, end)) or (end + 1 == n and buf[end] == HEADER):
+            return True  # the next header, or the end of the notification, follows right away
+        if any(_is_header(buf, k) for k in range(i + 1, end)):
+            return False  # another frame starts inside this one: this one was cut short
+        # a few stray bytes, then a header (or the end): the frame is whole and the bytes are junk
+        return any(end + k == n or (end + k + 1 < n and _is_header(buf, end + k)) for k in range(1, MAX_STRAY + 1))
 
     def reset(self) -> None:
         """Forget a partial frame (after a reconnect)."""

@@ -17,7 +17,6 @@ from firmware_bridge.block import Block
 from firmware_bridge.csv_format import RecordingReader
 
 from .config import Config
-from .logbook import Logbook
 from .report_text import human_summary
 
 #: show a progress bar for files bigger than this (a few seconds of reading)
@@ -144,15 +143,6 @@ def run_pipeline(blocks: Iterable[Block], config: Config, *, jsonl: bool, out: I
         emit(pipe.feed(block))
     emit(pipe.finish())
     return events
-
-
-def session_blocks(book: Logbook, session_id: str) -> Iterator[Block]:
-    """A stored session's raw samples as blocks (float32 values widened back to float64)."""
-    for c in book.raw_chunks(session_id):
-        trunk = "trunk_acc" in c
-        yield Block(c["t"].astype(float), c["acc"].astype(float), c["gyr"].astype(float),
-                    c["trunk_acc"].astype(float) if trunk else None, c["trunk_gyr"].astype(float) if trunk else None,
-                    c["trunk_valid"].copy() if trunk else None)
 
 
 def _report_problems(reader: RecordingReader, err: IO[str]) -> None:

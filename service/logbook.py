@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from firmware_bridge.block import Block
+
 log = logging.getLogger("stackcue.logbook")
 
 FLUSH_S = 1.0  # the live writer commits at least this often
@@ -347,6 +349,26 @@ class Logbook:
         self.conn.execute("PRAGMA secure_delete=ON")
         self.conn.execute("VACUUM")
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def has_trunk(self, session_id: str) -> bool:
+        """Did any stored chunk of the session carry a trunk sensor?"""
+        row = self.conn.execute("SELECT max(trunk) FROM raw_chunks WHERE session = ?", (session_id,)).fetchone()
+        return bool(row[0])
+
+    def raw_blocks(self, session_id: str) -> Iterator[Block]:
+        """The raw samples as float64 blocks, all with trunk columns when any chunk has them (then pelvis-only
+        stretches get invalid trunk rows), so a reader or the pipeline sees one layout throughout."""
+        trunk = self.has_trunk(session_id)
+        for c in self.raw_chunks(session_id):
+            t, acc, gyr = c["t"], c["acc"].astype(float), c["gyr"].astype(float)
+            if not trunk:
+                yield Block(t, acc, gyr)
+            elif "trunk_acc" in c:
+                yield Block(t, acc, gyr, c["trunk_acc"].astype(float), c["trunk_gyr"].astype(float),
+                            np.asarray(c["trunk_valid"], dtype=bool))
+            else:
+                nan = np.full((len(t), 3), np.nan)
+                yield Block(t, acc, gyr, nan, nan.copy(), np.zeros(len(t), dtype=bool))
 
     def raw_chunks(self, session_id: str) -> Iterator[dict[str, np.ndarray]]:
         """The raw samples of a session, chunk by chunk in time order (see ``decode_chunk``)."""

@@ -19,7 +19,7 @@ from typing import IO
 from dsp.calibration import Calibration
 from dsp.errors import StackcueError
 
-from .analyze import analyze_file, run_pipeline, session_blocks
+from .analyze import analyze_file, run_pipeline
 from .config import Config
 from .logbook import Logbook, LogbookError, LogbookSink
 
@@ -149,7 +149,7 @@ def analyze_session(book: Logbook, session: str, cfg: Config, *, jsonl: bool, ou
     s = find_session(book, session)
     if not book.has_raw(s["id"]):
         raise StackcueError(f"session {s['id']} has no raw samples in {book.path} ([logbook] raw was off)")
-    events = run_pipeline(session_blocks(book, s["id"]), cfg, jsonl=jsonl, out=out, calibration=calibration,
+    events = run_pipeline(book.raw_blocks(s["id"]), cfg, jsonl=jsonl, out=out, calibration=calibration,
                           on_event=on_event)
     if not jsonl:
         meta = {k: str(v) for k, v in (s.get("source") or {}).items() if k in ("rate", "runner", "sensor")}

@@ -165,12 +165,12 @@ def test_uuids_are_fixed_and_not_on_the_bluetooth_base():
 def test_batch_sizes_fit_the_mtu():
     assert bp.MAX_SAMPLES == 19
     full = bp.encode_batch(0, _raw(19))
-    assert len(full) == 14 + 19 * 12 <= 244
+    assert len(full) == 14 + 19 * 12 + 2 == 244
     compact = bp.encode_batch(0, _raw(1), compact=True)
     assert len(compact) == 20
     assert bp.samples_per_notification(247) == (19, False)
     assert bp.samples_per_notification(23) == (1, True)
-    assert bp.samples_per_notification(185) == (14, False)
+    assert bp.samples_per_notification(185) == (13, False)
     with pytest.raises(ValueError, match="at most 19"):
         bp.encode_batch(0, _raw(20))
     with pytest.raises(ValueError, match="at most 1"):
@@ -199,21 +199,50 @@ def test_batch_units():
     np.testing.assert_allclose(b.gyr, [[math.radians(10.0), 0, 0]])
 
 
+def _resealed(p: bytes) -> bytes:
+    """A full batch with its CRC made right again: to test the checks behind the checksum."""
+    body = p[:-2]
+    return body + bp.crc16(body).to_bytes(2, "little")
+
+
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda p: bytes([2]) + p[1:], "version 2"),
     (lambda p: p[:-1], "length"),
     (lambda p: p + b"\x00" * 12, "length"),
-    (lambda p: p[:2] + bytes([20]) + p[3:], "20 samples"),
-    (lambda p: p[:1] + bytes([0x10]) + p[2:], "unknown flags"),
-    (lambda p: p[:3] + bytes([0x05]) + p[4:], "accel range code 5"),
-    (lambda p: p[:3] + bytes([0x42]) + p[4:], "gyro range code 4"),
+    (lambda p: _resealed(p[:2] + bytes([20]) + p[3:]), "20 samples"),
+    (lambda p: _resealed(p[:1] + bytes([0x10]) + p[2:]), "unknown flags"),
+    (lambda p: _resealed(p[:3] + bytes([0x05]) + p[4:]), "accel range code 5"),
+    (lambda p: _resealed(p[:3] + bytes([0x42]) + p[4:]), "gyro range code 4"),
     (lambda p: p[:5], "too short"),
-    (lambda p: p[:8] + b"\x00\x00\x00\x00" + p[12:], "rate of 0"),
+    (lambda p: _resealed(p[:8] + b"\x00\x00\x00\x00" + p[12:]), "rate of 0"),
+    (lambda p: p[:20] + bytes([p[20] ^ 0x04]) + p[21:], "checksum"),
 ])
 def test_decode_batch_is_strict(mutate, message):
     good = bp.encode_batch(0, _raw(3))
     with pytest.raises(ValueError, match=message):
         bp.decode_batch(mutate(good))
+
+
+def test_the_checksums():
+    assert bp.crc16(b"123456789") == 0x29B1 == MPY.crc16(b"123456789")  # CRC-16/CCITT-FALSE check value
+    assert bp.crc8(b"123456789") == 0xF4 == MPY.crc8(b"123456789")  # CRC-8/SMBUS check value
+    # every single-bit error in a full or a compact batch is caught (a CRC catches all of them)
+    for p in (bp.encode_batch(123, _raw(19, seed=12)), bp.encode_batch(123, _raw(1, seed=13), compact=True)):
+        for bit in range(8 * len(p)):
+            bad = bytearray(p)
+            bad[bit // 8] ^= 1 << (bit % 8)
+            with pytest.raises(ValueError):
+                bp.decode_batch(bytes(bad))
+    # two-byte bursts inside the samples (a value damaged, not its framing) are caught too
+    p = bp.encode_batch(5, _raw(19, seed=14))
+    rng = np.random.default_rng(15)
+    for _ in range(500):
+        bad = bytearray(p)
+        i = int(rng.integers(14, len(p) - 3))
+        bad[i] ^= int(rng.integers(1, 256))
+        bad[i + 1] ^= int(rng.integers(0, 256))
+        with pytest.raises(ValueError, match="checksum"):
+            bp.decode_batch(bytes(bad))
 
 
 def test_control_and_info_round_trip():
@@ -318,3 +347,22 @@ def test_micropython_fifo_byte_order_and_helpers():
     assert MPY.rate_divider(200_000) == 4 and MPY.divider_rate_mhz(4) == 200_000
     assert MPY.rate_divider(10_000) is None
     assert MPY.divider_rate_mhz(MPY.rate_divider(1_000_000)) == 1_000_000
+
+
+def test_no_garbage_frame_from_a_truncated_frame_before_a_damaged_one():
+    """Without a checksum only alignment tells a broken frame: a cut frame followed by one whose header was
+    damaged must not be read as one frame made of both."""
+    a, b, c = (wm.encode_frame(*t) for t in _frames(3, seed=5))
+    bad_b = b"\x54" + b[1:]  # header byte damaged
+    dec = wm.WitDecoder()
+    out = dec.feed(a[:15] + bad_b + c)
+    assert len(out) == 1 and dec.stats.bad_frames >= 1
+    np.testing.assert_array_equal(out[0].acc, wm.decode_frame(c).acc)
+    # a frame ending in 0x55 followed by a stray 0x61 looks like a header: no garbage from it either
+    d = bytearray(wm.encode_frame((0.0, 0.0, 9.8), (0.0, 0.0, 0.0)))
+    d[19] = 0x55
+    dec = wm.WitDecoder()
+    out = dec.feed(bytes(d) + b"\x61" + c)
+    assert all(np.array_equal(f.acc, wm.decode_frame(bytes(d)).acc) or np.array_equal(f.acc, wm.decode_frame(c).acc)
+               for f in out)
+    assert np.array_equal(out[-1].acc, wm.decode_frame(c).acc)

@@ -30,8 +30,9 @@ FLAG_RESTART = 0x01
 FLAG_OVERFLOW = 0x02
 FLAG_COMPACT = 0x80
 HEADER_LEN = 14
-COMPACT_HEADER_LEN = 8
+COMPACT_HEADER_LEN = 7
 SAMPLE_BYTES = 12
+CRC_BYTES = 2
 MAX_SAMPLES = 19
 IMU_KIND_MPU6050 = 1
 FIRMWARE = (1, 0)
@@ -58,15 +59,35 @@ def fifo_to_le(fifo):
     return bytes(out)
 
 
+def crc16(data):
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), bit by bit: small, and fast enough for 10 batches/s."""
+    c = 0xFFFF
+    for b in data:
+        c ^= b << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) & 0xFFFF if c & 0x8000 else (c << 1) & 0xFFFF
+    return c
+
+
+def crc8(data):
+    """CRC-8/SMBUS (poly 0x07, init 0)."""
+    c = 0
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = ((c << 1) ^ 0x07) & 0xFF if c & 0x80 else (c << 1) & 0xFF
+    return c
+
+
 def encode_batch(counter, samples_le, rate_mhz, ranges, boot_id, flags=0, compact=False):
-    """One data notification: ``samples_le`` is N × 12 bytes of little-endian int16 (ax..gz)."""
+    """One data notification: ``samples_le`` is N × 12 bytes of little-endian int16 (ax..gz), then its CRC."""
     n = len(samples_le) // SAMPLE_BYTES
     counter &= 0xFFFFFFFF
-    if compact:
-        head = struct.pack("<BBBBI", VERSION, flags | FLAG_COMPACT, n, ranges, counter)
-    else:
-        head = struct.pack("<BBBBIIH", VERSION, flags, n, ranges, counter, rate_mhz, boot_id)
-    return head + bytes(samples_le)
+    if compact:  # exactly one sample
+        out = struct.pack("<BBBI", VERSION, flags | FLAG_COMPACT, ranges, counter) + bytes(samples_le)
+        return out + bytes([crc8(out)])
+    out = struct.pack("<BBBBIIH", VERSION, flags, n, ranges, counter, rate_mhz, boot_id) + bytes(samples_le)
+    return out + struct.pack("<H", crc16(out))
 
 
 def encode_reply(op, seq, status, ranges, rate_mhz, boot_id, next_counter):
@@ -80,7 +101,7 @@ def encode_info(ranges, max_batch, rate_mhz, boot_id):
 
 def batch_size(att_mtu):
     """(samples per notification, compact) for a negotiated ATT MTU."""
-    n = min(MAX_SAMPLES, (att_mtu - 3 - HEADER_LEN) // SAMPLE_BYTES)
+    n = min(MAX_SAMPLES, (att_mtu - 3 - HEADER_LEN - CRC_BYTES) // SAMPLE_BYTES)
     return (n, False) if n >= 1 else (1, True)
 
 
