@@ -51,6 +51,7 @@ bench: venv
 	$(BIN)/python bench/bench_driver.py
 	$(BIN)/python bench/bench_live.py
 	$(BIN)/python bench/bench_logbook.py
+	$(BIN)/python bench/bench_report.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from dsp.errors import StackcueError
 
+from . import export, report_html  # their heavy libraries (fit-tool, matplotlib) load only when they run
+
 EXIT_USAGE = 2
 
 
@@ -100,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--yes", action="store_true", help="delete: do it (without --yes it only says what would go)")
     ru.add_argument("--config", metavar="FILE", help="configuration file")
     ru.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
+
+    export.add_parser(sub)
+    report_html.add_parser(sub)
 
     cu = sub.add_parser("cue", help="speak or buzz the session's alerts and system events (MQTT subscriber)")
     cu.add_argument("--config", metavar="FILE", help="configuration file")
@@ -377,7 +382,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"analyze": cmd_analyze, "simulate": cmd_simulate, "probe": cmd_probe, "record": cmd_record,
-            "run": cmd_run, "cue": cmd_cue, "import": cmd_import, "sessions": cmd_sessions, "runner": cmd_runner}
+            "run": cmd_run, "cue": cmd_cue, "import": cmd_import, "sessions": cmd_sessions, "runner": cmd_runner,
+            "export": export.cmd_export, "report": report_html.cmd_report}
+
 
 
 def main(argv: list[str] | None = None) -> int:
