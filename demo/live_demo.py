@@ -27,13 +27,18 @@ EXE = str(Path(sys.executable).parent / "stackcue")
 def main() -> int:
     csv = ROOT / "out" / "demo" / "run.csv"
     if not csv.exists():
+        csv.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([EXE, "simulate", "-o", str(csv), "--minutes", "10", "--trunk", "--seed", "7"], check=True)
     work = Path(tempfile.mkdtemp(prefix="stackcue-demo-"))
     broker = Broker(work).start()
     print(f"mosquitto on 127.0.0.1:{broker.port}; replaying {csv.name} at 12x through `stackcue run`")
     cfg = work / "demo.toml"
+    out = csv.parent
+    book = out / "logbook.sqlite"
+    for suffix in ("", "-wal", "-shm"):  # a fresh logbook each demo
+        Path(f"{book}{suffix}").unlink(missing_ok=True)
     cfg.write_text(f'[runner]\nid = "demo"\n[source]\nkind = "replay"\npath = "{csv}"\nspeed = 12.0\n'
-                   f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n[logbook]\npath = "{work / "logbook.sqlite"}"\n')
+                   f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n[logbook]\npath = "{book}"\n')
     t0 = time.monotonic()
 
     def on_message(client, userdata, msg):
@@ -60,7 +65,15 @@ def main() -> int:
         run = subprocess.run([EXE, "run", "--config", str(cfg)], stdout=subprocess.DEVNULL, timeout=300)
         time.sleep(1.0)
         print(f"stackcue run exited with {run.returncode} after {time.monotonic() - t0:.1f} s")
-        return run.returncode
+        if run.returncode:
+            return run.returncode
+        print("\n--- the coach's side: the logbook, a report and a FIT file ---")
+        for args in (["sessions"], ["report", "latest", "-o", str(out / "report.html")],
+                     ["export", "latest", "--format", "fit", "-o", str(out / "run.fit")]):
+            print("$ stackcue " + " ".join(args), flush=True)
+            subprocess.run([EXE, *args, "--config", str(cfg)], check=True)
+        print(f"open {out / 'report.html'} in a browser")
+        return 0
     finally:
         cue.terminate()
         cue.wait(5)

@@ -35,8 +35,8 @@ def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float 
         st = stats.get(s["id"], {})
         started = "-" if s["started_epoch"] is None else \
             f"{dt.datetime.fromtimestamp(s['started_epoch']):%Y-%m-%d %H:%M}"
-        if s["clock_synchronised"] in ("no", "file time"):
-            started += "?"  # the Pi's clock was not set, or the date is the file's: may be wrong
+        if s["clock_synchronised"] != "yes":
+            started += "?"  # the clock was not known to be synchronised, or the date is the file's: may be off
         ended = s["ended_how"] or "running"
         rows.append((s["id"], started, clock(s["duration_s"]) if s["duration_s"] is not None else "-",
                      str(st.get("strides", 0)), _num(st.get("cadence_spm"), ".0f"),
@@ -50,5 +50,5 @@ def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float 
     lines = ["  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in [HEADER, *rows]]
     lines.append("cadence in steps/min; tilt, lean and stack: mean degrees over steady strides; "
-                 "'?' after a date: the clock was not synchronised")
+                 "'?' after a date: the clock was not known to be synchronised")
     return "\n".join(lines)
