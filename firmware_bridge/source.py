@@ -67,6 +67,7 @@ SOURCE_KINDS: dict[str, str] = {
     "emulated": "firmware_bridge.mpu6050_source:EmulatedSource",
     "replay": "firmware_bridge.replay:ReplaySource",
     "simulated": "firmware_bridge.simulator:SimulatedSource",
+    "ble": "firmware_bridge.ble_source:BLESource",
 }
 
 

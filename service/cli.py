@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dsp.errors import StackcueError
 
-from . import export, report_html  # their heavy libraries (fit-tool, matplotlib) load only when they run
+from . import export, report_html, scan  # their heavy libraries (fit-tool, matplotlib) load only when they run
 
 EXIT_USAGE = 2
 
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="with --emulate: random seed")
     rn = sub.add_parser("run", help="the live service: sensors → posture → alerts over MQTT")
     rn.add_argument("--config", metavar="FILE", help="configuration file")
-    rn.add_argument("--source", choices=["mpu6050", "emulated", "replay"], help="override [source] kind")
+    rn.add_argument("--source", choices=["mpu6050", "ble", "emulated", "replay"], help="override [source] kind")
     rn.add_argument("--path", metavar="FILE", help="override [source] path (replay)")
     rn.add_argument("--speed", type=_positive_float, help="override [source] speed (replay, emulated)")
     rn.add_argument("--jsonl", action="store_true", help="log every event as a JSON line on stdout")
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export.add_parser(sub)
     report_html.add_parser(sub)
+    scan.add_parser(sub)
 
     cu = sub.add_parser("cue", help="speak or buzz the session's alerts and system events (MQTT subscriber)")
     cu.add_argument("--config", metavar="FILE", help="configuration file")
@@ -127,6 +128,10 @@ def open_live_source(cfg, kind: str, path: str, speed: float):
         opts = cfg.mpu6050_options()
         opts["trunk"] = "on" if opts["trunk"] == "auto" else opts["trunk"]
         return open_source("emulated", minutes=cfg["source"]["emulated_minutes"], speed=speed, **opts)
+    if kind == "ble":
+        from .scan import ble_options
+
+        return open_source("ble", **ble_options(cfg))
     return open_source("mpu6050", **cfg.mpu6050_options())
 
 
@@ -383,7 +388,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 COMMANDS = {"analyze": cmd_analyze, "simulate": cmd_simulate, "probe": cmd_probe, "record": cmd_record,
             "run": cmd_run, "cue": cmd_cue, "import": cmd_import, "sessions": cmd_sessions, "runner": cmd_runner,
-            "export": export.cmd_export, "report": report_html.cmd_report}
+            "export": export.cmd_export, "report": report_html.cmd_report, "scan": scan.cmd_scan}
 
 
 

@@ -91,12 +91,19 @@ RANGES: dict[str, tuple[float, float]] = {
     "mpu6050.pelvis_address": (0x03, 0x77),
     "mpu6050.trunk_address": (0x03, 0x77),
     "mpu6050.poll_s": (0.002, 0.4),
+    "ble.rate_hz": (0.2, 1000),
+    "ble.scan_s": (1, 60),
+    "ble.connect_timeout_s": (2, 60),
+    "ble.reconnect_max_s": (1, 300),
+    "ble.decision_delay_s": (0.2, 4),
 }
 
 CHOICES: dict[str, tuple] = {
     "reference.mode": ("neutral", "first_minutes", "targets"),
     "mpu6050.trunk": ("auto", "on", "off"),
-    "source.kind": ("mpu6050", "emulated", "replay"),
+    "source.kind": ("mpu6050", "ble", "emulated", "replay"),
+    "ble.pelvis_kind": ("auto", "witmotion", "stackcue"),
+    "ble.trunk_kind": ("auto", "witmotion", "stackcue"),
     "cue.owner": ("pi", "phone", "none"),
     "mpu6050.accel_range_g": (2, 4, 8, 16),
     "mpu6050.gyro_range_dps": (250, 500, 1000, 2000),
