@@ -42,6 +42,7 @@ from . import witmotion as wm
 from .align import TrunkAligner
 from .ble_clients import CLIENTS, KINDS, SetupError, adapter_problem, default_bleak, find, is_address, race
 from .block import Block
+from .clocks import Pacer
 from .source import Source
 from .timestamps import BurstLossDetector, SampleClock
 
@@ -470,7 +471,7 @@ class BLESource(Source):
         self.scan_s, self.connect_timeout_s, self.backoff_s = scan_s, connect_timeout_s, backoff_s
         self.decision_delay_s, self.poll_s, self.duration_s = decision_delay_s, poll_s, duration_s
         self.t0 = clock()
-        self._next = self.t0
+        self._pacer = Pacer(self.clock, self.sleep, self.poll_s, self.t0)
         self.links: dict[str, _Link] = {}
         self.streams: dict[str, _Stream | _I2CPelvis] = {}
         self.i2c_pelvis: _I2CPelvis | None = None
@@ -572,12 +573,7 @@ class BLESource(Source):
         now = self.clock()
         if self.duration_s is not None and now - self.t0 >= self.duration_s:
             return None
-        self._next += self.poll_s
-        if self._next > now:
-            self.sleep(self._next - now)
-            now = self.clock()
-        else:
-            self._next = now
+        now = self._pacer.wait()
         pelvis = self.streams["pelvis"].take(now)
         if self.aligner is None:
             return pelvis

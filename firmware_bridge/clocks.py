@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 
 class ScaledClock:
@@ -36,3 +37,22 @@ class ManualClock:
             self.t += float(seconds)
 
     advance = sleep
+
+
+class Pacer:
+    """Wakes a polling source every ``period`` s from ``start`` on; when it falls behind it does not try to
+    catch up in a burst. ``wait()`` returns the clock's reading after the wait."""
+
+    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None], period: float,
+                 start: float) -> None:
+        self.clock, self.sleep, self.period = clock, sleep, period
+        self._next = start
+
+    def wait(self) -> float:
+        now = self.clock()
+        self._next += self.period
+        if self._next > now:
+            self.sleep(self._next - now)
+            return self.clock()
+        self._next = now
+        return now

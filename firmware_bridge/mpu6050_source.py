@@ -16,6 +16,7 @@ from dsp.errors import SourceError
 
 from .align import TrunkAligner
 from .block import Block
+from .clocks import Pacer
 from .mpu6050 import MPU6050, open_i2c_bus
 from .source import Source
 
@@ -69,7 +70,7 @@ class MPU6050Source(Source):
         self.has_trunk = self.trunk is not None
         self.aligner = TrunkAligner(1.0 / self.pelvis.rate_hz) if self.trunk else None
         self.t0 = clock()
-        self._next = self.t0
+        self._pacer = Pacer(clock, sleep, poll_s, self.t0)
         self.meta = {"sensor": "mpu6050", "rate": f"{self.pelvis.rate_hz:g}", "bus": str(bus),
                      "pelvis_address": f"0x{pelvis_address:02x}"}
         if self.trunk:
@@ -98,11 +99,7 @@ class MPU6050Source(Source):
         now = self.clock()
         if self.duration_s is not None and now - self.t0 >= self.duration_s:
             return None
-        self._next += self.poll_s
-        if self._next > now:
-            self.sleep(self._next - now)
-        else:
-            self._next = now  # fell behind: do not try to catch up in a burst
+        self._pacer.wait()
         p = self.pelvis.read()
         p = Block(p.t - self.t0, p.acc, p.gyr)
         if self.trunk is None or self.aligner is None:

@@ -14,18 +14,11 @@ from pathlib import Path
 from dsp.errors import StackcueError
 
 from . import export, report_html, scan  # their heavy libraries (fit-tool, matplotlib) load only when they run
+from .argtypes import positive_float
 
 EXIT_USAGE = 2
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,37 +42,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="write a synthetic run (exchange CSV) and its truth files")
     s.add_argument("-o", "--output", required=True, metavar="FILE", help="CSV to write")
-    s.add_argument("--minutes", type=_positive_float, default=10.0, help="running time (default 10)")
+    s.add_argument("--minutes", type=positive_float, default=10.0, help="running time (default 10)")
     s.add_argument("--trunk", action="store_true", help="add a sternum sensor")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--rate", type=_positive_float, default=200.0, help="nominal sample rate in Hz (default 200)")
-    s.add_argument("--cadence", type=_positive_float, default=170.0, help="steps per minute (default 170)")
-    s.add_argument("--speed", type=_positive_float, default=3.3, help="running speed m/s (default 3.3)")
+    s.add_argument("--rate", type=positive_float, default=200.0, help="nominal sample rate in Hz (default 200)")
+    s.add_argument("--cadence", type=positive_float, default=170.0, help="steps per minute (default 170)")
+    s.add_argument("--speed", type=positive_float, default=3.3, help="running speed m/s (default 3.3)")
     s.add_argument("--no-episodes", action="store_true", help="steady posture, no drift episodes")
     s.add_argument("--ideal", action="store_true", help="ideal sensor: no bias, noise, jitter or gaps")
     pr = sub.add_parser("probe", help="find the MPU-6050s on the I2C bus and check them at rest")
     pr.add_argument("--bus", type=int, help="I2C bus number (default from the configuration: 1)")
-    pr.add_argument("--seconds", type=_positive_float, default=3.0, help="seconds at rest per sensor (default 3)")
+    pr.add_argument("--seconds", type=positive_float, default=3.0, help="seconds at rest per sensor (default 3)")
     pr.add_argument("--config", metavar="FILE", help="configuration file")
     pr.add_argument("--emulate", action="store_true", help="probe emulated sensors instead of /dev/i2c-N")
 
     r = sub.add_parser("record", help="record the sensors to an exchange CSV (Ctrl-C ends it cleanly)")
     r.add_argument("-o", "--output", required=True, metavar="FILE", help="CSV to write")
-    r.add_argument("--seconds", type=_positive_float, help="stop after this much data (default: until Ctrl-C)")
+    r.add_argument("--seconds", type=positive_float, help="stop after this much data (default: until Ctrl-C)")
     r.add_argument("--bus", type=int, help="I2C bus number (default from the configuration: 1)")
     r.add_argument("--config", metavar="FILE", help="configuration file")
     r.add_argument("--emulate", action="store_true",
                    help="record the synthetic runner on emulated MPU-6050s on an emulated bus")
-    r.add_argument("--speed", type=_positive_float, default=1.0,
+    r.add_argument("--speed", type=positive_float, default=1.0,
                    help="with --emulate: run the emulated time this many times faster (default 1)")
-    r.add_argument("--minutes", type=_positive_float, default=10.0,
+    r.add_argument("--minutes", type=positive_float, default=10.0,
                    help="with --emulate: length of the simulated run (default 10)")
     r.add_argument("--seed", type=int, default=0, help="with --emulate: random seed")
     rn = sub.add_parser("run", help="the live service: sensors → posture → alerts over MQTT")
     rn.add_argument("--config", metavar="FILE", help="configuration file")
     rn.add_argument("--source", choices=["mpu6050", "ble", "emulated", "replay"], help="override [source] kind")
     rn.add_argument("--path", metavar="FILE", help="override [source] path (replay)")
-    rn.add_argument("--speed", type=_positive_float, help="override [source] speed (replay, emulated)")
+    rn.add_argument("--speed", type=positive_float, help="override [source] speed (replay, emulated)")
     rn.add_argument("--jsonl", action="store_true", help="log every event as a JSON line on stdout")
 
     im = sub.add_parser("import", help="analyse a recording (exchange CSV) and store it in the logbook")

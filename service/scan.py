@@ -18,23 +18,14 @@ from typing import Any, TextIO
 
 from dsp.errors import StackcueError
 
-#: defaults of the proposed ``[ble]`` section (used while the configuration has none)
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return v
+from .argtypes import positive_float
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sc = subparsers.add_parser("scan", help="list the supported BLE IMUs in range (WitMotion, stackcue sensors)")
-    sc.add_argument("--seconds", type=_positive, default=10.0,
+    sc.add_argument("--seconds", type=positive_float, default=10.0,
                     help="how long to listen for advertisements (default 10)")
-    sc.add_argument("--listen", type=_positive, default=2.0,
+    sc.add_argument("--listen", type=positive_float, default=2.0,
                     help="seconds to listen for notifications on each sensor found (default 2)")
     sc.add_argument("--no-connect", action="store_true", help="only list what advertises; do not connect")
     return sc
