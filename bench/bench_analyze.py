@@ -17,7 +17,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firmware_bridge.simulator import SimParams, simulate, write_simulation  # noqa: E402
+from recording import bench_recording  # noqa: E402
+
 from service.analyze import analyze_file  # noqa: E402
 from service.config import load_config  # noqa: E402
 
@@ -25,14 +26,7 @@ MINUTES = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
 
 
 def main() -> None:
-    out = ROOT / "out" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    csv = out / f"run_{MINUTES:g}min_200hz_trunk.csv"
-    if not csv.exists():
-        t0 = time.perf_counter()
-        run = simulate(SimParams(minutes=MINUTES, rate_hz=200, trunk=True, seed=11))
-        write_simulation(run, csv)
-        print(f"simulated and wrote {csv.name} in {time.perf_counter() - t0:.1f} s")
+    csv = bench_recording(MINUTES)
     size_mb = csv.stat().st_size / 1e6
     cfg = load_config()
 

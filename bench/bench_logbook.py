@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firmware_bridge.simulator import SimParams, simulate, write_simulation  # noqa: E402
+from recording import OUT, bench_recording  # noqa: E402
+
 from service.analyze import analyze_file  # noqa: E402
 from service.config import load_config  # noqa: E402
 from service.logbook import Logbook, LogbookSink  # noqa: E402
@@ -27,12 +28,8 @@ MINUTES = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
 
 
 def main() -> None:
-    out = ROOT / "out" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    csv = out / f"run_{MINUTES:g}min_200hz_trunk.csv"
-    if not csv.exists():
-        write_simulation(simulate(SimParams(minutes=MINUTES, rate_hz=200, trunk=True, seed=11)), csv)
-    db = out / "bench_logbook.sqlite"
+    csv = bench_recording(MINUTES)
+    db = OUT / "bench_logbook.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     cfg = load_config()

@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firmware_bridge.simulator import SimParams, simulate, write_simulation  # noqa: E402
+from recording import bench_recording  # noqa: E402
+
 from service.config import load_config  # noqa: E402
 from service.logbook import Logbook  # noqa: E402
 from service.report_html import build_report, write_report  # noqa: E402
@@ -27,11 +28,7 @@ REPEAT = 3  # the best of a few builds: the figure a coach waits for on a quiet 
 
 
 def bench(minutes: float, out: Path) -> None:
-    csv = out / f"run_{minutes:g}min_200hz_trunk.csv"
-    if not csv.exists():
-        t0 = time.perf_counter()
-        write_simulation(simulate(SimParams(minutes=minutes, rate_hz=200, trunk=True, seed=11)), csv)
-        print(f"simulated and wrote {csv.name} in {time.perf_counter() - t0:.1f} s")
+    csv = bench_recording(minutes)
     book_path = out / f"report_{minutes:g}min.sqlite"
     for p in out.glob(f"{book_path.name}*"):
         p.unlink()

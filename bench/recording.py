@@ -1,0 +1,26 @@
+"""The benchmarks' shared recording: a synthetic run at 200 Hz with two sensors, simulated once into out/bench/."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "out" / "bench"
+
+
+def bench_recording(minutes: float) -> Path:
+    """out/bench/run_<minutes>min_200hz_trunk.csv, simulated (seed 11) the first time it is asked for."""
+    from firmware_bridge.simulator import SimParams, simulate, write_simulation
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    csv = OUT / f"run_{minutes:g}min_200hz_trunk.csv"
+    if not csv.exists():
+        t0 = time.perf_counter()
+        write_simulation(simulate(SimParams(minutes=minutes, rate_hz=200, trunk=True, seed=11)), csv)
+        print(f"simulated and wrote {csv.name} in {time.perf_counter() - t0:.1f} s")
+    return csv
