@@ -372,11 +372,14 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
         f.units = "deg"
         f.native_mesg_num = RecordMessage.ID
         b.add(f)
-    ev = EventMessage()
-    ev.timestamp = unix_ms(t0_fit)
-    ev.event = Event.TIMER
-    ev.event_type = EventType.START
-    b.add(ev)
+    def timer(ts: int, kind: EventType) -> EventMessage:
+        ev = EventMessage()
+        ev.timestamp = unix_ms(ts)
+        ev.event = Event.TIMER
+        ev.event_type = kind
+        return ev
+
+    b.add(timer(t0_fit, EventType.START))
     cadences = []
     for st in strides:
         devs = []
@@ -391,11 +394,7 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
             cadences.append(float(st["cadence_spm"]))
             r.cadence, r.fractional_cadence = _fit_cadence(float(st["cadence_spm"]))
         b.add(r)
-    ev = EventMessage()
-    ev.timestamp = unix_ms(t1_fit)
-    ev.event = Event.TIMER
-    ev.event_type = EventType.STOP_ALL
-    b.add(ev)
+    b.add(timer(t1_fit, EventType.STOP_ALL))
     total_s = float(end_t)
     for msg in (LapMessage(), SessionMessage()):
         msg.message_index = 0

@@ -722,18 +722,23 @@ def _what_changed(run: _Run) -> str:
             f"and the last {_e(_hms(w))} ({_e(_hms(span[1][0]))}–{_e(_hms(span[1][1]))})")
     rows, said = [], []
 
-    def angle(key: str, name: str, up: str, down: str, what: str = "") -> None:
+    def angle(key: str, name: str, up: str, down: str, what: str = "", signed: bool = True) -> None:
+        """A row for one angle; a sentence when it changed by CHANGE_MIN_DEG or more. Signed angles are said
+        against the standing neutral; ranges and drops (unsigned) only as before → after."""
         a, b = _mean(c[key][first]), _mean(c[key][last])
         if not (math.isfinite(a) and math.isfinite(b)):
             return
         d = b - a
         big = abs(d) >= CHANGE_MIN_DEG
-        rows.append([_e(name), _f(a, "+.1f", DEG), _f(b, "+.1f", DEG),
+        fmt = "+.1f" if signed else ".1f"
+        rows.append([_e(name), _f(a, fmt, DEG), _f(b, fmt, DEG),
                      f'<td class="{"big" if big else ""}">{_f(d, "+.1f", DEG)}</td>'])
-        if big:
+        if big and signed:
             toward = "closer to" if abs(b) < abs(a) else "further from"
             said.append(f"{up if d > 0 else down} by {abs(d):.1f}{DEG} ({what}{a:+.1f}{DEG} → {b:+.1f}{DEG}), "
                         f"{toward} the standing neutral (0{DEG}){_stack_note(run, key, d, b)}.")
+        elif big:
+            said.append(f"{up if d > 0 else down}: {a:.1f}{DEG} → {b:.1f}{DEG}.")
 
     angle("tilt", "Pelvic tilt", "The pelvis tipped further forward (more anterior tilt)",
           "The pelvis tipped back, tucking under (less anterior tilt)")
@@ -756,15 +761,7 @@ def _what_changed(run: _Run) -> str:
                                  "The hip dropped less in left stance"),
                                 ("drop_r", "Pelvic drop, right stance", "The hip dropped more in right stance",
                                  "The hip dropped less in right stance")):
-        a, b = _mean(c[key][first]), _mean(c[key][last])
-        if not (math.isfinite(a) and math.isfinite(b)):
-            continue
-        d = b - a
-        big = abs(d) >= CHANGE_MIN_DEG
-        rows.append([_e(name), _f(a, ".1f", DEG), _f(b, ".1f", DEG),
-                     f'<td class="{"big" if big else ""}">{_f(d, "+.1f", DEG)}</td>'])
-        if big:
-            said.append(f"{up if d > 0 else down}: {a:.1f}{DEG} → {b:.1f}{DEG}.")
+        angle(key, name, up, down, signed=False)
     ct = {m: _mean(np.concatenate([c["ct_l"][mask], c["ct_r"][mask]])) for m, mask in (("a", first), ("b", last))}
     if math.isfinite(ct["a"]) and math.isfinite(ct["b"]):
         d = ct["b"] - ct["a"]

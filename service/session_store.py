@@ -131,7 +131,7 @@ def _open_sink(book_path: str, cfg: Config, meta: dict[str, str], p: Path, diges
     with Logbook(book_path) as book:
         if book.session(sid) is not None:
             raise StackcueError(f"{p} is already in {book_path} as session {sid} "
-                                "(to store it again, first: stackcue sessions --delete " f"{sid} --yes)")
+                                f"(to store it again, first: stackcue sessions --delete {sid} --yes)")
     sink = LogbookSink(book_path, config=cfg.data)
     sink.handle({"type": "session", "t": 0.0, "state": "started", "session": sid,
                  "runner": meta.get("runner") or cfg.runner_id, "started_epoch": round(started, 3),
