@@ -178,6 +178,20 @@ def test_runner_export_and_delete(run_csv, tmp_path):
     assert r.returncode == 2 and "no sessions of runner 'ann'" in r.stderr and "'bob'" in r.stderr
 
 
+@pytest.fixture(scope="module")
+def two_sessions(run_csv, tmp_path_factory) -> Path:
+    """A logbook with two sessions whose ids both start with "2" (the mistakes below only read it)."""
+    csv, _ = run_csv
+    tmp = tmp_path_factory.mktemp("two")
+    lb = tmp / "lb.sqlite"
+    cfg = write_config(tmp / "c.toml", lb)
+    for name in ("a", "b"):
+        copy = tmp / f"{name}.csv"
+        copy.write_bytes(csv.read_bytes())
+        assert stackcue("import", str(copy), "--config", str(cfg)).returncode == 0
+    return lb
+
+
 @pytest.mark.parametrize("args, message", [
     (["sessions"], "no logbook: [logbook] path is empty"),
     (["sessions", "--logbook", "{tmp}/none.sqlite"], "does not exist yet"),
@@ -189,14 +203,9 @@ def test_runner_export_and_delete(run_csv, tmp_path):
     (["runner", "export", "ann", "--logbook", "{lb}"], "runner export needs -o"),
     (["sessions", "--logbook", "{csv}"], "cannot open"),
 ])
-def test_mistakes_are_one_line(run_csv, tmp_path, args, message):
+def test_mistakes_are_one_line(run_csv, two_sessions, tmp_path, args, message):
     csv, _ = run_csv
-    lb = tmp_path / "lb.sqlite"
-    cfg = write_config(tmp_path / "c.toml", lb)
-    for name in ("a", "b"):  # two sessions whose ids both start with "2"
-        copy = tmp_path / f"{name}.csv"
-        copy.write_bytes(csv.read_bytes())
-        assert stackcue("import", str(copy), "--config", str(cfg)).returncode == 0
+    lb = two_sessions
     empty = write_config(tmp_path / "empty.toml", "")
     argv = [a.format(tmp=tmp_path, lb=lb, csv=csv) for a in args]
     r = stackcue(*argv, "--config", str(empty))
