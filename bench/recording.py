@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,12 +16,13 @@ OUT = ROOT / "out" / "bench"
 
 def bench_recording(minutes: float) -> Path:
     """out/bench/run_<minutes>min_200hz_trunk.csv, simulated (seed 11) the first time it is asked for."""
-    from firmware_bridge.simulator import SimParams, simulate, write_simulation
-
     OUT.mkdir(parents=True, exist_ok=True)
     csv = OUT / f"run_{minutes:g}min_200hz_trunk.csv"
     if not csv.exists():
+        # in a child process: the simulation's memory must not count in the benchmark's peak RSS
         t0 = time.perf_counter()
-        write_simulation(simulate(SimParams(minutes=minutes, rate_hz=200, trunk=True, seed=11)), csv)
+        exe = str(Path(sys.executable).parent / "stackcue")
+        subprocess.run([exe, "simulate", "-o", str(csv), "--minutes", f"{minutes:g}", "--rate", "200", "--trunk",
+                        "--seed", "11"], check=True, stdout=subprocess.DEVNULL)
         print(f"simulated and wrote {csv.name} in {time.perf_counter() - t0:.1f} s")
     return csv

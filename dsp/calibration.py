@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from .errors import CalibrationError
 from .params import CalibrationParams
+from .rotations import matrix_from_quat, quat_from_matrix
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,9 @@ class SegmentCalibration:
     quality: float | None = None
 
     @property
-    def body_from_sensor(self) -> Rotation:
-        w, x, y, z = self.q_body_from_sensor_wxyz
-        return Rotation.from_quat([x, y, z, w])
+    def body_from_sensor(self) -> np.ndarray:
+        """3×3 matrix taking sensor axes to body axes."""
+        return matrix_from_quat(self.q_body_from_sensor_wxyz)
 
     def to_dict(self) -> dict:
         return {
@@ -179,10 +179,8 @@ def hinge_calibration(
     y = _unit(axis - (axis @ z) * z)
     x = np.cross(y, z)
     sensor_from_body = np.column_stack([x, y, z])
-    q = Rotation.from_matrix(sensor_from_body.T).as_quat()  # body_from_sensor, xyzw
-    if q[3] < 0:
-        q = -q
-    seg = SegmentCalibration((float(q[3]), float(q[0]), float(q[1]), float(q[2])),
+    q = quat_from_matrix(sensor_from_body.T)  # body_from_sensor, wxyz, w ≥ 0
+    seg = SegmentCalibration((float(q[0]), float(q[1]), float(q[2]), float(q[3])),
                              (float(bias[0]), float(bias[1]), float(bias[2])), angle, quality)
     return _Hinge(True, "", angle, seg)
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+from .rotations import matrix_from_quat
 
 
-def _rot(q_wxyz: np.ndarray) -> Rotation:
-    return Rotation.from_quat(q_wxyz[:, [1, 2, 3, 0]])
+def _cross(a, b) -> np.ndarray:
+    """Cross product of two 3-vectors (``np.cross`` costs more in axis handling than in arithmetic here)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
 
 
 def time_weights(t: np.ndarray) -> np.ndarray:
@@ -41,26 +43,26 @@ class SegmentStride:
 
 
 def segment_stride(
-    t: np.ndarray, acc: np.ndarray, q3: np.ndarray, body_from_sensor: Rotation, w: np.ndarray
+    t: np.ndarray, acc: np.ndarray, q3: np.ndarray, body_from_sensor: np.ndarray, w: np.ndarray
 ) -> SegmentStride:
     """Posture of one segment over one stride window.
 
     ``t`` (N,) s, ``acc`` (N, 3) m/s² sensor axes, ``q3`` (N, 4) wxyz gyro-only
-    orientation (sensor → filter frame), ``w`` (N,) time weights.
+    orientation (sensor → filter frame), ``body_from_sensor`` 3×3, ``w`` (N,) time weights.
     """
-    r = _rot(q3)
-    f_e = r.apply(acc)  # specific force in the gyro frame
+    r = matrix_from_quat(q3)  # (N, 3, 3), sensor → gyro frame
+    f_e = np.einsum("nij,nj->ni", r, acc)  # specific force in the gyro frame
     m = (w[:, None] * f_e).sum(axis=0) / w.sum()
     up_e = m / np.linalg.norm(m)
-    up_s = r.inv().apply(up_e)
-    up_b = body_from_sensor.apply(up_s)
+    up_s = up_e @ r  # rᵀ·up_e for every sample
+    up_b = up_s @ body_from_sensor.T
     tilt = np.degrees(np.arcsin(np.clip(-up_b[:, 0], -1, 1)))
     obl = np.degrees(np.arcsin(np.clip(up_b[:, 1], -1, 1)))
     # heading of the body's x axis about the stride's vertical
-    e1 = np.cross([0.0, 1.0, 0.0], up_e) if abs(up_e[1]) < 0.9 else np.cross([1.0, 0.0, 0.0], up_e)
+    e1 = _cross((0.0, 1.0, 0.0), up_e) if abs(up_e[1]) < 0.9 else _cross((1.0, 0.0, 0.0), up_e)
     e1 /= np.linalg.norm(e1)
-    e2 = np.cross(up_e, e1)
-    x_e = r.apply(body_from_sensor.inv().apply([1.0, 0.0, 0.0]))
+    e2 = _cross(up_e, e1)
+    x_e = r @ body_from_sensor[0]  # the body's x axis (first row of body_from_sensor) in the gyro frame
     head = np.unwrap(np.arctan2(x_e @ e2, x_e @ e1))
     tc = t - t[0]
     coef = np.polyfit(tc, head, 1, w=np.sqrt(w))

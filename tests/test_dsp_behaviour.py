@@ -241,7 +241,7 @@ def test_targets_reference_shifts_thresholds(main_run):
 
 def slipped(cal: Calibration, deg: float) -> Calibration:
     """The sensor turned on the belt: body_from_sensor followed by a turn of ``deg`` about the body's z."""
-    r = Rotation.from_euler("z", deg, degrees=True) * cal.pelvis.body_from_sensor
+    r = Rotation.from_euler("z", deg, degrees=True) * Rotation.from_matrix(cal.pelvis.body_from_sensor)
     x, y, z, w = r.as_quat()
     return replace(cal, pelvis=replace(cal.pelvis, q_body_from_sensor_wxyz=(w, x, y, z)))
 
