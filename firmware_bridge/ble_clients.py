@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -340,24 +341,27 @@ class StackcueClient(SensorClient):
 CLIENTS: dict[str, type[SensorClient]] = {KIND_WITMOTION: WitMotionClient, KIND_STACKCUE: StackcueClient}
 
 
-async def probe_stream(bleak: Any, advert: Advert, seconds: float = 2.0,
-                       sleep: Sleep = asyncio.sleep) -> tuple[bool, str]:
+async def probe_stream(bleak: Any, advert: Advert, seconds: float = 2.0, sleep: Sleep = asyncio.sleep,
+                       clock: Callable[[], float] = time.monotonic) -> tuple[bool, str]:
     """Connect briefly, subscribe to the data characteristic *as it is* (nothing written) and count.
 
     (streams?, what was seen). Nothing is configured, so a WitMotion at its saved rate streams at that
-    rate; samples are counted from what arrives (WitMotion frames, stackcue batch sizes).
+    rate; samples are counted from what arrives (WitMotion frames, stackcue batch sizes). The rate is
+    the samples after the first notification over the time from the first to the last (``clock``), not
+    all samples over the listening window: at 200 Hz one batch more or less in a 2 s window would be
+    ±10 samples/s.
     """
     samples = 0
-    notes = 0
+    arrivals: list[tuple[float, int]] = []  # (time, samples so far) at each notification
 
     def on_notify(_char: Any, data: bytearray) -> None:
-        nonlocal samples, notes
-        notes += 1
+        nonlocal samples
         if advert.kind == KIND_WITMOTION:
             samples += bytes(data).count(bytes((wm.HEADER, wm.KIND_DATA)))
         else:
             with contextlib.suppress(ValueError):
                 samples += len(bp.decode_batch(bytes(data)))
+        arrivals.append((clock(), samples))
 
     client = bleak.BleakClient(advert.device, timeout=10.0)
     try:
@@ -370,6 +374,8 @@ async def probe_stream(bleak: Any, advert: Advert, seconds: float = 2.0,
     finally:
         with contextlib.suppress(Exception):
             await race(client.disconnect(), 2.0, sleep)
-    if notes == 0:
+    if not arrivals:
         return False, f"connected, no notifications in {seconds:g} s"
-    return True, f"~{samples / seconds:.0f} samples/s"
+    (t0, n0), (t1, n1) = arrivals[0], arrivals[-1]
+    rate = (n1 - n0) / (t1 - t0) if len(arrivals) >= 3 and t1 - t0 >= 0.25 * seconds else samples / seconds
+    return True, f"~{rate:.0f} samples/s"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from typing import Any, TextIO
 
 from dsp.errors import StackcueError
@@ -54,7 +55,7 @@ def cmd_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
             if args.no_connect:
                 rows.append((a, "not checked (--no-connect)"))
                 continue
-            ok, what = await probe_stream(bleak, a, args.listen, sleep)
+            ok, what = await probe_stream(bleak, a, args.listen, sleep, clock=lambda: time.monotonic() * speed)
             rows.append((a, f"yes, {what}" if ok else f"no: {what}"))
         return rows
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 
 import numpy as np
 import pytest
@@ -37,8 +38,11 @@ def test_scan_lists_supported_sensors_with_rssi_and_streaming():
     wit = next(x for x in lines if x.startswith("WT901BLE68"))
     own = next(x for x in lines if x.startswith("stackcue-pelvis"))
     assert lines.index(wit) < lines.index(own)  # strongest first
-    assert "C4:11:22:33:44:55" in wit and "witmotion" in wit and "yes" in wit and "~10 samples/s" in wit
-    assert "D0:8C:00:00:00:01" in own and "stackcue" in own and "~200 samples/s" in own
+    assert "C4:11:22:33:44:55" in wit and "witmotion" in wit and "yes" in wit
+    assert "D0:8C:00:00:00:01" in own and "stackcue" in own and "yes" in own
+    # the WitMotion streams at its factory 10 Hz, the stackcue sensor at 200 Hz: measured from arrivals (at 20x)
+    rates = [float(re.search(r"~(\d+) samples/s", x).group(1)) for x in (wit, own)]
+    assert 9 <= rates[0] <= 11 and 190 <= rates[1] <= 210, rates
     rssi = int(wit.split()[3])
     assert -66 <= rssi <= -50
     assert "stackcue-trunk" not in text
