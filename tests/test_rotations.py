@@ -45,3 +45,16 @@ def test_round_trip_over_random_rotations():
     for r in Rotation.random(300, random_state=3):
         m = r.as_matrix()
         np.testing.assert_allclose(matrix_from_quat(quat_from_matrix(m)), m, rtol=0, atol=1e-13)
+
+
+def test_the_live_path_imports_no_scipy():
+    """scipy.signal and scipy.spatial cost ~77 MB of a Pi Zero's memory: `stackcue run`'s modules must not load them."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import service.cli, service.daemon, service.logbook, service.mqtt_publisher, dsp.pipeline\n"
+            "import firmware_bridge.replay, firmware_bridge.mpu6050_source, firmware_bridge.ble_source\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
