@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--config", metavar="FILE", help="configuration file")
     se.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
 
+    no = sub.add_parser("note", help="show, set or add to a session's notes (what the run was, how it felt)")
+    no.add_argument("session", metavar="SESSION", help="id, unique prefix or latest")
+    no.add_argument("text", nargs="*", help="the notes (without: show them)")
+    no.add_argument("--append", metavar="TEXT", help="add TEXT as a new line to the notes")
+    no.add_argument("--clear", action="store_true", help="remove the notes")
+    no.add_argument("--config", metavar="FILE", help="configuration file")
+    no.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
+
     ru = sub.add_parser("runner", help="a runner's whole data: export it or delete it")
     ru.add_argument("action", choices=["export", "delete"])
     ru.add_argument("runner_id", metavar="RUNNER", help="the runner id (as in `stackcue sessions`)")
@@ -338,6 +346,30 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_note(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .session_store import find_session, open_logbook
+
+    text = " ".join(args.text).strip()
+    added = (args.append or "").strip()
+    if sum(map(bool, (text, added, args.clear))) > 1:
+        raise StackcueError("note: give one of TEXT, --append TEXT or --clear")
+    if args.append is not None and not added:
+        raise StackcueError("note: --append needs a TEXT that is not empty")
+    with open_logbook(load_config(args.config), args.logbook) as book:
+        s = find_session(book, args.session)
+        if args.clear:
+            book.set_notes(s["id"], None)
+            print(f"removed the notes of session {s['id']}")
+        elif text or added:
+            notes = f"{s['notes']}\n{added}" if added and s["notes"] else (added or text)
+            book.set_notes(s["id"], notes)
+            print(f"notes of session {s['id']}:\n{notes}")
+        else:
+            print(s["notes"] if s["notes"] else f"session {s['id']} has no notes")
+    return 0
+
+
 def cmd_runner(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runner_data import delete_runner, export_runner
@@ -380,7 +412,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"analyze": cmd_analyze, "simulate": cmd_simulate, "probe": cmd_probe, "record": cmd_record,
-            "run": cmd_run, "cue": cmd_cue, "import": cmd_import, "sessions": cmd_sessions, "runner": cmd_runner,
+            "run": cmd_run, "cue": cmd_cue, "import": cmd_import, "sessions": cmd_sessions,
+            "note": cmd_note, "runner": cmd_runner,
             "export": export.cmd_export, "report": report_html.cmd_report, "scan": scan.cmd_scan}
 
 

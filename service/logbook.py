@@ -344,6 +344,11 @@ class Logbook:
                                ("events", "session"), ("sessions", "id")):
                 self.conn.execute(f"DELETE FROM {table} WHERE {col} = ?", (session_id,))
 
+    def set_notes(self, session_id: str, notes: str | None) -> None:
+        """The session's free-text notes (what the run was, how it felt); None removes them."""
+        with self.conn:
+            self.conn.execute("UPDATE sessions SET notes = ? WHERE id = ?", (notes, session_id))
+
     def vacuum(self) -> None:
         """Give deleted pages back and overwrite them (a runner's data deleted must not stay in free pages)."""
         self.conn.execute("PRAGMA secure_delete=ON")

@@ -586,7 +586,7 @@ def _header(run: _Run) -> str:
     if s.get("distance_m"):
         facts.insert(4, ("Distance", _e(f"{s['distance_m'] / 1000:.2f} km")))
     if s.get("notes"):
-        facts.append(("Notes", _e(s["notes"])))
+        facts.append(("Notes", _e(s["notes"]).replace("\n", "<br>")))  # `stackcue note --append` adds lines
     dl = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
     return (f'<header><h1>Run report: {_e(s.get("runner") or "unknown runner")}</h1>'
             f'<p class="sub">{_e(_when(s.get("started_epoch")))} · session {_e(run.sid)}</p></header>'

@@ -9,7 +9,8 @@ from dsp.errors import StackcueError
 from .logbook import Logbook
 from .report_text import clock
 
-HEADER = ("session", "started", "duration", "strides", "cadence", "tilt", "lean", "stack", "alerts", "ended")
+HEADER = ("session", "started", "duration", "strides", "cadence", "tilt", "lean", "stack", "alerts", "ended", "notes")
+NOTES_WIDTH = 32
 
 
 def parse_since(text: str) -> float:
@@ -27,6 +28,12 @@ def _num(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def _short(notes: str | None) -> str:
+    """The notes' first line, cut to fit the table (`stackcue note SESSION` shows them whole)."""
+    line = (notes or "").strip().split("\n")[0]
+    return line if len(line) <= NOTES_WIDTH else line[: NOTES_WIDTH - 1] + "…"
+
+
 def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float | None = None) -> str:
     """One line a session, oldest first; cadence, tilt, lean and stack are means over steady strides."""
     rows = []
@@ -41,14 +48,14 @@ def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float 
         rows.append((s["id"], started, clock(s["duration_s"]) if s["duration_s"] is not None else "-",
                      str(st.get("strides", 0)), _num(st.get("cadence_spm"), ".0f"),
                      _num(st.get("pelvic_tilt_deg"), "+.1f"), _num(st.get("trunk_lean_deg"), "+.1f"),
-                     _num(st.get("stack_deg"), "+.1f"), str(st.get("alerts", 0)), ended))
+                     _num(st.get("stack_deg"), "+.1f"), str(st.get("alerts", 0)), ended, _short(s["notes"])))
     if not rows:
         who = f" for runner {runner!r}" if runner else ""
         return f"no sessions{who} in {book.path}" + (" since then" if since_epoch is not None else "")
     widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
-    left = {0, 1, 9}
+    left = {0, 1, 9, 10}
     lines = ["  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in [HEADER, *rows]]
+             .rstrip() for r in [HEADER, *rows]]
     lines.append("cadence in steps/min; tilt, lean and stack: mean degrees over steady strides; "
                  "'?' after a date: the clock was not known to be synchronised")
     return "\n".join(lines)

@@ -257,12 +257,12 @@ def test_escaping_of_logbook_strings(book_path, sessions, tmp_path):
     evil = '<script>alert("x")</script> & Bo'
     with sqlite3.connect(book_copy) as c:
         c.execute("UPDATE sessions SET runner = ?, notes = ? WHERE id = ?",
-                  (evil, "<img src=x onerror=alert(1)>", sessions["long"]["id"]))
+                  (evil, "<img src=x onerror=alert(1)>\nsecond line", sessions["long"]["id"]))
     with Logbook(book_copy) as book:
         html = build_report(book, sessions["long"]["id"])
     assert "<script" not in html and "<img" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Bo" in html
-    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;<br>second line" in html  # each line of the notes on its own
 
 
 def test_unclean_session_without_summary(book_path, sessions, tmp_path):

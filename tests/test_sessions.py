@@ -120,7 +120,7 @@ def test_import_once_and_the_sessions_table(run_csv, tmp_path):
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["session", "started", "duration", "strides", "cadence", "tilt", "lean", "stack",
-                                "alerts", "ended"]
+                                "alerts", "ended", "notes"]
     assert len(lines) == 4 and lines[2].startswith("2030")  # header, two sessions, the legend; oldest first
     steady = [e for e in events if e["type"] == "stride" and e["steady"]]
     row = lines[1].split()  # the start is a date and a time: two fields
@@ -132,6 +132,22 @@ def test_import_once_and_the_sessions_table(run_csv, tmp_path):
     since = stackcue("sessions", "--config", str(cfg), "--since", "2029-12-31").stdout.splitlines()
     assert len(since) == 3
     first = lines[1].split()[0]
+    # the coach's notes: set, added to, shown whole, cut in the table, removed
+    assert stackcue("note", first, "--config", str(cfg)).stdout.strip() == f"session {first} has no notes"
+    assert stackcue("note", first, "easy 5 km, new shoes", "--config", str(cfg)).returncode == 0
+    r = stackcue("note", first, "--append", "left hip sore after 20 minutes of the hill", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    shown = stackcue("note", first, "--config", str(cfg)).stdout
+    assert shown == "easy 5 km, new shoes\nleft hip sore after 20 minutes of the hill\n"
+    assert Logbook(lb).session(first)["notes"] == shown.strip()
+    row = next(x for x in stackcue("sessions", "--config", str(cfg)).stdout.splitlines() if x.startswith(first))
+    assert row.endswith("clean  easy 5 km, new shoes")
+    long = "a very long note that goes on and on about the run"
+    assert stackcue("note", first, long, "--config", str(cfg)).returncode == 0
+    row = next(x for x in stackcue("sessions", "--config", str(cfg)).stdout.splitlines() if x.startswith(first))
+    assert row.endswith("clean  " + long[:31] + "…")
+    assert stackcue("note", first, "--clear", "--config", str(cfg)).returncode == 0
+    assert Logbook(lb).session(first)["notes"] is None
     dry = stackcue("sessions", "--config", str(cfg), "--delete", first)
     assert dry.returncode == 0 and "would delete" in dry.stdout and len(Logbook(lb).sessions()) == 2
     gone = stackcue("sessions", "--config", str(cfg), "--delete", first, "--yes")
@@ -147,6 +163,8 @@ def test_runner_export_and_delete(run_csv, tmp_path):
     bob = tmp_path / "bob.csv"
     bob.write_text(csv.read_text().replace("# runner=ann\n", "# runner=bob\n"))
     assert stackcue("import", str(bob), "--config", str(cfg)).returncode == 0
+    ann = next(s["id"] for s in Logbook(lb).sessions() if s["runner"] == "ann")
+    assert stackcue("note", ann, "tempo run, felt strong", "--config", str(cfg)).returncode == 0
     out = tmp_path / "ann.zip"
     r = stackcue("runner", "export", "ann", "-o", str(out), "--config", str(cfg))
     assert r.returncode == 0, r.stderr
@@ -154,6 +172,7 @@ def test_runner_export_and_delete(run_csv, tmp_path):
     with zipfile.ZipFile(out) as z:
         manifest = json.loads(z.read("manifest.json"))
         (entry,) = manifest["sessions"]
+        assert entry["id"] == ann and entry["notes"] == "tempo run, felt strong" and entry["origin"] == "import"
         lines = jsonl(z.read(entry["events"]).decode())
         assert [e for e in lines if e["type"] == "stride"] == [e for e in events if e["type"] == "stride"]
         samples = tmp_path / "samples.csv"
@@ -202,6 +221,9 @@ def two_sessions(run_csv, tmp_path_factory) -> Path:
     (["sessions", "--since", "last week", "--logbook", "{lb}"], "--since 'last week'"),
     (["runner", "export", "ann", "--logbook", "{lb}"], "runner export needs -o"),
     (["sessions", "--logbook", "{csv}"], "cannot open"),
+    (["note", "nope", "--logbook", "{lb}"], "no session 'nope' in"),
+    (["note", "latest", "text", "--clear", "--logbook", "{lb}"], "give one of TEXT, --append TEXT or --clear"),
+    (["note", "latest", "--append", " ", "--logbook", "{lb}"], "--append needs a TEXT that is not empty"),
 ])
 def test_mistakes_are_one_line(run_csv, two_sessions, tmp_path, args, message):
     csv, _ = run_csv
