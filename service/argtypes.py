@@ -1,4 +1,4 @@
-"""Argument types shared by the ``stackcue`` subcommands (argparse turns their errors into one usage line)."""
+"""Argument types and options shared by the ``stackcue`` subcommands (argparse errors are one usage line)."""
 
 from __future__ import annotations
 
@@ -13,3 +13,9 @@ def positive_float(text: str) -> float:
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
     return v
+
+
+def logbook_options(p: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--logbook``, as every command that reads the logbook takes them."""
+    p.add_argument("--config", metavar="FILE", help="configuration file (for [logbook] path)")
+    p.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from dsp.errors import StackcueError
 
 from . import export, report_html, scan  # their heavy libraries (fit-tool, matplotlib) load only when they run
-from .argtypes import positive_float
+from .argtypes import logbook_options, positive_float
 
 EXIT_USAGE = 2
 
@@ -77,32 +77,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     im = sub.add_parser("import", help="analyse a recording (exchange CSV) and store it in the logbook")
     im.add_argument("file", help="recording in the exchange CSV format (e.g. from `export --what samples`)")
-    im.add_argument("--config", metavar="FILE", help="configuration file")
-    im.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
+    logbook_options(im)
 
     se = sub.add_parser("sessions", help="list the sessions in the logbook")
     se.add_argument("--runner", metavar="ID", help="only this runner's sessions")
     se.add_argument("--since", metavar="DATE", help="only sessions started on or after DATE (2026-11-01, or 7d)")
     se.add_argument("--delete", metavar="SESSION", help="delete one session (id, prefix or latest) with --yes")
     se.add_argument("--yes", action="store_true", help="with --delete: do it (without, only say what would go)")
-    se.add_argument("--config", metavar="FILE", help="configuration file")
-    se.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
+    logbook_options(se)
 
     no = sub.add_parser("note", help="show, set or add to a session's notes (what the run was, how it felt)")
     no.add_argument("session", metavar="SESSION", help="id, unique prefix or latest")
     no.add_argument("text", nargs="*", help="the notes (without: show them)")
     no.add_argument("--append", metavar="TEXT", help="add TEXT as a new line to the notes")
     no.add_argument("--clear", action="store_true", help="remove the notes")
-    no.add_argument("--config", metavar="FILE", help="configuration file")
-    no.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
+    logbook_options(no)
 
     ru = sub.add_parser("runner", help="a runner's whole data: export it or delete it")
     ru.add_argument("action", choices=["export", "delete"])
     ru.add_argument("runner_id", metavar="RUNNER", help="the runner id (as in `stackcue sessions`)")
     ru.add_argument("-o", "--output", metavar="FILE.zip", help="export: the zip file to write")
     ru.add_argument("--yes", action="store_true", help="delete: do it (without --yes it only says what would go)")
-    ru.add_argument("--config", metavar="FILE", help="configuration file")
-    ru.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
+    logbook_options(ru)
 
     export.add_parser(sub)
     report_html.add_parser(sub)

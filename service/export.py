@@ -38,6 +38,7 @@ from dsp.drift import KINDS
 from dsp.errors import StackcueError
 from firmware_bridge.csv_format import RecordingWriter
 
+from .argtypes import logbook_options
 from .logbook import Logbook
 
 FORMATS = ("csv", "jsonl", "fit")
@@ -445,8 +446,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="file to write ('-' for standard output, csv strides/alerts and jsonl only)")
     e.add_argument("--what", metavar="TABLE", help="with --format csv: strides (default), alerts or samples")
-    e.add_argument("--config", metavar="FILE", help="configuration file (for [logbook] path)")
-    e.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path of the configuration)")
+    logbook_options(e)
     return e
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from dsp.drift import KINDS
 from dsp.errors import StackcueError
 
+from .argtypes import logbook_options
 from .report_text import KIND_NAMES, clock
 
 if TYPE_CHECKING:
@@ -1153,8 +1154,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "changed as the runner tired.")
     r.add_argument("session", metavar="SESSION", help="session id, a unique prefix of it, or 'latest'")
     r.add_argument("-o", "--output", metavar="FILE", help="HTML file to write (default: report-<session>.html here)")
-    r.add_argument("--config", metavar="FILE", help="configuration file (for [logbook] path)")
-    r.add_argument("--logbook", metavar="FILE", help="logbook file (overrides [logbook] path)")
+    logbook_options(r)
     r.add_argument("--compare", nargs="+", metavar="SESSION", default=[],
                    help="sessions to set beside this one, or 'runner' for all of this runner's sessions up to it "
                         "(put SESSION before --compare)")
