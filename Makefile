@@ -40,8 +40,8 @@ demo: venv
 	@mkdir -p $(DEMO_DIR)
 	$(BIN)/stackcue simulate -o $(DEMO_DIR)/run.csv --minutes 10 --trunk --seed 7
 	$(BIN)/stackcue analyze $(DEMO_DIR)/run.csv
-	@echo; echo "--- the same runner on emulated MPU-6050s on an emulated I2C bus (time 40x faster) ---"
-	$(BIN)/stackcue record -o $(DEMO_DIR)/emulated.csv --emulate --speed 40 --minutes 2 --seed 7
+	@echo; echo "--- the same runner on emulated MPU-6050s on an emulated I2C bus (time 10x faster) ---"
+	$(BIN)/stackcue record -o $(DEMO_DIR)/emulated.csv --emulate --speed 10 --minutes 2 --seed 7
 	$(BIN)/stackcue analyze $(DEMO_DIR)/emulated.csv
 	@echo; echo "--- live: mosquitto, stackcue run (replay at 12x), a phone subscriber and the cue client ---"
 	$(BIN)/python demo/live_demo.py

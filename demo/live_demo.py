@@ -68,7 +68,8 @@ def main() -> int:
         if run.returncode:
             return run.returncode
         print("\n--- the coach's side: the logbook, a report and a FIT file ---")
-        for args in (["sessions"], ["report", "latest", "-o", str(out / "report.html")],
+        for args in (["note", "latest", "demo run: six drift episodes, replayed at 12x"], ["sessions"],
+                     ["report", "latest", "-o", str(out / "report.html")],
                      ["export", "latest", "--format", "fit", "-o", str(out / "run.fit")]):
             print("$ stackcue " + " ".join(args), flush=True)
             subprocess.run([EXE, *args, "--config", str(cfg)], check=True)
