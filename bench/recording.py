@@ -7,11 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-OUT = ROOT / "out" / "bench"
+OUT = Path(__file__).resolve().parent.parent / "out" / "bench"
 
 
 def bench_recording(minutes: float) -> Path:
