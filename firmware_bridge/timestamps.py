@@ -195,7 +195,10 @@ class BurstLossDetector:
     fell in. When the host hears bursts late (scheduling
     jitter of a few periods, a busy event loop), few bursts sit near the envelope: the wait then grows
     (up to ``max_delay_s``) until about eight on-time bursts are expected in it, so late ones are not
-    mistaken for a loss.
+    mistaken for a loss; it also covers one beat of the sample phase against the connection events (see
+    ``_wait``). A window cut short, by a clear loss further on or by the end of the stream, holds few bursts
+    that may all sit high, so a single lost sample must then be surer: a real one is counted by the later
+    loss (placed late rather than invented).
 
     The first segment is held ``warmup_s`` to estimate P (nominal rates are off by up to a few percent,
     which over a second would look like lost samples): the median slope between the lowest arrivals
@@ -250,14 +253,25 @@ class BurstLossDetector:
         return lo, max(x for x in r if x < lo + p)
 
     def _wait(self, p: float) -> float:
-        """How long to wait for later bursts: long enough to expect ~8 within P/2 of the envelope."""
+        """How long to wait for later bursts: long enough to expect ~8 within P/2 of the envelope, and to
+        see one whole beat of the sample phase.
+
+        The newest sample's wait at each connection event drifts by the fraction of a period left over
+        from CI/P and wraps: r climbs (or falls) through a whole period once per beat CI / |CI/P − nearest
+        integer| (1.25 s for 30 ms events at 200.8 Hz). A window shorter than the beat can lie wholly on the
+        beat's high side, which with a little host latency on top looks like one lost sample.
+        """
         if len(self.env) < 8:
             return self.delay_s
         r = [t - i * p for t, i in self.env]
         lo = min(r)
         on_time = sum(x < lo + 0.5 * p for x in r)
-        span = max(self.env[-1][0] - self.env[0][0], 1e-3)
-        return min(self.max_delay_s, max(self.delay_s, 8.0 * span / on_time))
+        t = np.array([t for t, _ in self.env])
+        span = max(float(t[-1] - t[0]), 1e-3)
+        ci = float(np.median(np.diff(t)))
+        off = abs(ci / p - round(ci / p))
+        beat = ci / off if off > 1e-9 else np.inf
+        return min(self.max_delay_s, max(self.delay_s, 8.0 * span / on_time, min(beat, 0.5 * self.envelope_s)))
 
     def _decide(self, now: float, flush: bool) -> list[Burst]:
         p = self.period
@@ -275,13 +289,28 @@ class BurstLossDetector:
                 # m·P higher: decide at the midpoint between the no-loss range and the one-loss range
                 lo, hi = env
                 theta = min(lo + 0.75 * p, 0.5 * (lo + hi + p))
-                idx, r = self.index, np.inf
+                ts, ns = [], []
                 for c in self.pending:
                     if c.t > b.t + wait:
                         break
-                    idx += c.n
-                    r = min(r, c.t - idx * p)  # later losses only lift later bursts: the lowest is the level now
+                    ts.append(c.t)
+                    ns.append(c.n)
+                rs = np.array(ts) - (self.index + np.cumsum(ns)) * p
+                # later losses only lift later bursts, so the lowest r is the level now; but a clear loss
+                # further on (a rise that lasts: one late burst lifts only itself) leaves only the bursts
+                # before it, and if they are few they may all sit high (sample phase near its wrap, a
+                # latency plateau): the shorter that stretch, the surer a single lost sample must be
+                before = np.minimum.accumulate(rs)
+                after = np.minimum.accumulate(rs[::-1])[::-1]
+                rise = np.flatnonzero(after[1:] > before[:-1] + 1.5 * p)
+                end = int(rise[0]) + 1 if len(rise) else len(rs)
+                r = float(before[end - 1])
+                doubt = 0.0
+                if len(rise) or (flush and len(ts) == len(self.pending)):  # cut by a loss or by the end
+                    doubt = p * max(0.0, 1.0 - (ts[end - 1] - b.t) / wait)
                 lost = max(0, int(np.ceil((r - theta) / p)))
+                if lost == 1 and r - theta < doubt:
+                    lost = 0  # a later loss counts it if it was real: placed late rather than invented
             self.pending.popleft()
             b.lost, b.sure = lost, lost == 0
             self.index += lost + b.n
