@@ -3,7 +3,7 @@ disconnects, and the timestamps (WitMotion: estimated; stackcue profile: from th
 
 Runs use sped-up air. The stand-in delivers notifications at real scheduling latency × speed, so at
 high speeds the arrival times jitter by tens of air-milliseconds; WitMotion (which has only arrival
-times) is therefore run at modest speeds, the counter-based profile faster.
+times) is therefore run at modest speeds (its timing test in real time), the counter-based profile faster.
 """
 
 from __future__ import annotations
@@ -331,7 +331,9 @@ def test_witmotion_200hz_lost_notifications_and_timing():
     """200 Hz (the fastest), 1 % of notifications lost: each loss a gap of its length, the sample times
     against the sensor's true instants (std and max printed), the true rate found."""
     pel, _, _ = simulation(1, seed=6)
-    air = Air(speed=2.0, seed=3)  # the stand-in's arrival jitter grows with speed: at 4x it was about a period
+    # real time: the stand-in's arrival latency is this machine's scheduling × speed, and at 2x a loaded CI
+    # machine's latency humps (up to 0.7 of a period) once tilted the rate fit by 3e-4
+    air = Air(speed=1.0, seed=3)
     p = air.add(EmulatedWitMotion("C4:11:22:33:44:77", pel, name="WT901BLE70", osc_error=0.004, record=True))
     p.loss = 0.01  # from the start: no calibration is needed here
     src = source(air, "WT901BLE70", seconds=35.0)
@@ -359,7 +361,7 @@ def test_witmotion_200hz_lost_notifications_and_timing():
         assert abs(found - true) <= 1, f"loss of {true} at {tt[i]:.2f} s found as {found}"
     quiet = (np.convolve(true_steps > 1, np.ones(61), "same") == 0) & (tt[1:] > 15)  # ±30 samples from a loss
     assert np.all(steps[quiet] < 2.5)  # and no gap (a step over 2.5 periods) where nothing was lost
-    assert err[settled].std() < 0.002 and np.abs(err[settled]).max() < 0.015  # measured 0.2-0.6 / 0.7-1.8 ms
+    assert err[settled].std() < 0.003 and np.abs(err[settled]).max() < 0.035  # measured at 1x: 0.08-0.22 / 0.2-0.6 ms
     assert abs(st["rate_fitted_hz"] / p.true_rate_hz - 1) < 2e-4
 
 
