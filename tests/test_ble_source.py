@@ -361,7 +361,7 @@ def test_witmotion_200hz_lost_notifications_and_timing():
         assert abs(found - true) <= 1, f"loss of {true} at {tt[i]:.2f} s found as {found}"
     quiet = (np.convolve(true_steps > 1, np.ones(61), "same") == 0) & (tt[1:] > 15)  # ±30 samples from a loss
     assert np.all(steps[quiet] < 2.5)  # and no gap (a step over 2.5 periods) where nothing was lost
-    assert err[settled].std() < 0.003 and np.abs(err[settled]).max() < 0.035  # measured at 1x: 0.08-0.22 / 0.2-0.6 ms
+    assert err[settled].std() < 0.003 and np.abs(err[settled]).max() < 0.035  # measured at 1x: 0.08-0.28 / 0.2-0.6 ms
     assert abs(st["rate_fitted_hz"] / p.true_rate_hz - 1) < 2e-4
 
 
