@@ -304,7 +304,7 @@ class BurstLossDetector:
                 after = np.minimum.accumulate(rs[::-1])[::-1]
                 rise = np.flatnonzero(after[1:] > before[:-1] + 1.5 * p)
                 end = int(rise[0]) + 1 if len(rise) else len(rs)
-                r = float(before[end - 1])
+                r = float(before[-1])  # the bursts after a rise sit higher: the window's lowest, as always
                 doubt = 0.0
                 if len(rise) or (flush and len(ts) == len(self.pending)):  # cut by a loss or by the end
                     doubt = p * max(0.0, 1.0 - (ts[end - 1] - b.t) / wait)

@@ -306,7 +306,7 @@ def test_kill_9_mid_stream_loses_at_most_about_a_second(tmp_path, rep):
         proc.wait()
     # the kill can land inside a print (its pieces reach the pipe one by one): a cut "B" still means
     # that block was handed to the sink
-    whole, cut = out[: out.rfind("\n") + 1], out[out.rfind("\n") + 1:]
+    whole, _, cut = out.rpartition("\n")
     lines = [ln.split() for ln in whole.splitlines()]
     handed_t = max(float(v) for kind, v in lines if kind == "B") + (0.05 if cut.startswith("B") else 0.0)
     handed_strides = [float(v) for kind, v in lines if kind == "S"]
