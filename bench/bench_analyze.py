@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 from recording import bench_recording  # noqa: E402
 
-from service.analyze import analyze_file  # noqa: E402
-from service.config import load_config  # noqa: E402
+from stackcue.service.analyze import analyze_file  # noqa: E402
+from stackcue.service.config import load_config  # noqa: E402
 
 MINUTES = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from firmware_bridge.clocks import ManualClock
-from firmware_bridge.mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
-from firmware_bridge.mpu6050_source import MPU6050Source
+from stackcue.firmware_bridge.clocks import ManualClock
+from stackcue.firmware_bridge.mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
+from stackcue.firmware_bridge.mpu6050_source import MPU6050Source
 
 SECONDS = 120.0
 

@@ -19,10 +19,10 @@ sys.path.insert(0, str(ROOT))
 
 from recording import bench_recording  # noqa: E402
 
-from service.config import load_config  # noqa: E402
-from service.logbook import Logbook  # noqa: E402
-from service.report_html import build_report, write_report  # noqa: E402
-from service.session_store import store_recording  # noqa: E402
+from stackcue.service.config import load_config  # noqa: E402
+from stackcue.service.logbook import Logbook  # noqa: E402
+from stackcue.service.report_html import build_report, write_report  # noqa: E402
+from stackcue.service.session_store import store_recording  # noqa: E402
 
 REPEAT = 3  # the best of a few builds: the figure a coach waits for on a quiet machine
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CalibrationError
+from stackcue.errors import CalibrationError
+
 from .params import CalibrationParams
 from .rotations import matrix_from_quat, quat_from_matrix
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from stackcue.errors import CalibrationError, PipelineError
+
 from .calibration import Calibration, CalibrationSearch
 from .drift import DriftDetector
-from .errors import CalibrationError, PipelineError
 from .gait import StepDetector
 from .orientation import SegmentOrientation
 from .params import GAP_PERIODS, GRAVITY, LONG_GAP_S, RATE_MAX_HZ, RATE_MIN_HZ, PipelineParams

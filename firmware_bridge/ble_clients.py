@@ -42,6 +42,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stackcue.errors import SensorSetupError
+
 from . import ble_profile as bp
 from . import witmotion as wm
 
@@ -183,10 +185,6 @@ async def find(bleak: Any, target: str, seconds: float, sleep: Sleep = asyncio.s
 # --------------------------------------------------------------------------- clients per kind
 
 
-class SetupError(Exception):
-    """A sensor connected but refused the configuration (the message says what it answered)."""
-
-
 class SensorClient:
     """One connected sensor: ``start()`` configures it and turns the stream on.
 
@@ -276,7 +274,8 @@ class WitMotionClient(SensorClient):
             changed = True
             now = await self.read_rate()
             if now is not None and now != rate_hz:
-                raise SetupError(f"WitMotion sensor kept its output rate at {now:g} Hz after writing {rate_hz:g} Hz")
+                raise SensorSetupError(
+                    f"WitMotion sensor kept its output rate at {now:g} Hz after writing {rate_hz:g} Hz")
         else:
             now = before
         self._probe = None
@@ -314,11 +313,12 @@ class StackcueClient(SensorClient):
             reply = next((r for r in self._replies if r.seq == seq), None)
             if reply is not None:
                 if not reply.ok:
-                    raise SetupError(f"stackcue sensor answered '{bp.STATUS_TEXT.get(reply.status, reply.status)}'")
+                    said = bp.STATUS_TEXT.get(reply.status, reply.status)
+                    raise SensorSetupError(f"stackcue sensor answered '{said}'")
                 return reply
             await self.sleep(0.02)
             waited += 0.02
-        raise SetupError(f"stackcue sensor did not answer a control write within {self.REPLY_TIMEOUT_S:g} s")
+        raise SensorSetupError(f"stackcue sensor did not answer a control write within {self.REPLY_TIMEOUT_S:g} s")
 
     async def start(self, rate_hz: float = 200.0, acc_code: int = 2, gyr_code: int = 2,
                     **_: Any) -> dict[str, Any]:

@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from dsp.errors import SourceError
+from stackcue.errors import SensorSetupError, SourceError
 
 from . import ble_profile as bp
 from . import witmotion as wm
 from .align import TrunkAligner
-from .ble_clients import CLIENTS, KINDS, SetupError, adapter_problem, default_bleak, find, is_address, race
+from .ble_clients import CLIENTS, KINDS, adapter_problem, default_bleak, find, is_address, race
 from .block import Block
 from .clocks import Pacer
 from .source import Source
@@ -135,7 +135,7 @@ class _Link:
                 else:
                     what = f"{type(exc).__name__}: {exc}".rstrip(": ")
                     self.errors[type(exc).__name__] += 1
-                    self.status = f"{self.target}: {what}" if not isinstance(exc, SetupError) else str(exc)
+                    self.status = f"{self.target}: {what}" if not isinstance(exc, SensorSetupError) else str(exc)
             finally:
                 self.first_attempt.set()
                 if self.connected:

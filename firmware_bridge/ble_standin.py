@@ -127,10 +127,10 @@ from bleak.exc import (
     BleakGATTProtocolErrorCode,
 )
 
-from firmware_bridge import ble_profile as bp
-from firmware_bridge import witmotion as wm
-from firmware_bridge.clocks import ScaledClock
-from firmware_bridge.mpu6050_emulator import MotionTrack
+from stackcue.firmware_bridge import ble_profile as bp
+from stackcue.firmware_bridge import witmotion as wm
+from stackcue.firmware_bridge.clocks import ScaledClock
+from stackcue.firmware_bridge.mpu6050_emulator import MotionTrack
 
 __all__ = ["Air", "EmulatedStackcueSensor", "EmulatedWitMotion", "Notification", "SensorStats"]
 

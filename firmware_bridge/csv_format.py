@@ -16,7 +16,7 @@ from typing import BinaryIO, NoReturn
 
 import numpy as np
 
-from dsp.errors import RecordingError
+from stackcue.errors import RecordingError
 
 from .block import Block
 

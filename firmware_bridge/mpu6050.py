@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dsp.errors import SourceError
+from stackcue.errors import SourceError
 
 from .block import Block
 from .timestamps import SampleClock

@@ -12,7 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from dsp.errors import SourceError
+from stackcue.errors import SourceError
 
 from .align import TrunkAligner
 from .block import Block

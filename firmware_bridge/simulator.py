@@ -23,7 +23,7 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 from scipy.spatial.transform import Rotation
 
-from dsp.errors import ConfigError, SourceError
+from stackcue.errors import ConfigError, SourceError
 
 from .block import Block
 from .csv_format import write_recording

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-from dsp.errors import SourceError
+from stackcue.errors import SourceError
 
 from .block import Block
 
@@ -63,11 +63,11 @@ class Source(ABC):
 
 #: kind -> "module:Class", imported on first use.
 SOURCE_KINDS: dict[str, str] = {
-    "mpu6050": "firmware_bridge.mpu6050_source:MPU6050Source",
-    "emulated": "firmware_bridge.mpu6050_source:EmulatedSource",
-    "replay": "firmware_bridge.replay:ReplaySource",
-    "simulated": "firmware_bridge.simulator:SimulatedSource",
-    "ble": "firmware_bridge.ble_source:BLESource",
+    "mpu6050": "stackcue.firmware_bridge.mpu6050_source:MPU6050Source",
+    "emulated": "stackcue.firmware_bridge.mpu6050_source:EmulatedSource",
+    "replay": "stackcue.firmware_bridge.replay:ReplaySource",
+    "simulated": "stackcue.firmware_bridge.simulator:SimulatedSource",
+    "ble": "stackcue.firmware_bridge.ble_source:BLESource",
 }
 
 

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from dsp.calibration import Calibration
-from dsp.errors import CalibrationError
-from dsp.pipeline import Pipeline
-from firmware_bridge.block import Block
-from firmware_bridge.csv_format import RecordingReader
+from stackcue.dsp.calibration import Calibration
+from stackcue.dsp.pipeline import Pipeline
+from stackcue.errors import CalibrationError
+from stackcue.firmware_bridge.block import Block
+from stackcue.firmware_bridge.csv_format import RecordingReader
 
 from .config import Config
 from .report_text import human_summary

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from dsp.errors import StackcueError
+from stackcue.errors import StackcueError
 
 from . import export, report_html, scan  # their heavy libraries (fit-tool, matplotlib) load only when they run
 from .argtypes import logbook_options, positive_float
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def open_live_source(cfg, kind: str, path: str, speed: float):
     """The configured live source (one-line errors for a wrong choice)."""
-    from firmware_bridge.source import open_source
+    from stackcue.firmware_bridge.source import open_source
 
     if kind == "replay":
         if not path:
@@ -135,7 +135,7 @@ def open_live_source(cfg, kind: str, path: str, speed: float):
 def cmd_run(args: argparse.Namespace) -> int:
     import logging
 
-    from dsp.pipeline import Pipeline
+    from stackcue.dsp.pipeline import Pipeline
 
     from .config import load_config
     from .daemon import Daemon
@@ -201,7 +201,7 @@ def cmd_cue(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from firmware_bridge.mpu6050 import open_i2c_bus
+    from stackcue.firmware_bridge.mpu6050 import open_i2c_bus
 
     from .config import load_config
     from .probe import probe_address
@@ -210,8 +210,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     opts = cfg.mpu6050_options()
     bus_number = args.bus if args.bus is not None else opts["bus"]
     if args.emulate:
-        from firmware_bridge.clocks import ScaledClock
-        from firmware_bridge.mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
+        from stackcue.firmware_bridge.clocks import ScaledClock
+        from stackcue.firmware_bridge.mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
 
         clk = ScaledClock(1.0)
         noise = (0.04, 0.002)  # MPU-6050 at rest: about 4 mg and 0.1 °/s rms before its low-pass
@@ -244,7 +244,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         else:
             print(f"0x{addr:02x} ({role}): {res.message}")
     if not found:
-        from dsp.errors import SourceError
+        from stackcue.errors import SourceError
 
         raise SourceError(f"no MPU-6050 found on I2C bus {bus_number} (0x{opts['pelvis_address']:02x}, "
                           f"0x{opts['trunk_address']:02x}): check wiring, power and the AD0 pin")
@@ -252,7 +252,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from firmware_bridge.mpu6050_source import EmulatedSource, MPU6050Source
+    from stackcue.firmware_bridge.mpu6050_source import EmulatedSource, MPU6050Source
 
     from .config import load_config
     from .record import record
@@ -383,8 +383,8 @@ def cmd_runner(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from dsp.params import RATE_MAX_HZ, RATE_MIN_HZ
-    from firmware_bridge.simulator import SimParams, simulate, write_simulation
+    from stackcue.dsp.params import RATE_MAX_HZ, RATE_MIN_HZ
+    from stackcue.firmware_bridge.simulator import SimParams, simulate, write_simulation
 
     if not RATE_MIN_HZ <= args.rate <= RATE_MAX_HZ:
         raise StackcueError(f"--rate {args.rate:g} is outside {RATE_MIN_HZ:.0f}–{RATE_MAX_HZ:.0f} Hz")

@@ -11,12 +11,13 @@ import difflib
 import re
 import tomllib
 from dataclasses import fields
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from dsp.drift import KINDS
-from dsp.errors import ConfigError
-from dsp.params import (
+from stackcue.dsp.drift import KINDS
+from stackcue.dsp.params import (
     AlertParams,
     CalibrationCheckParams,
     CalibrationParams,
@@ -26,8 +27,10 @@ from dsp.params import (
     ReferenceParams,
     SteadyParams,
 )
+from stackcue.errors import ConfigError
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+#: the shipped defaults: package data of ``stackcue.config`` (a wheel install finds it as well as a clone)
+DEFAULT_PATH = resources.files("stackcue.config") / "default.toml"
 
 #: inclusive ranges of numeric keys
 RANGES: dict[str, tuple[float, float]] = {
@@ -122,9 +125,9 @@ SECTIONS = {
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path | Traversable) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
@@ -156,7 +159,7 @@ def _check_value(path: Path, key: str, value: Any, default: Any) -> Any:
             if not (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFF):
                 raise ConfigError(f"{path}: {key} must hold byte values such as 0x98, got {v!r}")
     if key == "mpu6050.rate_hz":
-        from firmware_bridge.mpu6050 import check_rate
+        from stackcue.firmware_bridge.mpu6050 import check_rate
 
         try:
             check_rate(float(value))
@@ -238,7 +241,7 @@ class Config:
         return PipelineParams(**kw)
 
 
-def load_config(user_path: str | Path | None = None, default_path: Path = DEFAULT_PATH) -> Config:
+def load_config(user_path: str | Path | None = None, default_path: Path | Traversable = DEFAULT_PATH) -> Config:
     """Defaults, then the user file (if any) key by key; validated."""
     data = _read_toml(default_path)
     sources = [default_path]

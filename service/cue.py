@@ -60,14 +60,13 @@ from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 
-from dsp.errors import StackcueError
+from stackcue.errors import CueError, MqttSetupError
 
 from .mqtt_publisher import (
     MqttSettings,
     _Client,
     _describe_os_error,
     _no_delay,
-    _SetupError,
     apply_credentials,
     connack_refusal,
 )
@@ -110,10 +109,6 @@ DEDUPE_KEYS = 2048
 CLOCK_SLACK_S = 2.0
 MAX_TRANSIT_S = 86400.0
 SAY_TIMEOUT_S = 30.0
-
-
-class CueError(StackcueError):
-    """A cue output cannot be used (one line, naming the setting that fixes it)."""
 
 
 # --------------------------------------------------------------------------------------------- outputs
@@ -533,7 +528,7 @@ class CueClient:
     def _make_client(self) -> _Client:
         s = self.settings
         if not s.host:
-            raise _SetupError("MQTT host is empty")
+            raise MqttSetupError("MQTT host is empty")
         client = _Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
                          protocol=mqtt.MQTTv311)
         client.connect_error = self._on_connect_error
@@ -554,7 +549,7 @@ class CueClient:
             self._silence_told = True
         try:
             client = self._make_client()
-        except _SetupError as exc:
+        except MqttSetupError as exc:
             raise CueError(str(exc)) from None
         self._client = client
         s = self.settings

@@ -18,8 +18,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from dsp.pipeline import Pipeline
-from firmware_bridge.source import Source
+from stackcue.dsp.pipeline import Pipeline
+from stackcue.firmware_bridge.source import Source
 
 from .sdnotify import SdNotify
 from .sinks import Sink, SinkWorker

@@ -34,9 +34,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from dsp.drift import KINDS
-from dsp.errors import StackcueError
-from firmware_bridge.csv_format import RecordingWriter
+from stackcue.dsp.drift import KINDS
+from stackcue.errors import StackcueError
+from stackcue.firmware_bridge.csv_format import RecordingWriter
 
 from .argtypes import logbook_options
 from .logbook import Logbook

@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from firmware_bridge.block import Block
+from stackcue.errors import LogbookError
+from stackcue.firmware_bridge.block import Block
 
 log = logging.getLogger("stackcue.logbook")
 
@@ -130,10 +131,6 @@ def _migrate_1_to_2(c: sqlite3.Connection) -> None:
 #: MIGRATIONS[v] takes a file from schema version v to v + 1
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class LogbookError(Exception):
-    """The logbook cannot be used (newer schema, not a database); a one-line message."""
 
 
 def explain(path: str | os.PathLike, exc: BaseException) -> str:

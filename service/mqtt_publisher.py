@@ -69,6 +69,8 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
+from stackcue.errors import MqttSetupError
+
 log = logging.getLogger("stackcue.mqtt")
 
 ALERT_WINDOW = 20  # alerts handed to paho and not yet acknowledged, at most
@@ -337,7 +339,7 @@ class MqttPublisher:
         try:
             client = self._make_client()
         except Exception as exc:  # bad TLS files, unreadable password file, invalid settings
-            self._set_status(str(exc) if isinstance(exc, _SetupError) else f"cannot set up MQTT: {exc}",
+            self._set_status(str(exc) if isinstance(exc, MqttSetupError) else f"cannot set up MQTT: {exc}",
                              logging.ERROR)
             return
         self._client = client
@@ -447,9 +449,9 @@ class MqttPublisher:
     def _make_client(self) -> _Client:
         s = self.settings
         if not s.host:
-            raise _SetupError("MQTT host is empty")
+            raise MqttSetupError("MQTT host is empty")
         if not 0 < s.port < 65536:
-            raise _SetupError(f"MQTT port {s.port} is out of range")
+            raise MqttSetupError(f"MQTT port {s.port} is out of range")
         client = _Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=s.effective_client_id,
@@ -667,14 +669,14 @@ def connack_refusal(reason_code, username: str) -> str:
 
 
 def apply_credentials(client: mqtt.Client, s: MqttSettings) -> None:
-    """Username/password (from the password file) and TLS from the settings; one-line _SetupError if unusable."""
+    """Username/password (from the password file) and TLS from the settings; one-line MqttSetupError if unusable."""
     if s.username:
         password = None
         if s.password_file:
             try:
                 password = Path(s.password_file).read_text().splitlines()[0].strip()
             except (OSError, IndexError) as exc:
-                raise _SetupError(f"cannot read MQTT password file {s.password_file}: "
+                raise MqttSetupError(f"cannot read MQTT password file {s.password_file}: "
                                   f"{getattr(exc, 'strerror', None) or 'empty file'}") from exc
         client.username_pw_set(s.username, password)
     if s.tls_ca:
@@ -683,10 +685,8 @@ def apply_credentials(client: mqtt.Client, s: MqttSettings) -> None:
             if s.tls_cert:
                 ctx.load_cert_chain(s.tls_cert, s.tls_key or None)
         except (OSError, ssl.SSLError) as exc:
-            raise _SetupError(f"TLS: cannot load certificates ({s.tls_ca}, {s.tls_cert or '-'}): "
+            raise MqttSetupError(f"TLS: cannot load certificates ({s.tls_ca}, {s.tls_cert or '-'}): "
                               f"{getattr(exc, 'strerror', None) or exc}") from exc
         client.tls_set_context(ctx)
 
 
-class _SetupError(Exception):
-    """A configuration problem, already worded as a one-line status."""

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsp.errors import SourceError
-from firmware_bridge.mpu6050 import MPU6050
+from stackcue.errors import SourceError
+from stackcue.firmware_bridge.mpu6050 import MPU6050
 
 CHIP_NAMES = {0x68: "MPU-6050", 0x70: "MPU-6500", 0x71: "MPU-9250", 0x73: "MPU-9255", 0x98: "clone (0x98)"}
 

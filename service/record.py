@@ -17,10 +17,10 @@ from typing import IO
 
 import numpy as np
 
-from dsp.errors import StackcueError
-from dsp.params import GAP_PERIODS
-from firmware_bridge.csv_format import RecordingWriter
-from firmware_bridge.source import Source
+from stackcue.dsp.params import GAP_PERIODS
+from stackcue.errors import StackcueError
+from stackcue.firmware_bridge.csv_format import RecordingWriter
+from stackcue.firmware_bridge.source import Source
 
 from .live_line import LiveLine
 from .report_text import clock

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dsp.drift import KINDS
-from dsp.errors import StackcueError
+from stackcue.dsp.drift import KINDS
+from stackcue.errors import ReportError
 
 from .argtypes import logbook_options
 from .report_text import KIND_NAMES, clock
@@ -63,10 +63,6 @@ TABLE_MAX_ROWS = 45  # the per-minute table widens its bins (1, 2, 5, 10 min) to
 GAP_SHADE_S = 10.0  # gaps longer than this are shaded grey; shorter ones are a dotted line
 DEG = "°"
 NO_DATA = "—"
-
-
-class ReportError(StackcueError, ValueError):
-    """A report cannot be made (unknown session, empty session, bad output path); a one-line message."""
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from dsp.errors import StackcueError
+from stackcue.errors import StackcueError
 
 from .export import write_jsonl, write_samples_csv
 from .logbook import Logbook

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from dsp.errors import StackcueError
+from stackcue.errors import StackcueError
 
 from .argtypes import positive_float
 
@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Scan, then probe each sensor; ``args.bleak`` (optional) injects a bleak namespace, ``args.speed`` its air."""
-    from firmware_bridge.ble_clients import adapter_problem, default_bleak, probe_stream, scan
+    from stackcue.firmware_bridge.ble_clients import adapter_problem, default_bleak, probe_stream, scan
 
     out = out or sys.stdout
     bleak = getattr(args, "bleak", None)

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from dsp.calibration import Calibration
-from dsp.errors import StackcueError
+from stackcue.dsp.calibration import Calibration
+from stackcue.errors import StackcueError
 
 from .analyze import analyze_file, run_pipeline
 from .config import Config

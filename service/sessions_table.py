@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dsp.errors import StackcueError
+from stackcue.errors import StackcueError
 
 from .logbook import Logbook
 from .report_text import clock

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from truthcheck import ambiguous_spans, expected_episodes, rmse, stride_truth, true_cadence, true_strides
 
-from dsp.drift import KINDS
-from firmware_bridge.simulator import SimParams, load_truth, simulate, write_simulation
-from service.analyze import analyze_file
-from service.config import load_config
+from stackcue.dsp.drift import KINDS
+from stackcue.firmware_bridge.simulator import SimParams, load_truth, simulate, write_simulation
+from stackcue.service.analyze import analyze_file
+from stackcue.service.config import load_config
 
 CASES = [(100, False, 1), (100, True, 2), (200, False, 3), (200, True, 4), (500, False, 5), (500, True, 6)]
 MARGIN_DEG = 1.0  # truth this close to a threshold may or may not alert
@@ -146,7 +146,7 @@ def test_ideal_sensor_mounting_is_exact(tmp_path, trunk):
     """Without sensor errors the routine recovers the strapping to a fraction of a degree."""
     from scipy.spatial.transform import Rotation
 
-    from dsp.pipeline import Pipeline
+    from stackcue.dsp.pipeline import Pipeline
 
     run = simulate(SimParams(minutes=0.5, rate_hz=200, trunk=trunk, seed=21, sensor_errors=False, gaps=False,
                              episodes=False))

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge import ble_profile as bp
-from firmware_bridge import witmotion as wm
+from stackcue.firmware_bridge import ble_profile as bp
+from stackcue.firmware_bridge import witmotion as wm
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,12 +9,12 @@ import re
 import numpy as np
 import pytest
 
-from dsp.errors import SourceError, StackcueError
-from firmware_bridge.ble_clients import classify
-from firmware_bridge.ble_standin import Air, EmulatedStackcueSensor, EmulatedWitMotion
-from firmware_bridge.mpu6050_emulator import MotionTrack
-from firmware_bridge.source import SOURCE_KINDS, open_source
-from service.scan import add_parser, ble_options, cmd_scan
+from stackcue.errors import SourceError, StackcueError
+from stackcue.firmware_bridge.ble_clients import classify
+from stackcue.firmware_bridge.ble_standin import Air, EmulatedStackcueSensor, EmulatedWitMotion
+from stackcue.firmware_bridge.mpu6050_emulator import MotionTrack
+from stackcue.firmware_bridge.source import SOURCE_KINDS, open_source
+from stackcue.service.scan import add_parser, ble_options, cmd_scan
 
 
 def args(air: Air, **kw) -> argparse.Namespace:
@@ -85,12 +85,12 @@ def test_scan_parser_and_classification():
     assert classify(None, ["d08c0001-f4a4-4e53-b237-6ce85239c84a"]) == "stackcue"
     assert classify("stackcue-7") == "stackcue"
     assert classify("Pixel 7", ["0000180d-0000-1000-8000-00805f9b34fb"]) is None
-    assert SOURCE_KINDS["ble"] == "firmware_bridge.ble_source:BLESource"
+    assert SOURCE_KINDS["ble"] == "stackcue.firmware_bridge.ble_source:BLESource"
 
 
 def test_ble_options_from_configuration(tmp_path):
-    from dsp.errors import ConfigError
-    from service.config import load_config
+    from stackcue.errors import ConfigError
+    from stackcue.service.config import load_config
 
     p = tmp_path / "ble.toml"
     p.write_text('[source]\nkind = "ble"\n[ble]\npelvis = "i2c"\ntrunk = "stackcue-trunk"\nreconnect_max_s = 20.0\n')

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 from truthcheck import expected_episodes, rmse, stride_truth, true_cadence, true_strides
 
-from dsp.drift import KINDS
-from dsp.pipeline import Pipeline
-from firmware_bridge import ble_profile as bp
-from firmware_bridge import witmotion as wm
-from firmware_bridge.ble_source import BLESource, _StackcueStream, _WitStream
-from firmware_bridge.ble_standin import Air, EmulatedStackcueSensor, EmulatedWitMotion
-from firmware_bridge.mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
-from firmware_bridge.timestamps import SampleClock
-from service.config import load_config
+from stackcue.dsp.drift import KINDS
+from stackcue.dsp.pipeline import Pipeline
+from stackcue.firmware_bridge import ble_profile as bp
+from stackcue.firmware_bridge import witmotion as wm
+from stackcue.firmware_bridge.ble_source import BLESource, _StackcueStream, _WitStream
+from stackcue.firmware_bridge.ble_standin import Air, EmulatedStackcueSensor, EmulatedWitMotion
+from stackcue.firmware_bridge.mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
+from stackcue.firmware_bridge.timestamps import SampleClock
+from stackcue.service.config import load_config
 
 PAD_S = 8.0  # stillness put before the simulated run: connecting and the WitMotion warm-up take seconds
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -408,7 +408,7 @@ def test_three_disconnects_session_goes_on():
     cals = [e for e in res["events"] if e["type"] == "calibration"]
     assert len(cals) == 1 and cals[0]["ok"]  # the calibration carries over every dropout
     # the same motion analysed offline (no radio): its alerts arrive live too
-    from firmware_bridge.block import Block
+    from stackcue.firmware_bridge.block import Block
 
     tt = np.arange(0.5, pel.t[-1], 1 / 200)
     a, g = pel.sample(tt)

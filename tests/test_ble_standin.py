@@ -14,10 +14,10 @@ import bleak.exc
 import numpy as np
 import pytest
 
-from firmware_bridge import ble_profile as bp
-from firmware_bridge import witmotion as wm
-from firmware_bridge.ble_standin import Air, EmulatedStackcueSensor, EmulatedWitMotion
-from firmware_bridge.mpu6050_emulator import MotionTrack
+from stackcue.firmware_bridge import ble_profile as bp
+from stackcue.firmware_bridge import witmotion as wm
+from stackcue.firmware_bridge.ble_standin import Air, EmulatedStackcueSensor, EmulatedWitMotion
+from stackcue.firmware_bridge.mpu6050_emulator import MotionTrack
 
 WIT = "C4:11:22:33:44:55"
 OWN = "D0:8C:00:00:00:01"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from truthcheck import rmse, stride_truth
 
-from firmware_bridge.csv_format import read_recording, write_recording
-from firmware_bridge.simulator import SimParams, load_truth, simulate, write_simulation
-from service.cli import main
+from stackcue.firmware_bridge.csv_format import read_recording, write_recording
+from stackcue.firmware_bridge.simulator import SimParams, load_truth, simulate, write_simulation
+from stackcue.service.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_unreadable_inputs(tmp_path, capsys):
 
 def test_rate_outside_the_supported_range(tmp_path, capsys):
     t = np.arange(0, 30, 1 / 20.0)
-    from firmware_bridge.block import Block
+    from stackcue.firmware_bridge.block import Block
 
     z = np.zeros((len(t), 3))
     acc = z.copy()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from firmware_bridge.csv_format import read_recording
-from service.cli import main
+from stackcue.firmware_bridge.csv_format import read_recording
+from stackcue.service.cli import main
 
 EXE = str(Path(sys.executable).parent / "stackcue")
 

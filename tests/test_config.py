@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from dsp.errors import ConfigError
-from dsp.params import PipelineParams
-from service.config import DEFAULT_PATH, load_config
+from stackcue.dsp.params import PipelineParams
+from stackcue.errors import ConfigError
+from stackcue.service.config import DEFAULT_PATH, load_config
 
 
 def write(tmp_path, text: str):
@@ -80,7 +80,7 @@ def test_cli_reports_config_error_without_traceback(tmp_path):
     p = write(tmp_path, "[alerts]\nconfirm_stride = 3\n")
     csv = tmp_path / "x.csv"
     csv.write_text("t,ax,ay,az,gx,gy,gz\n0,0,0,9.81,0,0,0\n")
-    r = subprocess.run([sys.executable, "-m", "service.cli", "analyze", str(csv), "--config", str(p)],
+    r = subprocess.run([sys.executable, "-m", "stackcue", "analyze", str(csv), "--config", str(p)],
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0, r.stderr

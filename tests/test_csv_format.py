@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsp.errors import RecordingError
-from firmware_bridge.block import Block
-from firmware_bridge.csv_format import (
+from stackcue.errors import RecordingError
+from stackcue.firmware_bridge.block import Block
+from stackcue.firmware_bridge.csv_format import (
     PELVIS_COLUMNS,
     TRUNK_COLUMNS,
     RecordingReader,

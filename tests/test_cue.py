@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from service.cue import (
+from stackcue.service.cue import (
     ALERT_PATTERNS,
     PHRASES,
     SYSTEM_PATTERNS,
@@ -28,7 +28,7 @@ from service.cue import (
     Haptic,
     Speaker,
 )
-from service.mqtt_publisher import MqttPublisher, MqttSettings
+from stackcue.service.mqtt_publisher import MqttPublisher, MqttSettings
 
 pytest_plugins = ["broker"]  # tests/broker.py: the mosquitto fixtures
 
@@ -101,7 +101,7 @@ def test_one_cue_per_alert_despite_duplicates():
 
 
 def test_dedupe_memory_is_bounded(monkeypatch):
-    import service.cue as cue_mod
+    import stackcue.service.cue as cue_mod
 
     monkeypatch.setattr(cue_mod, "DEDUPE_KEYS", 16)
     c = client()
@@ -520,7 +520,7 @@ def test_cli_cue_exits_0_on_sigterm(broker, tmp_path):
     cfg.write_text(f'[runner]\nid = "ana"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
                    "[cue]\naudio = false\ngpio_pin = 0\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "cue", "--config", str(cfg)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "stackcue", "cue", "--config", str(cfg)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from test_mqtt import Sub, wait_until
 
-from dsp.pipeline import Pipeline
-from firmware_bridge.block import Block
-from firmware_bridge.replay import ReplaySource
-from firmware_bridge.simulator import SimParams, simulate, write_simulation
-from service.analyze import analyze_file
-from service.config import load_config
-from service.daemon import Daemon
-from service.sdnotify import SdNotify
-from service.sinks import LogSink
+from stackcue.dsp.pipeline import Pipeline
+from stackcue.firmware_bridge.block import Block
+from stackcue.firmware_bridge.replay import ReplaySource
+from stackcue.firmware_bridge.simulator import SimParams, simulate, write_simulation
+from stackcue.service.analyze import analyze_file
+from stackcue.service.config import load_config
+from stackcue.service.daemon import Daemon
+from stackcue.service.sdnotify import SdNotify
+from stackcue.service.sinks import LogSink
 
 pytest_plugins = ["broker"]
 EXE = str(Path(sys.executable).parent / "stackcue")
@@ -72,7 +72,7 @@ def test_subscriber_gets_exactly_the_alerts_analyze_gives(broker, recording, tmp
     assert "ALERT" in r.stdout
     sub.close()
     # the session landed complete in the logbook: strides and alerts equal analyze's, marked clean
-    from service.logbook import Logbook
+    from stackcue.service.logbook import Logbook
 
     book = Logbook(tmp_path / "logbook.sqlite")
     (sess,) = book.sessions()
@@ -201,7 +201,7 @@ class Flaky:
 
 
 def test_sensor_lost_and_back_are_told(tmp_path):
-    from firmware_bridge.clocks import ManualClock
+    from stackcue.firmware_bridge.clocks import ManualClock
 
     clock = ManualClock()
     keep = Keep()
@@ -213,7 +213,7 @@ def test_sensor_lost_and_back_are_told(tmp_path):
 
 
 def test_bad_source_config_is_one_line(tmp_path, capsys):
-    from service.cli import main
+    from stackcue.service.cli import main
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[source]\nkind = "replay"\n')
@@ -273,8 +273,8 @@ def test_broker_away_for_twenty_seconds_loses_nothing(broker, tmp_path_factory, 
 
 def test_the_summary_carries_the_source_statistics():
     """What the sensors met (bus errors, retries, lost time) lands in the session's summary."""
-    from firmware_bridge.clocks import ManualClock
-    from firmware_bridge.mpu6050_source import EmulatedSource
+    from stackcue.firmware_bridge.clocks import ManualClock
+    from stackcue.firmware_bridge.mpu6050_source import EmulatedSource
 
     clock = ManualClock()
     source = EmulatedSource(minutes=0.5, trunk="on", seed=3, nack_rate=0.02, clock=clock)

@@ -19,13 +19,13 @@ import pytest
 from scipy.spatial.transform import Rotation
 from truthcheck import rmse, stance_truth, window_mean, window_range
 
-from dsp.calibration import Calibration
-from dsp.drift import DriftDetector
-from dsp.errors import CalibrationError
-from dsp.params import AlertParams, PipelineParams, ReferenceParams
-from dsp.pipeline import Pipeline
-from firmware_bridge.block import Block
-from firmware_bridge.simulator import SimParams, simulate
+from stackcue.dsp.calibration import Calibration
+from stackcue.dsp.drift import DriftDetector
+from stackcue.dsp.params import AlertParams, PipelineParams, ReferenceParams
+from stackcue.dsp.pipeline import Pipeline
+from stackcue.errors import CalibrationError
+from stackcue.firmware_bridge.block import Block
+from stackcue.firmware_bridge.simulator import SimParams, simulate
 
 G = 9.81
 DPS = np.pi / 180.0

@@ -19,13 +19,13 @@ import pytest
 from fit_tool.fit_file import FitFile
 from fit_tool.validation import ProfileScope, validate_fit_file
 
-from dsp.errors import StackcueError
-from dsp.pipeline import Pipeline
-from firmware_bridge.csv_format import RecordingReader
-from firmware_bridge.simulator import SimParams, simulate, write_simulation
-from service.analyze import analyze_file
-from service.config import load_config
-from service.export import (
+from stackcue.dsp.pipeline import Pipeline
+from stackcue.errors import StackcueError
+from stackcue.firmware_bridge.csv_format import RecordingReader
+from stackcue.firmware_bridge.simulator import SimParams, simulate, write_simulation
+from stackcue.service.analyze import analyze_file
+from stackcue.service.config import load_config
+from stackcue.service.export import (
     ALERT_COLUMNS,
     FIT_APPLICATION_ID,
     add_parser,
@@ -37,8 +37,8 @@ from service.export import (
     write_samples_csv,
     write_strides_csv,
 )
-from service.logbook import Logbook, LogbookOutbox, LogbookSink
-from service.session_store import store_recording
+from stackcue.service.logbook import Logbook, LogbookOutbox, LogbookSink
+from stackcue.service.session_store import store_recording
 
 START = 1735689600.0  # 2025-01-01T00:00:00Z
 FIT_EPOCH = dt.datetime(1989, 12, 31, tzinfo=dt.UTC)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge.block import Block
-from service.logbook import (
+from stackcue.firmware_bridge.block import Block
+from stackcue.service.logbook import (
     MIGRATIONS,
     SCHEMA_VERSION,
     Logbook,
@@ -268,8 +268,8 @@ CHILD = textwrap.dedent("""
     import sys, time
     import numpy as np
     sys.path.insert(0, {root!r})
-    from firmware_bridge.block import Block
-    from service.logbook import LogbookSink
+    from stackcue.firmware_bridge.block import Block
+    from stackcue.service.logbook import LogbookSink
     sink = LogbookSink({path!r})
     sink.handle({{"type": "session", "state": "started", "session": "S", "runner": "r", "started_epoch": time.time(),
                  "source": {{}}}})

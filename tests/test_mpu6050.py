@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsp.errors import SourceError
-from firmware_bridge.clocks import ManualClock
-from firmware_bridge.mpu6050 import (
+from stackcue.errors import SourceError
+from stackcue.firmware_bridge.clocks import ManualClock
+from stackcue.firmware_bridge.mpu6050 import (
     ACCEL_CONFIG,
     CONFIG,
     FIFO_EN,
@@ -20,8 +20,8 @@ from firmware_bridge.mpu6050 import (
     check_rate,
     dlpf_for,
 )
-from firmware_bridge.mpu6050_emulator import G_STANDARD, EmulatedBus, EmulatedChip, MotionTrack
-from firmware_bridge.mpu6050_source import EmulatedSource, MPU6050Source
+from stackcue.firmware_bridge.mpu6050_emulator import G_STANDARD, EmulatedBus, EmulatedChip, MotionTrack
+from stackcue.firmware_bridge.mpu6050_source import EmulatedSource, MPU6050Source
 
 DEG = np.pi / 180
 
@@ -230,9 +230,9 @@ def test_emulated_runner_end_to_end(tmp_path):
 
     from truthcheck import rmse, stride_truth, true_cadence
 
-    from service.analyze import analyze_file
-    from service.config import load_config
-    from service.record import record
+    from stackcue.service.analyze import analyze_file
+    from stackcue.service.config import load_config
+    from stackcue.service.record import record
 
     clock = ManualClock(0.0)
     src = EmulatedSource(minutes=2.5, trunk="on", seed=5, clock=clock, nack_rate=0.005)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import smbus2
 
-from firmware_bridge.mpu6050_emulator import (
+from stackcue.firmware_bridge.mpu6050_emulator import (
     ACCEL_CONFIG,
     ACCEL_XOUT_H,
     CONFIG,
@@ -28,7 +28,7 @@ from firmware_bridge.mpu6050_emulator import (
     FakeClock,
     MotionTrack,
 )
-from firmware_bridge.mpu6050_emulator import G_STANDARD as G
+from stackcue.firmware_bridge.mpu6050_emulator import G_STANDARD as G
 
 A = 0x68
 DEG = np.pi / 180.0

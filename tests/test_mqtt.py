@@ -16,7 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from service.mqtt_publisher import JsonlOutbox, MemoryOutbox, MqttPublisher, MqttSettings
+from stackcue.service.mqtt_publisher import JsonlOutbox, MemoryOutbox, MqttPublisher, MqttSettings
 
 pytest_plugins = ["broker"]  # tests/broker.py: the mosquitto fixtures
 
@@ -134,10 +134,10 @@ def test_status_online_then_offline(broker):
 
 CHILD = """
 import sys, time
-from service.mqtt_publisher import MqttPublisher, MqttSettings, JsonlOutbox
+from stackcue.service.mqtt_publisher import MqttPublisher, MqttSettings, JsonlOutbox
 host, port, runner, outbox, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 if outbox.endswith(".sqlite"):
-    from service.logbook import Logbook, LogbookOutbox
+    from stackcue.service.logbook import Logbook, LogbookOutbox
     box = LogbookOutbox(Logbook(outbox), "child-session")
 else:
     box = JsonlOutbox(outbox) if outbox != "-" else None
@@ -398,7 +398,7 @@ def test_refusals_give_one_line_status(secure_broker, tls_files, tmp_path, case,
 @pytest.mark.parametrize("kind", ["jsonl", "logbook"])
 def test_outbox_replays_after_crash_exactly_once(broker, tmp_path, kind):
     """The durable outbox, a JSON-lines file or the logbook's alerts table (the default with a logbook)."""
-    from service.logbook import Logbook, LogbookOutbox
+    from stackcue.service.logbook import Logbook, LogbookOutbox
 
     sub = Sub(broker, ["stackcue/runner1/alert"], client_id=f"phone-outbox-{kind}", clean=False)
     broker.stop()  # graceful: the subscriber's session is saved; nothing will acknowledge the alerts

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsp.pipeline import Pipeline
-from firmware_bridge.simulator import SimParams, simulate
+from stackcue.dsp.pipeline import Pipeline
+from stackcue.firmware_bridge.simulator import SimParams, simulate
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_step_filter_equals_scipy(ntaps, fs):
     """The live path's FIR (written out to spare the Pi scipy.signal's memory) is scipy's firwin + lfilter."""
     from scipy.signal import firwin, lfilter, lfilter_zi
 
-    from dsp.gait import fir_stream, lowpass_fir
+    from stackcue.dsp.gait import fir_stream, lowpass_fir
 
     b = lowpass_fir(ntaps, 6.0, fs)
     np.testing.assert_allclose(b, firwin(ntaps, 6.0, fs=fs), rtol=0, atol=1e-15)

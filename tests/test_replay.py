@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsp.errors import RecordingError
-from firmware_bridge import open_source
-from firmware_bridge.block import Block
-from firmware_bridge.csv_format import (
+from stackcue.errors import RecordingError
+from stackcue.firmware_bridge import open_source
+from stackcue.firmware_bridge.block import Block
+from stackcue.firmware_bridge.csv_format import (
     PELVIS_COLUMNS,
     RowProblem,
     concat_blocks,
     read_recording,
     write_recording,
 )
-from firmware_bridge.replay import ReplaySource
+from stackcue.firmware_bridge.replay import ReplaySource
 
 RATE = 64.0  # 1/64 s is exact in binary and in the writer's 6 decimals, so block edges are exact
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from dsp.errors import StackcueError
-from firmware_bridge.simulator import SimParams, simulate, write_simulation
-from service.config import load_config
-from service.logbook import Logbook, LogbookSink
-from service.report_html import add_parser, build_report, cmd_report
-from service.report_text import clock
-from service.session_store import store_recording
+from stackcue.errors import StackcueError
+from stackcue.firmware_bridge.simulator import SimParams, simulate, write_simulation
+from stackcue.service.config import load_config
+from stackcue.service.logbook import Logbook, LogbookSink
+from stackcue.service.report_html import add_parser, build_report, cmd_report
+from stackcue.service.report_text import clock
+from stackcue.service.session_store import store_recording
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dsp.rotations import matrix_from_quat, quat_from_matrix
+from stackcue.dsp.rotations import matrix_from_quat, quat_from_matrix
 
 
 def _wxyz(r: Rotation) -> np.ndarray:
@@ -53,8 +53,9 @@ def test_the_live_path_imports_no_scipy():
     import sys
 
     code = ("import sys\n"
-            "import service.cli, service.daemon, service.logbook, service.mqtt_publisher, dsp.pipeline\n"
-            "import firmware_bridge.replay, firmware_bridge.mpu6050_source, firmware_bridge.ble_source\n"
+            "import stackcue.service.cli, stackcue.service.daemon, stackcue.service.logbook\n"
+            "import stackcue.service.mqtt_publisher, stackcue.dsp.pipeline, stackcue.firmware_bridge.replay\n"
+            "import stackcue.firmware_bridge.mpu6050_source, stackcue.firmware_bridge.ble_source\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

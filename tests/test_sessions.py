@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from test_mqtt import Sub, wait_until
 
-from firmware_bridge.csv_format import read_recording
-from firmware_bridge.simulator import SimParams, simulate, write_simulation
-from service.analyze import analyze_file
-from service.config import load_config
-from service.logbook import Logbook
+from stackcue.firmware_bridge.csv_format import read_recording
+from stackcue.firmware_bridge.simulator import SimParams, simulate, write_simulation
+from stackcue.service.analyze import analyze_file
+from stackcue.service.config import load_config
+from stackcue.service.logbook import Logbook
 
 pytest_plugins = ["broker"]
 EXE = str(Path(sys.executable).parent / "stackcue")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from firmware_bridge.simulator import SimParams, SimulatedSource, load_truth, simulate, write_simulation
+from stackcue.firmware_bridge.simulator import SimParams, SimulatedSource, load_truth, simulate, write_simulation
 
 G = 9.81
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsp.drift import KINDS
+from stackcue.dsp.drift import KINDS
 
 
 def window_mean(t: np.ndarray, x: np.ndarray, a: float, b: float) -> float:
