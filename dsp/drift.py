@@ -8,17 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .alert_kinds import ALERT_KINDS
 from .params import AlertParams
 
-#: kind -> (stride field, sign): sign +1 fires above +threshold, −1 below −threshold.
-KINDS: dict[str, tuple[str, int]] = {
-    "anterior_tilt": ("pelvic_tilt_deg", +1),
-    "posterior_tilt": ("pelvic_tilt_deg", -1),
-    "pelvic_drop": ("pelvic_drop_deg", +1),
-    "trunk_lean": ("trunk_lean_deg", +1),
-    "ribs_behind_pelvis": ("stack_deg", -1),
-    "ribs_ahead_of_pelvis": ("stack_deg", +1),
-}
+#: kind -> (stride field, sign), from the one registry: sign +1 fires above +threshold, −1 below −threshold.
+KINDS: dict[str, tuple[str, int]] = {k.name: (k.field, k.sign) for k in ALERT_KINDS.values()}
 
 
 @dataclass

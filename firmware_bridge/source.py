@@ -61,7 +61,7 @@ class Source(ABC):
         self.close()
 
 
-#: kind -> "module:Class", imported on first use.
+#: The one registry of source kinds: kind -> "module:Class", imported on first use.
 SOURCE_KINDS: dict[str, str] = {
     "mpu6050": "stackcue.firmware_bridge.mpu6050_source:MPU6050Source",
     "emulated": "stackcue.firmware_bridge.mpu6050_source:EmulatedSource",
@@ -69,6 +69,8 @@ SOURCE_KINDS: dict[str, str] = {
     "simulated": "stackcue.firmware_bridge.simulator:SimulatedSource",
     "ble": "stackcue.firmware_bridge.ble_source:BLESource",
 }
+#: the kinds `stackcue run` and ``[source] kind`` may choose ("simulated" is the tests' and benchmarks')
+LIVE_SOURCE_KINDS: tuple[str, ...] = tuple(k for k in SOURCE_KINDS if k != "simulated")
 
 
 def open_source(kind: str, **kwargs: Any) -> Source:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from stackcue.errors import StackcueError
+from stackcue.firmware_bridge.source import LIVE_SOURCE_KINDS
 
 from . import export, report_html, scan  # their heavy libraries (fit-tool, matplotlib) load only when they run
 from .argtypes import logbook_options, positive_float
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="with --emulate: random seed")
     rn = sub.add_parser("run", help="the live service: sensors → posture → alerts over MQTT")
     rn.add_argument("--config", metavar="FILE", help="configuration file")
-    rn.add_argument("--source", choices=["mpu6050", "ble", "emulated", "replay"], help="override [source] kind")
+    rn.add_argument("--source", choices=LIVE_SOURCE_KINDS, help="override [source] kind")
     rn.add_argument("--path", metavar="FILE", help="override [source] path (replay)")
     rn.add_argument("--speed", type=positive_float, help="override [source] speed (replay, emulated)")
     rn.add_argument("--jsonl", action="store_true", help="log every event as a JSON line on stdout")

@@ -28,6 +28,7 @@ from stackcue.dsp.params import (
     SteadyParams,
 )
 from stackcue.errors import ConfigError
+from stackcue.firmware_bridge.source import LIVE_SOURCE_KINDS
 
 #: the shipped defaults: package data of ``stackcue.config`` (a wheel install finds it as well as a clone)
 DEFAULT_PATH = resources.files("stackcue.config") / "default.toml"
@@ -104,7 +105,7 @@ RANGES: dict[str, tuple[float, float]] = {
 CHOICES: dict[str, tuple] = {
     "reference.mode": ("neutral", "first_minutes", "targets"),
     "mpu6050.trunk": ("auto", "on", "off"),
-    "source.kind": ("mpu6050", "ble", "emulated", "replay"),
+    "source.kind": LIVE_SOURCE_KINDS,
     "ble.pelvis_kind": ("auto", "witmotion", "stackcue"),
     "ble.trunk_kind": ("auto", "witmotion", "stackcue"),
     "cue.owner": ("pi", "phone", "none"),

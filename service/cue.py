@@ -60,6 +60,7 @@ from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 
+from stackcue.dsp.alert_kinds import ALERT_KINDS, GENERIC_PATTERN, GENERIC_PHRASE, SHORT, Pattern
 from stackcue.errors import CueError, MqttSetupError
 
 from .mqtt_publisher import (
@@ -73,28 +74,9 @@ from .mqtt_publisher import (
 
 log = logging.getLogger("stackcue.cue")
 
-Pattern = tuple[tuple[float, float], ...]
 
-PHRASES: dict[str, str] = {
-    "anterior_tilt": "Ribs over hips. Tuck the pelvis.",
-    "posterior_tilt": "Let the pelvis sit neutral.",
-    "pelvic_drop": "Level your hips.",
-    "trunk_lean": "Run tall.",
-    "ribs_behind_pelvis": "Stack your ribs.",
-    "ribs_ahead_of_pelvis": "Lift your chest. Stack up.",
-}
-GENERIC_PHRASE = "Check your form."  # an alert kind this version does not know yet
-
-SHORT, LONG, GAP = 0.15, 0.45, 0.1
-ALERT_PATTERNS: dict[str, Pattern] = {
-    "anterior_tilt": ((SHORT, GAP), (SHORT, 0.0)),  # two short
-    "posterior_tilt": ((0.6, 0.0),),  # one long
-    "pelvic_drop": ((SHORT, GAP), (LONG, 0.0)),  # short long
-    "trunk_lean": ((LONG, GAP), (SHORT, 0.0)),  # long short
-    "ribs_behind_pelvis": ((LONG, 0.15), (LONG, 0.0)),  # two long
-    "ribs_ahead_of_pelvis": ((SHORT, GAP), (SHORT, GAP), (LONG, 0.0)),  # short short long
-}
-GENERIC_PATTERN: Pattern = ((0.3, GAP), (0.3, GAP), (0.3, 0.0))
+PHRASES: dict[str, str] = {k.name: k.phrase for k in ALERT_KINDS.values()}
+ALERT_PATTERNS: dict[str, Pattern] = {k.name: k.pattern for k in ALERT_KINDS.values()}
 SYSTEM_PATTERNS: dict[str, Pattern] = {
     "calibration_ok": ((SHORT, 0.0),),  # one short
     "calibration_refused": ((0.5, 0.25), (0.5, 0.25), (0.5, 0.0)),  # three long

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stackcue.dsp.alert_kinds import ALERT_KINDS
 from stackcue.dsp.drift import KINDS
 from stackcue.errors import ReportError
 
@@ -35,23 +36,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 #: Shading colour of each alert kind (the same in the plots and the tables).
-KIND_COLOURS = {
-    "anterior_tilt": "#e8892b",
-    "posterior_tilt": "#8d6cc4",
-    "pelvic_drop": "#a0522d",
-    "trunk_lean": "#d64545",
-    "ribs_behind_pelvis": "#1f9e89",
-    "ribs_ahead_of_pelvis": "#3b7dd8",
-}
+KIND_COLOURS = {k.name: k.colour for k in ALERT_KINDS.values()}
 #: What an alert kind means, in the coach's words.
-KIND_WHEN = {
-    "anterior_tilt": "pelvis tipped forward: stride-mean tilt above",
-    "posterior_tilt": "pelvis tucked under: stride-mean tilt below",
-    "pelvic_drop": "hip drops in stance: peak drop above",
-    "trunk_lean": "trunk tipped forward: stride-mean lean above",
-    "ribs_behind_pelvis": "ribs behind the pelvis, back arched: stack below",
-    "ribs_ahead_of_pelvis": "ribs ahead of the pelvis, hunched: stack above",
-}
+KIND_WHEN = {k.name: k.when for k in ALERT_KINDS.values()}
 #: A change between the start and the end of the run is called out only past these (see _what_changed).
 CHANGE_MIN_DEG = 1.0
 CHANGE_MIN_SPM = 3.0

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-KIND_NAMES = {
-    "anterior_tilt": "anterior pelvic tilt",
-    "posterior_tilt": "posterior pelvic tilt",
-    "pelvic_drop": "pelvic drop",
-    "trunk_lean": "trunk lean",
-    "ribs_behind_pelvis": "ribs behind pelvis",
-    "ribs_ahead_of_pelvis": "ribs ahead of pelvis",
-}
+from stackcue.dsp.alert_kinds import ALERT_KINDS
+
+KIND_NAMES = {k.name: k.label for k in ALERT_KINDS.values()}
 
 
 def clock(seconds: float) -> str:
