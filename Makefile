@@ -1,14 +1,22 @@
-# stackcue: `make setup` then `make test` on a fresh machine; `make demo` runs the main job.
+# stackcue: `make setup` then `make test` on a fresh machine; `make demo` runs the main job;
+# `sudo make install` puts the live service on a Pi.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages: the broker, audio cues and their checks, browser tests, and what builds vqf on a Pi.
-APT_PACKAGES := mosquitto espeak-ng sox chromium chromium-driver g++ python3-dev python3-venv
+# Debian packages: the broker, audio cues and their checks, browser tests, what builds vqf on a Pi, and
+# systemd-analyze (tests/test_install.py verifies the installed units).
+APT_PACKAGES := mosquitto espeak-ng sox chromium chromium-driver g++ python3-dev python3-venv systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR := out/demo
+# `sudo make install`: the Pi's live service (config/install.sh). DESTDIR stages it under a directory (the
+# tests); PURGE=1 makes `make uninstall` also remove the configuration, the logbook and the user.
+PREFIX ?= /opt/stackcue
+DESTDIR ?=
+PURGE ?=
+WHEEL_DIR ?=
 
-.PHONY: setup system-packages venv test test-fast demo bench lint clean
+.PHONY: setup system-packages venv test test-fast demo bench lint install uninstall clean
 
 setup: system-packages venv
 
@@ -29,12 +37,15 @@ $(BIN)/stackcue: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
+# Two workers for everything but the real-time tests, which run alone after (CPU load skews their timing);
+# --dist loadscope keeps a module on one worker so its costly fixtures are built once.
 test: venv
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope -m "not slow"
 
 demo: venv
 	@mkdir -p $(DEMO_DIR)
@@ -55,7 +66,13 @@ bench: venv
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check . || true
+	$(BIN)/ruff format --check .
+
+install:
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" PYTHON="$(PY)" WHEEL_DIR="$(WHEEL_DIR)" bash config/install.sh install
+
+uninstall:
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" PURGE="$(PURGE)" bash config/install.sh uninstall
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .ruff_cache tests/artifacts

@@ -13,7 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stackcue.firmware_bridge.clocks import ManualClock
-from stackcue.firmware_bridge.mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
+from stackcue.firmware_bridge.emulated.motion import MotionTrack
+from stackcue.firmware_bridge.emulated.mpu6050 import EmulatedBus, EmulatedChip
 from stackcue.firmware_bridge.mpu6050_source import MPU6050Source
 
 SECONDS = 120.0

@@ -27,9 +27,10 @@ from broker import Broker  # noqa: E402
 
 from stackcue.dsp.params import AlertParams, PipelineParams  # noqa: E402
 from stackcue.dsp.pipeline import Pipeline  # noqa: E402
+from stackcue.firmware_bridge.emulated.simulator import SimParams, simulate, write_simulation  # noqa: E402
 from stackcue.firmware_bridge.replay import ReplaySource  # noqa: E402
-from stackcue.firmware_bridge.simulator import SimParams, simulate, write_simulation  # noqa: E402
-from stackcue.service.mqtt_publisher import MqttPublisher, MqttSettings  # noqa: E402
+from stackcue.service.mqtt_connection import MqttSettings  # noqa: E402
+from stackcue.service.mqtt_publisher import MqttPublisher  # noqa: E402
 
 OUT = ROOT / "out" / "bench"
 EXE = str(Path(sys.executable).parent / "stackcue")

@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from recording import OUT, bench_recording  # noqa: E402
 
-from stackcue.service.analyze import analyze_file  # noqa: E402
+from stackcue.firmware_bridge.replay import ReplaySource  # noqa: E402
+from stackcue.service.analyze import AnalysisOutput, replay_session  # noqa: E402
 from stackcue.service.config import load_config  # noqa: E402
 from stackcue.service.logbook import Logbook, LogbookSink  # noqa: E402
 
@@ -35,18 +36,18 @@ def main() -> None:
     cfg = load_config()
 
     sink = LogbookSink(db, config=cfg.data)
-    sink.handle({"type": "session", "t": 0.0, "state": "started", "session": "bench", "runner": "bench",
-                 "started_epoch": time.time(), "clock_synchronised": "unknown", "source": {"kind": "file"}})
 
-    def on_block(b) -> None:
-        for i in range(0, len(b), 200):  # one commit per second of data, as the live writer does
-            sink.add_block(b.slice(i, i + 200))
-            sink.flush(30.0)
+    class EverySecond:
+        """One commit per second of data, as the live writer does."""
+
+        def add_block(self, b) -> None:
+            for i in range(0, len(b), 200):
+                sink.add_block(b.slice(i, i + 200))
+                sink.flush(30.0)
 
     t0 = time.perf_counter()
-    events = analyze_file(csv, cfg, jsonl=True, out=io.StringIO(), err=sys.stderr, progress=False,
-                          on_event=sink.handle, on_block=on_block)
-    sink.close()
+    events = replay_session(ReplaySource(csv), cfg, output=AnalysisOutput(io.StringIO(), jsonl=True), sinks=[sink],
+                            block_sinks=[EverySecond()], session_id="bench", runner_id="bench")
     t_save = time.perf_counter() - t0
     summ = events[-1]
     hours = summ["duration_s"] / 3600

@@ -6,6 +6,7 @@ raise the same alerts. Only steady running strides count.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .alert_kinds import ALERT_KINDS
@@ -42,9 +43,7 @@ class DriftDetector:
         self.states = {k: _KindState() for k in KINDS if k in self.p.enabled}
 
     def threshold(self, kind: str) -> float:
-        fld, sign = KINDS[kind]
-        ref = self.reference.get(fld, 0.0) if fld != "pelvic_drop_deg" else 0.0
-        return ref + sign * float(getattr(self.p, f"{kind}_deg"))
+        return threshold(kind, getattr(self.p, f"{kind}_deg"), self.reference)
 
     def restart_confirmation(self) -> None:
         """After a long gap or a stop: counting starts again; alert states stay."""
@@ -108,7 +107,26 @@ class DriftDetector:
                 return
 
     def time_in_alert(self, t_end: float) -> dict[str, float]:
-        out = {k: 0.0 for k in self.states}
-        for k, t0, t1 in self.periods:
-            out[k] += (t1 if t1 is not None else t_end) - t0
-        return {k: round(v, 1) for k, v in out.items()}
+        return {k: round(v, 1) for k, v in time_in_alert(self.periods, t_end, self.states).items()}
+
+
+def threshold(kind: str, setting_deg: float, reference: dict[str, float]) -> float:
+    """A kind's signed threshold (deg): the reference (none for a pelvic drop) plus the setting in its direction.
+
+    Shared with the reports, so the threshold they draw is the one the detector used.
+    """
+    fld, sign = KINDS[kind]
+    ref = reference.get(fld, 0.0) if fld != "pelvic_drop_deg" else 0.0
+    return ref + sign * float(setting_deg)
+
+
+def time_in_alert(periods: Iterable[tuple[str, float, float | None]], t_end: float,
+                  kinds: Iterable[str] = ()) -> dict[str, float]:
+    """Seconds in each alert state from ``(kind, start, end or None)`` periods; an open one lasts to ``t_end``.
+
+    Every kind in ``kinds`` is listed, at 0 when it never fired.
+    """
+    out = dict.fromkeys(kinds, 0.0)
+    for k, t0, t1 in periods:
+        out[k] = out.get(k, 0.0) + ((t1 if t1 is not None else t_end) - t0)
+    return out

@@ -2,7 +2,7 @@
 
 Samples → (calibration search) → VQF per segment → step boundaries →
 strides (stride-synchronous posture) → steadiness → drift detection → events.
-Events are plain dicts (DESIGN.md); they come out in time order, and a
+Events are plain dicts (docs/formats.md); they come out in time order, and a
 recording fed as one block or as many gives the same events.
 """
 
@@ -23,6 +23,7 @@ from .drift import DriftDetector
 from .gait import StepDetector
 from .orientation import SegmentOrientation
 from .params import GAP_PERIODS, GRAVITY, LONG_GAP_S, RATE_MAX_HZ, RATE_MIN_HZ, PipelineParams
+from .stats import describe
 from .stride import contact_time, segment_stride, time_weights
 
 #: samples used to estimate the sample period before anything else is done
@@ -505,12 +506,7 @@ class Pipeline:
         rows = np.frombuffer(self.rows, dtype=float).reshape(-1, 7) if len(self.rows) else np.zeros((0, 7))
 
         def stat(col: int) -> dict | None:
-            x = rows[:, col]
-            x = x[np.isfinite(x)]
-            if not len(x):
-                return None
-            return {"mean": _r(x.mean()), "sd": _r(x.std()), "p10": _r(np.percentile(x, 10)),
-                    "p90": _r(np.percentile(x, 90))}
+            return describe(rows[:, col], nd=2)
 
         return {
             "type": "summary",

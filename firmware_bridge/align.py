@@ -1,6 +1,6 @@
 """Put a second sensor's samples onto the first one's timestamps.
 
-DESIGN.md: interpolation is allowed only between trunk samples at most two
+docs/architecture.md ("The Block"): interpolation only between trunk samples at most two
 periods apart; elsewhere the rows are marked invalid. Pelvis rows wait (at
 most ``hold_s``) for the trunk sample after them, so a trunk that merely
 arrives a read later is not counted as lost.

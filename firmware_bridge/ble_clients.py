@@ -2,7 +2,7 @@
 
 The packet layers are :mod:`firmware_bridge.witmotion` and :mod:`firmware_bridge.ble_profile`; here is
 only what goes over the radio. ``bleak`` is injectable everywhere (default: the real module; the tests
-pass :mod:`firmware_bridge.ble_standin`'s namespace), and so is the async sleep, so that a sped-up air
+pass :mod:`firmware_bridge.emulated.ble_radio`'s ``air.bleak``), and so is the async sleep, so that a sped-up air
 keeps its timing. Written against bleak 3.1.0 (read in its source: ``bleak/__init__.py``,
 ``backends/bluezdbus/{client,manager,scanner}.py``, ``exc.py``), with these facts relied on:
 

@@ -40,9 +40,10 @@ from stackcue.errors import SensorSetupError, SourceError
 from . import ble_profile as bp
 from . import witmotion as wm
 from .align import TrunkAligner
-from .ble_clients import CLIENTS, KINDS, adapter_problem, default_bleak, find, is_address, race
+from .ble_clients import CLIENTS, KINDS, adapter_problem, find, is_address, race
 from .block import Block
 from .clocks import Pacer
+from .devices import DeviceFactory, HardwareFactory
 from .source import Source
 from .timestamps import BurstLossDetector, SampleClock
 
@@ -378,10 +379,10 @@ class _I2CPelvis:
     """The pelvis MPU-6050 on I2C (as in :class:`~firmware_bridge.mpu6050_source.MPU6050Source`)."""
 
     def __init__(self, src: BLESource, i2c: Any, bus: int, address: int, **kw: Any) -> None:
-        from .mpu6050 import MPU6050, open_i2c_bus
+        from .mpu6050 import MPU6050
 
         self.src = src
-        self.i2c = i2c if i2c is not None else open_i2c_bus(bus)
+        self.i2c = i2c if i2c is not None else src.devices.i2c_bus(bus)
         self.dev = MPU6050(self.i2c, address, clock=src.clock, sleep=src.sleep, bus_number=bus, **kw)
         self.dev.start()
         self.period = 1.0 / self.dev.rate_hz
@@ -411,9 +412,10 @@ class BLESource(Source):
     ``rate_hz``: the output rate asked of the sensors (WitMotion: 200 Hz is its fastest).
     ``start_wait_s``: at the start, pelvis samples wait this long at most for the trunk's first ones
     (a calibration routine without the trunk would leave it out of the whole run).
-    ``bleak``: the bleak namespace (default the real module); ``clock``/``sleep``/``speed`` let a
-    sped-up stand-in keep its timing (``speed`` divides the radio thread's waits). ``i2c``: an I2C bus
-    object for the pelvis (default ``/dev/i2c-<bus>``). ``tap(role, host_time, payload)`` sees every
+    ``devices``: where bleak, the pelvis's I2C bus, the clock and the speed come from (default: the
+    hardware: the real bleak, ``/dev/i2c-<bus>``, the host's clock); ``bleak``, ``i2c``, ``clock``,
+    ``sleep`` and ``speed`` override them one by one (``speed`` divides the radio thread's waits, so a
+    sped-up stand-in keeps its timing). ``tap(role, host_time, payload)`` sees every
     data notification as it arrives (on the radio thread: a raw recorder, or a test that maps samples
     to the truth). The constructor waits up to ``startup_s`` for each radio to start scanning: no
     adapter or no BlueZ is a :class:`SourceError`; a sensor that is off is only a status.
@@ -439,15 +441,16 @@ class BLESource(Source):
         duration_s: float | None = None,
         startup_s: float = 5.0,
         bleak: Any = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        speed: float = 1.0,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        speed: float | None = None,
         i2c: Any = None,
         bus: int = 1,
         pelvis_address: int = 0x68,
         i2c_rate_hz: float | None = None,
         accept_who_am_i: tuple[int, ...] = (),
         tap: Callable[[str, float, bytes], None] | None = None,
+        devices: DeviceFactory | None = None,
     ) -> None:
         super().__init__()
         self.tap = tap
@@ -465,12 +468,15 @@ class BLESource(Source):
                 wm.set_rate(rate_hz)
             except ValueError as exc:
                 raise SourceError(str(exc)) from None
-        self.bleak = bleak if bleak is not None else default_bleak()
-        self.clock, self.sleep, self.speed = clock, sleep, float(speed)
+        self.devices = devices if devices is not None else HardwareFactory()
+        self.bleak = bleak if bleak is not None else self.devices.bleak()
+        self.clock = clock if clock is not None else self.devices.clock
+        self.sleep = sleep if sleep is not None else self.devices.sleep
+        self.speed = float(speed if speed is not None else self.devices.speed)
         self.rate_hz, self.accel_range_g, self.gyro_range_dps = float(rate_hz), accel_range_g, gyro_range_dps
         self.scan_s, self.connect_timeout_s, self.backoff_s = scan_s, connect_timeout_s, backoff_s
         self.decision_delay_s, self.poll_s, self.duration_s = decision_delay_s, poll_s, duration_s
-        self.t0 = clock()
+        self.t0 = self.clock()
         self._pacer = Pacer(self.clock, self.sleep, self.poll_s, self.t0)
         self.links: dict[str, _Link] = {}
         self.streams: dict[str, _Stream | _I2CPelvis] = {}

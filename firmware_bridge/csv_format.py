@@ -1,4 +1,4 @@
-"""The CSV exchange format of DESIGN.md: ``t,ax,ay,az,gx,gy,gz[,trunk_…]``.
+"""The exchange CSV format (docs/formats.md): ``t,ax,ay,az,gx,gy,gz[,trunk_…]``.
 
 Writing is here; reading (strict, with line numbers) is below the writer.
 """

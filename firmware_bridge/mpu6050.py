@@ -14,7 +14,7 @@ specification (PS-MPU-6000A rev 3.4), and the traps the Linux driver
 - FIFO_COUNT is read high byte first, in one burst.
 
 ``bus`` is anything with smbus2's ``SMBus`` methods: a real ``smbus2.SMBus(1)``
-on a Pi, or :class:`firmware_bridge.mpu6050_emulator.EmulatedBus`.
+on a Pi, or :class:`firmware_bridge.emulated.mpu6050.EmulatedBus`.
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
-"""Source kinds ``mpu6050`` (real I2C) and ``emulated`` (the register-level emulator).
+"""Source kinds ``mpu6050`` (real I2C) and ``emulated`` (the same source on emulated devices).
 
 One or two MPU-6050s on one bus (pelvis 0x68, trunk 0x69) form one source:
 trunk samples are aligned onto the pelvis timestamps. Times are seconds since
 the source started, on the host's monotonic clock (a Pi often has no
-battery-backed wall clock).
+battery-backed wall clock). The bus and the clock come from a
+:class:`~firmware_bridge.devices.DeviceFactory`: the hardware, or the emulation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 
 from stackcue.errors import SourceError
@@ -17,7 +17,8 @@ from stackcue.errors import SourceError
 from .align import TrunkAligner
 from .block import Block
 from .clocks import Pacer
-from .mpu6050 import MPU6050, open_i2c_bus
+from .devices import DeviceFactory, EmulatedFactory, HardwareFactory
+from .mpu6050 import MPU6050
 from .source import Source
 
 
@@ -25,7 +26,9 @@ class MPU6050Source(Source):
     """Pelvis (and optionally trunk) MPU-6050s read every ``poll_s``.
 
     ``trunk``: "auto" (use 0x69 if a chip answers there), "on" or "off".
-    ``i2c``: a bus object (an emulator); by default ``/dev/i2c-<bus>`` is opened.
+    ``devices``: where the bus, the clock and the sleep come from (default: the hardware, ``/dev/i2c-<bus>``
+    and the host's clock); ``i2c``, ``clock``, ``sleep`` override them one by one (tests, benchmarks).
+    The source ends after ``duration_s``, by default when the devices have nothing more to measure.
     """
 
     def __init__(
@@ -41,16 +44,20 @@ class MPU6050Source(Source):
         accept_who_am_i: tuple[int, ...] = (),
         poll_s: float = 0.02,
         i2c=None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
         duration_s: float | None = None,
+        devices: DeviceFactory | None = None,
     ) -> None:
         super().__init__()
         if trunk not in ("auto", "on", "off"):
             raise SourceError(f"trunk must be auto, on or off, got {trunk!r}")
-        self.i2c = i2c if i2c is not None else open_i2c_bus(bus)
+        devices = devices if devices is not None else HardwareFactory()
+        clock = clock if clock is not None else devices.clock
+        sleep = sleep if sleep is not None else devices.sleep
+        self.i2c = i2c if i2c is not None else devices.i2c_bus(bus)
         self.clock, self.sleep, self.poll_s = clock, sleep, poll_s
-        self.duration_s = duration_s
+        self.duration_s = duration_s if duration_s is not None else devices.duration_s
         kw = dict(rate_hz=rate_hz, accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
                   accept_who_am_i=accept_who_am_i, clock=clock, sleep=sleep, bus_number=bus)
         self.pelvis = MPU6050(self.i2c, pelvis_address, **kw)
@@ -71,7 +78,7 @@ class MPU6050Source(Source):
         self.aligner = TrunkAligner(1.0 / self.pelvis.rate_hz) if self.trunk else None
         self.t0 = clock()
         self._pacer = Pacer(clock, sleep, poll_s, self.t0)
-        self.meta = {"sensor": "mpu6050", "rate": f"{self.pelvis.rate_hz:g}", "bus": str(bus),
+        self.meta = {"sensor": devices.sensor_label("mpu6050"), "rate": f"{self.pelvis.rate_hz:g}", "bus": str(bus),
                      "pelvis_address": f"0x{pelvis_address:02x}"}
         if self.trunk:
             self.meta["trunk_address"] = f"0x{trunk_address:02x}"
@@ -119,25 +126,17 @@ class MPU6050Source(Source):
 
 
 class EmulatedSource(MPU6050Source):
-    """The synthetic runner on emulated MPU-6050s on an emulated bus, end to end.
+    """The ``emulated`` kind: :class:`MPU6050Source` on an :class:`~firmware_bridge.devices.EmulatedFactory`.
 
-    ``speed`` > 1 runs the emulated time faster than real time (the driver
-    and the chips share the sped-up clock). The source ends when the
-    simulated run does.
+    The synthetic runner on emulated MPU-6050s, end to end; ``speed`` > 1 runs the emulated time faster
+    than real time. The source ends when the simulated run does; the run, truth included, is ``self.run``.
     """
 
     def __init__(self, *, minutes: float = 10.0, trunk: str = "on", seed: int = 0, speed: float = 1.0,
                  osc_error: float = 0.013, nack_rate: float = 0.0, clock=None, **kwargs) -> None:
-        from .clocks import ScaledClock
-        from .mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
-
-        clk = clock if clock is not None else ScaledClock(speed)
-        pelvis, trunk_motion, run = MotionTrack.from_simulation(minutes=minutes, trunk=trunk != "off", seed=seed)
-        chips = [EmulatedChip(pelvis, address=0x68, osc_error=osc_error)]
-        if trunk_motion is not None:
-            chips.append(EmulatedChip(trunk_motion, address=0x69, osc_error=-osc_error / 2))
-        self.run = run
-        bus = EmulatedBus(chips, clock=clk, nack_rate=nack_rate, seed=seed)
-        duration = float(run.block.t[-1] - run.block.t[0])
-        super().__init__(i2c=bus, clock=clk, sleep=clk.sleep, trunk=trunk, duration_s=duration, **kwargs)
-        self.meta["sensor"] = "mpu6050-emulated"
+        devices = EmulatedFactory("runner", minutes=minutes, trunk=trunk != "off", seed=seed, speed=speed,
+                                  osc_error=osc_error, nack_rate=nack_rate, clock=clock,
+                                  pelvis_address=kwargs.get("pelvis_address", 0x68),
+                                  trunk_address=kwargs.get("trunk_address", 0x69))
+        self.run = devices.run
+        super().__init__(devices=devices, trunk=trunk, **kwargs)

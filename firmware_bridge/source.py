@@ -23,7 +23,8 @@ class Source(ABC):
 
     Subclasses must implement :meth:`_read_block`; they may override
     :meth:`_close`. ``has_trunk`` says whether blocks carry a trunk segment;
-    ``meta`` holds ``key=value`` facts about the source (sensor, rate, runner).
+    ``meta`` holds ``key=value`` facts about the source (sensor, rate, runner);
+    ``status`` and ``stats`` are what the session driver reports of it.
     """
 
     has_trunk: bool = False
@@ -39,6 +40,16 @@ class Source(ABC):
 
     def _close(self) -> None:  # noqa: B027 - optional hook
         """Release hardware or files; called once."""
+
+    @property
+    def status(self) -> str:
+        """One line on the link's state for a runner or a log ("searching for WT901", "bus error"); "" if none."""
+        return ""
+
+    @property
+    def stats(self) -> dict[str, Any] | None:
+        """Counters for the session summary (per segment: frames, lost samples, retries); None if none kept."""
+        return None
 
     def read(self) -> Block | None:
         if self._closed:
@@ -64,9 +75,9 @@ class Source(ABC):
 #: The one registry of source kinds: kind -> "module:Class", imported on first use.
 SOURCE_KINDS: dict[str, str] = {
     "mpu6050": "stackcue.firmware_bridge.mpu6050_source:MPU6050Source",
-    "emulated": "stackcue.firmware_bridge.mpu6050_source:EmulatedSource",
+    "emulated": "stackcue.firmware_bridge.mpu6050_source:EmulatedSource",  # mpu6050 on devices.EmulatedFactory
     "replay": "stackcue.firmware_bridge.replay:ReplaySource",
-    "simulated": "stackcue.firmware_bridge.simulator:SimulatedSource",
+    "simulated": "stackcue.firmware_bridge.emulated.simulator:SimulatedSource",
     "ble": "stackcue.firmware_bridge.ble_source:BLESource",
 }
 #: the kinds `stackcue run` and ``[source] kind`` may choose ("simulated" is the tests' and benchmarks')

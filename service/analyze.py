@@ -1,4 +1,4 @@
-"""``stackcue analyze``: the live pipeline run over a recording, as fast as it can."""
+"""``stackcue analyze``: a recording replayed through the one session driver, as fast as it can."""
 
 from __future__ import annotations
 
@@ -6,18 +6,22 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from stackcue.dsp.calibration import Calibration
 from stackcue.dsp.pipeline import Pipeline
 from stackcue.errors import CalibrationError
 from stackcue.firmware_bridge.block import Block
 from stackcue.firmware_bridge.csv_format import RecordingReader
+from stackcue.firmware_bridge.replay import ReplaySource
+from stackcue.firmware_bridge.source import Source
 
 from .config import Config
 from .report_text import human_summary
+from .session import BlocksSource, Session
+from .sinks import Sink
 
 #: show a progress bar for files bigger than this (a few seconds of reading)
 PROGRESS_MIN_BYTES = 20_000_000
@@ -74,6 +78,38 @@ class Progress:
             self.stream.flush()
 
 
+class AnalysisOutput:
+    """``analyze``'s own sink: the analysis events, kept and (``jsonl``) printed one JSON object a line.
+
+    The session's bookkeeping event (``type: session``) is the logbook's and MQTT's business, not part of
+    an analysis: it is neither kept nor printed.
+    """
+
+    name = "analysis"
+
+    def __init__(self, out: IO[str] | None, jsonl: bool) -> None:
+        self.out, self.jsonl = out or sys.stdout, jsonl
+        self.events: list[dict] = []
+
+    def handle(self, event: dict) -> None:
+        if event.get("type") == "session":
+            return
+        self.events.append(event)
+        if self.jsonl:
+            self.out.write(json.dumps(event, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        pass
+
+
+def replay_session(source: Source, config: Config, *, output: AnalysisOutput, sinks: Sequence[Sink] = (),
+                   calibration: Calibration | None = None, **session: Any) -> list[dict]:
+    """A source replayed through the one session driver at unlimited speed; returns the analysis events."""
+    Session(source, Pipeline(config.pipeline, calibration), [output, *sinks], live=False,
+            runner_id=session.pop("runner_id", config.runner_id), **session).run()
+    return output.events
+
+
 def analyze_file(
     path: str | Path,
     config: Config,
@@ -84,65 +120,57 @@ def analyze_file(
     strict: bool = False,
     calibration: Calibration | None = None,
     progress: bool | None = None,
-    on_event: Callable[[dict], None] | None = None,
-    on_block: Callable[[Block], None] | None = None,
-    on_open: Callable[[dict[str, str]], None] | None = None,
 ) -> list[dict]:
-    """Analyse one recording; prints JSON lines or a summary; returns the events.
+    """Analyse one recording; prints JSON lines or a summary; returns the events."""
+    events, source = analyze_recording(path, config, jsonl=jsonl, out=out, err=err, strict=strict,
+                                       calibration=calibration, progress=progress)
+    if not jsonl:
+        (out or sys.stdout).write(human_summary(events, Path(path).name, source.meta) + "\n")
+    return events
 
-    ``on_open`` gets the recording's metadata before anything is read; ``on_event``/``on_block`` see every
-    event and every block read (``--save`` hands them to the logbook).
+
+def analyze_recording(path: str | Path, config: Config, *, jsonl: bool, out: IO[str] | None = None,
+                      err: IO[str] | None = None, strict: bool = False, calibration: Calibration | None = None,
+                      progress: bool | None = None, sinks: Sequence[Sink] = (), block_sinks: Sequence[Any] = (),
+                      prepare: Callable[[ReplaySource], dict[str, Any]] | None = None,
+                      ) -> tuple[list[dict], ReplaySource]:
+    """A recording through the session driver, with a progress bar and its rejected rows reported.
+
+    ``prepare`` sees the opened recording (its metadata) before anything is analysed and returns the
+    session's facts (id, start, runner, origin; ``sinks`` and ``block_sinks`` it opened); ``sinks`` get the
+    session's events too and ``block_sinks`` its raw blocks (the logbook).
     """
     err = err or sys.stderr
-    with RecordingReader(path, strict=strict) as reader:
-        if on_open:
-            on_open(reader.meta)
-        show = progress if progress is not None else (err.isatty() and reader.bytes_total > PROGRESS_MIN_BYTES)
-        bar = Progress(reader.bytes_total, err, bool(show))
+    source = ReplaySource(path, strict=strict)
+    try:
+        facts = dict(prepare(source)) if prepare else {}
+    except BaseException:
+        source.close()
+        raise
+    sinks = [*sinks, *facts.pop("sinks", ())]
+    block_sinks = [*block_sinks, *facts.pop("block_sinks", ())]
+    reader = source.reader
+    show = progress if progress is not None else (err.isatty() and reader.bytes_total > PROGRESS_MIN_BYTES)
+    bar = Progress(reader.bytes_total, err, bool(show))
 
-        def blocks() -> Iterator[Block]:
-            for block in reader:
-                if on_block:
-                    on_block(block)
-                yield block
-                bar.update(reader.bytes_done)
+    def rows_rejected(summary: dict) -> None:
+        summary["rows_rejected"] = len(reader.problems)
 
-        def stamp(e: dict) -> None:
-            if e["type"] == "summary":
-                e["rows_rejected"] = len(reader.problems)
-            if on_event:
-                on_event(e)
-
-        try:
-            events = run_pipeline(blocks(), config, jsonl=jsonl, out=out, calibration=calibration, on_event=stamp)
-        finally:
-            bar.done()
-            _report_problems(reader, err)
-    if not jsonl:
-        (out or sys.stdout).write(human_summary(events, Path(path).name, reader.meta) + "\n")
-    return events
+    try:
+        events = replay_session(source, config, output=AnalysisOutput(out, jsonl), sinks=sinks,
+                                block_sinks=block_sinks, calibration=calibration, on_summary=rows_rejected,
+                                on_block=lambda _b: bar.update(reader.bytes_done), **facts)
+    finally:
+        bar.done()
+        _report_problems(reader, err)
+    return events, source
 
 
 def run_pipeline(blocks: Iterable[Block], config: Config, *, jsonl: bool, out: IO[str] | None = None,
-                 calibration: Calibration | None = None,
-                 on_event: Callable[[dict], None] | None = None) -> list[dict]:
-    """The live pipeline over blocks from anywhere (a file, a logbook session); JSON lines when ``jsonl``."""
-    out = out or sys.stdout
-    events: list[dict] = []
-    pipe = Pipeline(config.pipeline, calibration)
-
-    def emit(evs: list[dict]) -> None:
-        for e in evs:
-            if on_event:
-                on_event(e)
-            events.append(e)
-            if jsonl:
-                out.write(json.dumps(e, separators=(",", ":")) + "\n")
-
-    for block in blocks:
-        emit(pipe.feed(block))
-    emit(pipe.finish())
-    return events
+                 calibration: Calibration | None = None, sinks: Sequence[Sink] = ()) -> list[dict]:
+    """Blocks from anywhere (a logbook session, arrays) through the session driver; JSON lines when ``jsonl``."""
+    return replay_session(BlocksSource(blocks), config, output=AnalysisOutput(out, jsonl), sinks=sinks,
+                          calibration=calibration)
 
 
 def _report_problems(reader: RecordingReader, err: IO[str]) -> None:

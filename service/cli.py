@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from stackcue.errors import StackcueError
+from stackcue.errors import ConfigError, InputError, StackcueError, StorageError
 from stackcue.firmware_bridge.source import LIVE_SOURCE_KINDS
 
 from . import export, report_html, scan  # their heavy libraries (fit-tool, matplotlib) load only when they run
@@ -120,7 +120,7 @@ def open_live_source(cfg, kind: str, path: str, speed: float):
 
     if kind == "replay":
         if not path:
-            raise StackcueError("[source] kind = \"replay\" needs [source] path (or --path)")
+            raise ConfigError("[source] kind = \"replay\" needs [source] path (or --path)")
         return open_source("replay", path=path, speed=speed)
     if kind == "emulated":
         opts = cfg.mpu6050_options()
@@ -139,18 +139,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from stackcue.dsp.pipeline import Pipeline
 
     from .config import load_config
-    from .daemon import Daemon
-    from .mqtt_publisher import JsonlOutbox, MqttPublisher
+    from .mqtt_publisher import MqttPublisher
+    from .outbox import JsonlOutbox
     from .record import clock_synchronised
-    from .sinks import LogSink
+    from .session import Session, new_session_id
+    from .sinks import LogSink, MqttSink
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     cfg = load_config(args.config)
     src_cfg = cfg["source"]
     kind = args.source or src_cfg["kind"]
     source = open_live_source(cfg, kind, args.path or src_cfg["path"], args.speed or src_cfg["speed"])
-    pipeline = Pipeline(cfg.pipeline, strict_calibration=False)
-    daemon_sinks: list = [LogSink(json_lines=args.jsonl)]
+    started = time.time()
+    sid = new_session_id(started)  # made once: the publisher, the outbox and the session all carry it
+    sinks: list = [LogSink(json_lines=args.jsonl)]
     outbox = JsonlOutbox(cfg["mqtt"]["outbox"]) if cfg["mqtt"]["outbox"] else None
     book_sink = None
     if cfg.logbook_path is not None:
@@ -169,20 +171,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             book = None
         if book is not None:
             book_sink = LogbookSink(cfg.logbook_path, config=cfg.data, flush_s=lb["flush_s"], max_bytes=max_bytes)
-            daemon_sinks.append(book_sink)
-    daemon = Daemon(source, pipeline, daemon_sinks, runner_id=cfg.runner_id, cue_owner=cfg["cue"]["owner"],
-                    sensor_lost_s=src_cfg["sensor_lost_s"], clock_synchronised=clock_synchronised(),
-                    block_sinks=(book_sink,) if (book_sink is not None and cfg["logbook"]["raw"]) else ())
-    if book_sink is not None and outbox is None:
-        outbox = LogbookOutbox(book, daemon.session_id)
-    publisher = MqttPublisher(cfg.mqtt_settings(), daemon.session_id, outbox=outbox)
+            sinks.append(book_sink)
+            if outbox is None:
+                outbox = LogbookOutbox(book, sid)
+    publisher = MqttPublisher(cfg.mqtt_settings(), sid, outbox=outbox)
     publisher.start()
-    from .sinks import MqttSink, SinkWorker
-
-    daemon.workers.append(SinkWorker(MqttSink(publisher)))
-    daemon.install_signals()
-    code = daemon.run()
-    print(f"stackcue run: session {daemon.session_id} ended; MQTT {publisher.status}", file=sys.stderr)
+    sinks.append(MqttSink(publisher))
+    session = Session(source, Pipeline(cfg.pipeline, strict_calibration=False), sinks, runner_id=cfg.runner_id,
+                      session_id=sid, started_epoch=started, cue_owner=cfg["cue"]["owner"],
+                      sensor_lost_s=src_cfg["sensor_lost_s"], clock_synchronised=clock_synchronised(),
+                      block_sinks=(book_sink,) if (book_sink is not None and cfg["logbook"]["raw"]) else ())
+    session.install_signals()
+    code = session.run()
+    print(f"stackcue run: session {sid} ended; MQTT {publisher.status}", file=sys.stderr)
     return code
 
 
@@ -202,7 +203,7 @@ def cmd_cue(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from stackcue.firmware_bridge.mpu6050 import open_i2c_bus
+    from stackcue.firmware_bridge.devices import device_factory
 
     from .config import load_config
     from .probe import probe_address
@@ -210,25 +211,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     opts = cfg.mpu6050_options()
     bus_number = args.bus if args.bus is not None else opts["bus"]
-    if args.emulate:
-        from stackcue.firmware_bridge.clocks import ScaledClock
-        from stackcue.firmware_bridge.mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
-
-        clk = ScaledClock(1.0)
-        noise = (0.04, 0.002)  # MPU-6050 at rest: about 4 mg and 0.1 °/s rms before its low-pass
-        chips = [EmulatedChip(MotionTrack.still(noise=noise, seed=1), address=opts["pelvis_address"],
-                              osc_error=0.013, gyro_offset_dps=(2.1, -3.4, 0.8)),
-                 EmulatedChip(MotionTrack.still(acc=(0.0, 9.80665, 0.0), noise=noise, seed=2),
-                              address=opts["trunk_address"], osc_error=-0.008, gyro_offset_dps=(-1.2, 0.6, 4.5))]
-        bus = EmulatedBus(chips, clock=clk, bus=bus_number)
-        clock, sleep = clk, clk.sleep
-        print(f"probing emulated I2C bus {bus_number} (keep the sensors still)")
-    else:
-        import time
-
-        bus = open_i2c_bus(bus_number)
-        clock, sleep = time.monotonic, time.sleep
-        print(f"probing I2C bus {bus_number} (keep the sensors still)")
+    devices = device_factory(args.emulate, scene="still", pelvis_address=opts["pelvis_address"],
+                             trunk_address=opts["trunk_address"])
+    bus = devices.i2c_bus(bus_number)
+    clock, sleep = devices.clock, devices.sleep
+    print(f"probing {devices.describe(f'I2C bus {bus_number}')} (keep the sensors still)")
     found = 0
     healthy = 0
     for role, addr in (("pelvis", opts["pelvis_address"]), ("trunk", opts["trunk_address"])):
@@ -253,7 +240,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from stackcue.firmware_bridge.mpu6050_source import EmulatedSource, MPU6050Source
+    from stackcue.firmware_bridge.devices import device_factory
+    from stackcue.firmware_bridge.mpu6050_source import MPU6050Source
 
     from .config import load_config
     from .record import record
@@ -264,12 +252,11 @@ def cmd_record(args: argparse.Namespace) -> int:
         opts["bus"] = args.bus
     out = Path(args.output)
     if not out.parent.exists():
-        raise StackcueError(f"{out}: the folder {out.parent} does not exist")
-    if args.emulate:
-        opts["trunk"] = "on" if opts["trunk"] == "auto" else opts["trunk"]
-        source = EmulatedSource(minutes=args.minutes, seed=args.seed, speed=args.speed, **opts)
-    else:
-        source = MPU6050Source(**opts)
+        raise InputError(f"{out}: the folder {out.parent} does not exist")
+    devices = device_factory(args.emulate, minutes=args.minutes, trunk=opts["trunk"] != "off", seed=args.seed,
+                             speed=args.speed, pelvis_address=opts["pelvis_address"],
+                             trunk_address=opts["trunk_address"])
+    source = MPU6050Source(devices=devices, **opts)
     segs = "pelvis + trunk" if source.has_trunk else "pelvis"
     print(f"recording {segs} at {source.meta['rate']} Hz to {out}" + (" (Ctrl-C to stop)" if not args.seconds else ""),
           file=sys.stderr)
@@ -286,9 +273,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .session_store import analyze_session, open_logbook, store_recording
 
     if (args.file is None) == (args.session is None):
-        raise StackcueError("give a recording FILE or --session ID (one of them)")
+        raise InputError("give a recording FILE or --session ID (one of them)")
     if args.session is not None and args.save:
-        raise StackcueError("--save stores a recording file; a --session is in the logbook already")
+        raise InputError("--save stores a recording file; a --session is in the logbook already")
     cfg = load_config(args.config)
     cal = load_calibration(args.calibration) if args.calibration else None
     if args.session is not None:
@@ -350,9 +337,9 @@ def cmd_note(args: argparse.Namespace) -> int:
     text = " ".join(args.text).strip()
     added = (args.append or "").strip()
     if sum(map(bool, (text, added, args.clear))) > 1:
-        raise StackcueError("note: give one of TEXT, --append TEXT or --clear")
+        raise InputError("note: give one of TEXT, --append TEXT or --clear")
     if args.append is not None and not added:
-        raise StackcueError("note: --append needs a TEXT that is not empty")
+        raise InputError("note: --append needs a TEXT that is not empty")
     with open_logbook(load_config(args.config), args.logbook) as book:
         s = find_session(book, args.session)
         if args.clear:
@@ -375,7 +362,7 @@ def cmd_runner(args: argparse.Namespace) -> int:
     with open_logbook(load_config(args.config), args.logbook) as book:
         if args.action == "export":
             if not args.output:
-                raise StackcueError("runner export needs -o FILE.zip")
+                raise InputError("runner export needs -o FILE.zip")
             n, size = export_runner(book, args.runner_id, Path(args.output))
             print(f"wrote {args.output}: {n} sessions of runner {args.runner_id!r}, {size / 1e6:.1f} MB")
         else:
@@ -385,13 +372,13 @@ def cmd_runner(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from stackcue.dsp.params import RATE_MAX_HZ, RATE_MIN_HZ
-    from stackcue.firmware_bridge.simulator import SimParams, simulate, write_simulation
+    from stackcue.firmware_bridge.emulated.simulator import SimParams, simulate, write_simulation
 
     if not RATE_MIN_HZ <= args.rate <= RATE_MAX_HZ:
-        raise StackcueError(f"--rate {args.rate:g} is outside {RATE_MIN_HZ:.0f}–{RATE_MAX_HZ:.0f} Hz")
+        raise InputError(f"--rate {args.rate:g} is outside {RATE_MIN_HZ:.0f}–{RATE_MAX_HZ:.0f} Hz")
     out = Path(args.output)
     if not out.parent.exists():
-        raise StackcueError(f"{out}: the folder {out.parent} does not exist")
+        raise InputError(f"{out}: the folder {out.parent} does not exist")
     t0 = time.monotonic()
     run = simulate(SimParams(minutes=args.minutes, rate_hz=args.rate, trunk=args.trunk, seed=args.seed,
                              cadence_spm=args.cadence, speed_m_s=args.speed, episodes=not args.no_episodes,
@@ -399,7 +386,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         truth_csv, truth_json = write_simulation(run, out)
     except OSError as exc:
-        raise StackcueError(f"{out}: cannot write ({exc.strerror})") from None
+        raise StorageError(f"{out}: cannot write ({exc.strerror})") from None
     n = len(run.block)
     print(f"wrote {out} ({n} samples, {run.block.t[-1] - run.block.t[0]:.0f} s"
           f"{', pelvis + trunk' if args.trunk else ''}) and {truth_csv.name}, {truth_json.name} "

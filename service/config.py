@@ -1,8 +1,9 @@
-"""Configuration: ``config/default.toml`` merged key by key with a user file.
+"""Configuration: the declared defaults merged key by key with a user file.
 
-The defaults file is the schema: a key it lacks is unknown, its value's type
-is the expected type. Ranges and choices are below. Every error is one line
-naming the file and the key.
+Every key is declared once, in ``service.settings`` (the dsp sections in
+``dsp.params``): its default, whose type is the expected type, its range or
+choices. ``config/default.toml`` is generated from the same declarations. A
+key they lack is unknown. Every error is one line naming the file and the key.
 """
 
 from __future__ import annotations
@@ -16,112 +17,23 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from stackcue.dsp.drift import KINDS
-from stackcue.dsp.params import (
-    AlertParams,
-    CalibrationCheckParams,
-    CalibrationParams,
-    GaitParams,
-    OrientationParams,
-    PipelineParams,
-    ReferenceParams,
-    SteadyParams,
-)
+from stackcue.dsp.alert_kinds import ALERT_KINDS
+from stackcue.dsp.params import PipelineParams
 from stackcue.errors import ConfigError
-from stackcue.firmware_bridge.source import LIVE_SOURCE_KINDS
+
+from .settings import defaults, specs
 
 #: the shipped defaults: package data of ``stackcue.config`` (a wheel install finds it as well as a clone)
 DEFAULT_PATH = resources.files("stackcue.config") / "default.toml"
 
-#: inclusive ranges of numeric keys
-RANGES: dict[str, tuple[float, float]] = {
-    "calibration.still_window_s": (0.2, 5.0),
-    "calibration.still_gyro_std_dps": (0.1, 30.0),
-    "calibration.still_acc_std_m_s2": (0.01, 3.0),
-    "calibration.still_before_s": (1.0, 60.0),
-    "calibration.still_after_s": (1.0, 60.0),
-    "calibration.still_use_max_s": (1.0, 60.0),
-    "calibration.hinge_max_s": (1.0, 30.0),
-    "calibration.hinge_min_deg": (5.0, 80.0),
-    "calibration.hinge_max_deg": (10.0, 120.0),
-    "calibration.hinge_ignore_below_deg": (0.5, 20.0),
-    "calibration.hinge_single_axis_min": (0.3, 1.0),
-    "calibration.hinge_axis_min_from_vertical_deg": (0.0, 90.0),
-    "calibration.hinge_return_max_deg": (1.0, 45.0),
-    "calibration.search_s": (0.0, 3600.0),
-    "orientation.vqf_tau_acc_s": (0.1, 60.0),
-    "gait.step_filter_hz": (1.0, 20.0),
-    "gait.step_filter_taps_s": (0.05, 2.0),
-    "gait.min_cadence_spm": (60.0, 300.0),
-    "gait.max_cadence_spm": (60.0, 360.0),
-    "gait.run_min_amplitude_g": (0.05, 5.0),
-    "gait.boundary_max_g": (0.1, 1.5),
-    "gait.contact_threshold_g": (0.05, 3.0),
-    "gait.side_min_obliquity_deg": (0.0, 20.0),
-    "steady.after_start_s": (0.0, 120.0),
-    "steady.before_stop_s": (0.0, 30.0),
-    "steady.cadence_change_pct": (0.5, 100.0),
-    "steady.cadence_history_strides": (1, 100),
-    "alerts.confirm_strides": (1, 100),
-    "alerts.clear_strides": (1, 100),
-    "alerts.hysteresis_deg": (0.0, 20.0),
-    "alerts.quiet_s": (0.0, 3600.0),
-    "alerts.remind_every_s": (0.0, 3600.0),
-    "alerts.anterior_tilt_deg": (0.5, 45.0),
-    "alerts.posterior_tilt_deg": (0.5, 45.0),
-    "alerts.pelvic_drop_deg": (0.5, 45.0),
-    "alerts.trunk_lean_deg": (0.5, 60.0),
-    "alerts.ribs_behind_pelvis_deg": (0.5, 60.0),
-    "alerts.ribs_ahead_of_pelvis_deg": (0.5, 60.0),
-    "reference.first_minutes": (0.5, 60.0),
-    "reference.pelvic_tilt_deg": (-45.0, 45.0),
-    "reference.trunk_lean_deg": (-45.0, 60.0),
-    "reference.stack_deg": (-60.0, 60.0),
-    "calibration_check.forward_axis_max_deg": (5.0, 90.0),
-    "calibration_check.strides": (3, 500),
-    "source.bus": (0, 255),
-    "source.speed": (0.01, 1000.0),
-    "source.emulated_minutes": (0.5, 600.0),
-    "source.sensor_lost_s": (0.5, 60.0),
-    "mqtt.port": (1, 65535),
-    "mqtt.keepalive_s": (5, 3600),
-    "mqtt.stride_queue_max": (1, 100000),
-    "cue.speed_wpm": (80, 450),
-    "logbook.flush_s": (0.2, 5.0),
-    "logbook.max_mb": (0, 1_000_000),
-    "cue.gpio_pin": (0, 27),
-    "cue.max_age_s": (0.5, 3600.0),
-    "mpu6050.rate_hz": (50, 1000),
-    "mpu6050.pelvis_address": (0x03, 0x77),
-    "mpu6050.trunk_address": (0x03, 0x77),
-    "mpu6050.poll_s": (0.002, 0.4),
-    "ble.rate_hz": (0.2, 1000),
-    "ble.scan_s": (1, 60),
-    "ble.connect_timeout_s": (2, 60),
-    "ble.reconnect_max_s": (1, 300),
-    "ble.decision_delay_s": (0.2, 4),
-}
+#: inclusive ranges of numeric keys, from the declarations
+RANGES: dict[str, tuple[float, float]] = {k: s.range for k, s in specs().items() if s.range is not None}
 
-CHOICES: dict[str, tuple] = {
-    "reference.mode": ("neutral", "first_minutes", "targets"),
-    "mpu6050.trunk": ("auto", "on", "off"),
-    "source.kind": LIVE_SOURCE_KINDS,
-    "ble.pelvis_kind": ("auto", "witmotion", "stackcue"),
-    "ble.trunk_kind": ("auto", "witmotion", "stackcue"),
-    "cue.owner": ("pi", "phone", "none"),
-    "mpu6050.accel_range_g": (2, 4, 8, 16),
-    "mpu6050.gyro_range_dps": (250, 500, 1000, 2000),
-}
+#: allowed values of keys that have a fixed set, from the declarations
+CHOICES: dict[str, tuple] = {k: s.choices for k, s in specs().items() if s.choices is not None}
 
-SECTIONS = {
-    "calibration": CalibrationParams,
-    "orientation": OrientationParams,
-    "gait": GaitParams,
-    "steady": SteadyParams,
-    "alerts": AlertParams,
-    "reference": ReferenceParams,
-    "calibration_check": CalibrationCheckParams,
-}
+#: the pipeline's sections: ``PipelineParams``'s fields
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(PipelineParams)}  # type: ignore[misc]
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
 
@@ -168,8 +80,8 @@ def _check_value(path: Path, key: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"{path}: {key}: {exc}") from None
     if key == "alerts.enabled":
         for kind in value:
-            if kind not in KINDS:
-                raise ConfigError(f"{path}: {key} has unknown alert kind {kind!r} (known: {', '.join(KINDS)})")
+            if kind not in ALERT_KINDS:
+                raise ConfigError(f"{path}: {key} has unknown alert kind {kind!r} (known: {', '.join(ALERT_KINDS)})")
     if key == "mqtt.prefix" and (any(c in value for c in "+#\0") or value.replace("{runner_id}", "").count("{")
                                  or not value.strip("/")):
         raise ConfigError(f"{path}: {key} = {value!r} must be a topic without wildcards (+, #); "
@@ -197,7 +109,7 @@ def _merge(base: dict[str, Any], user: dict[str, Any], path: Path, prefix: str =
 class Config:
     """The merged configuration; ``pipeline`` gives the dsp parameters."""
 
-    def __init__(self, data: dict[str, Any], sources: list[Path]) -> None:
+    def __init__(self, data: dict[str, Any], sources: list[Path | Traversable]) -> None:
         self.data = data
         self.sources = sources
 
@@ -213,7 +125,7 @@ class Config:
                 "accept_who_am_i": tuple(m["accept_who_am_i"]), "poll_s": m["poll_s"]}
 
     def mqtt_settings(self):
-        from .mqtt_publisher import MqttSettings
+        from .mqtt_connection import MqttSettings
 
         m = self.data["mqtt"]
         return MqttSettings(host=m["host"], port=m["port"], prefix=m["prefix"], runner_id=self.runner_id,
@@ -242,16 +154,10 @@ class Config:
         return PipelineParams(**kw)
 
 
-def load_config(user_path: str | Path | None = None, default_path: Path | Traversable = DEFAULT_PATH) -> Config:
-    """Defaults, then the user file (if any) key by key; validated."""
-    data = _read_toml(default_path)
-    sources = [default_path]
-    checked: dict[str, Any] = {}
-    _merge(data, checked, default_path)
-    for section, cls in SECTIONS.items():
-        names = {f.name for f in fields(cls)}
-        if set(data.get(section, {})) != names:
-            raise ConfigError(f"{default_path}: [{section}] does not match the code (keys {sorted(names)})")
+def load_config(user_path: str | Path | None = None) -> Config:
+    """The declared defaults, then the user file (if any) key by key; validated."""
+    data = defaults()
+    sources: list[Path | Traversable] = [DEFAULT_PATH]
     if user_path is not None:
         p = Path(user_path)
         _merge(data, _read_toml(p), p)

@@ -1,14 +1,14 @@
 """``stackcue export``: one logbook session as CSV tables, JSON lines, an exchange recording or a FIT activity.
 
 The writers take an open :class:`~service.logbook.Logbook` and a session id, so the same functions serve a
-runner's whole-data export (DESIGN.md, "Storage": a runner's data can be exported and deleted whole).
+runner's whole-data export (docs/logbook.md, "Privacy": a runner's data can be exported and deleted whole).
 
 * ``write_strides_csv`` / ``write_alerts_csv``: one row a stride / an alert, for a spreadsheet. Empty cell =
   null; booleans as 1/0 (a column mean is then a share); ``time_utc`` is ISO 8601 UTC (empty when the session
   has no start time).
 * ``write_jsonl``: a ``session`` line, then the stored events in the order and shape of ``stackcue analyze
   --jsonl``, so whatever reads analyze's output reads an export (including ``analyze --calibration``).
-* ``write_samples_csv``: the raw samples as an exchange CSV (DESIGN.md), readable by ``stackcue analyze``.
+* ``write_samples_csv``: the raw samples as an exchange CSV (docs/formats.md), readable by ``stackcue analyze``.
 * ``write_fit``: a FIT activity file (fit-tool; conventions in its docstring).
 
 Files are written to ``FILE.tmp``, made owner-only (posture data is personal health data) and renamed into
@@ -35,7 +35,7 @@ from typing import IO, Any
 import numpy as np
 
 from stackcue.dsp.drift import KINDS
-from stackcue.errors import StackcueError
+from stackcue.errors import InputError, ReportError, StorageError
 from stackcue.firmware_bridge.csv_format import RecordingWriter
 
 from .argtypes import logbook_options
@@ -44,7 +44,7 @@ from .logbook import Logbook
 FORMATS = ("csv", "jsonl", "fit")
 TABLES = ("strides", "alerts", "samples")
 
-#: stride fields in the order of DESIGN.md; fields a newer pipeline adds follow, sorted
+#: stride fields in the order of docs/formats.md; fields a newer pipeline adds follow, sorted
 STRIDE_FIELDS = ["t_start", "t_end", "cadence_spm", "steady", "pelvic_tilt_deg", "pelvic_obliquity_range_deg",
                  "pelvic_rotation_range_deg", "trunk_lean_deg", "stack_deg", "pelvic_drop_left_deg",
                  "pelvic_drop_right_deg", "contact_time_left_s", "contact_time_right_s", "forward_axis_error_deg"]
@@ -102,7 +102,7 @@ def _wall(session: dict, t: float | None) -> float | None:
 
 
 def stride_columns(strides: list[dict]) -> list[str]:
-    """The strides CSV header: DESIGN.md's fields, ``time_utc`` after ``t_end``, then any newer fields."""
+    """The strides CSV header: the stride fields (docs/formats.md), ``time_utc`` after ``t_end``, then newer fields."""
     extra = sorted({k for s in strides for k in s} - set(STRIDE_FIELDS) - {"type"})
     return [*STRIDE_FIELDS[:2], "time_utc", *STRIDE_FIELDS[2:], *extra]
 
@@ -230,7 +230,7 @@ def samples_meta(session: dict, first_t: np.ndarray | None) -> dict[str, str]:
 
 def _require_raw(book: Logbook, sid: str) -> None:
     if not book.has_raw(sid):
-        raise StackcueError(f"session {sid} has no raw samples in {book.path} (kept only with [logbook] raw = true)")
+        raise ReportError(f"session {sid} has no raw samples in {book.path} (kept only with [logbook] raw = true)")
 
 
 def write_samples_csv(book: Logbook, session_id: str, path: str | os.PathLike) -> int:
@@ -334,14 +334,14 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
     s = _session(book, session_id)
     sid = s["id"]
     if s.get("started_epoch") is None:
-        raise StackcueError(f"session {sid} has no start time: a FIT file needs one")
+        raise ReportError(f"session {sid} has no start time: a FIT file needs one")
     warning = clock_warning(s)
     if warning:
         (err or sys.stderr).write(f"warning: {warning}\n")
     start = float(s["started_epoch"])
     strides = book.strides(sid)
     if not strides:
-        raise StackcueError(f"session {sid} has no strides: a FIT activity needs at least one record")
+        raise ReportError(f"session {sid} has no strides: a FIT activity needs at least one record")
     summary = s.get("summary") or {}
     end_t = max([float(x) for x in (s.get("duration_s"), summary.get("duration_s")) if x is not None]
                 + [float(st["t_end"]) for st in strides[-1:]] + [0.0])
@@ -463,14 +463,14 @@ def _format(args: argparse.Namespace) -> tuple[str, str]:
         suffix = Path(args.output).suffix.lower().lstrip(".")
         fmt = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "fit": "fit"}.get(suffix, "")
         if not fmt:
-            raise StackcueError(f"{args.output}: give --format csv, jsonl or fit (not told by the file's suffix)")
+            raise InputError(f"{args.output}: give --format csv, jsonl or fit (not told by the file's suffix)")
     if fmt not in FORMATS:
-        raise StackcueError(f"unknown format {args.fmt!r}: csv, jsonl or fit")
+        raise InputError(f"unknown format {args.fmt!r}: csv, jsonl or fit")
     what = args.what or "strides"
     if args.what and fmt != "csv":
-        raise StackcueError(f"--what is for --format csv (a {fmt} export holds strides and alerts together)")
+        raise InputError(f"--what is for --format csv (a {fmt} export holds strides and alerts together)")
     if what not in TABLES:
-        raise StackcueError(f"--what {what!r}: strides, alerts or samples")
+        raise InputError(f"--what {what!r}: strides, alerts or samples")
     return fmt, what
 
 
@@ -485,7 +485,7 @@ def _write_atomic(out: Path, write: Callable[[Path], int]) -> int:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise StackcueError(f"{out}: cannot write ({exc.strerror or exc})") from None
+        raise StorageError(f"{out}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -497,10 +497,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     fmt, what = _format(args)
     to_stdout = args.output == "-"
     if to_stdout and (fmt == "fit" or what == "samples"):
-        raise StackcueError("-o - (standard output) is for csv strides/alerts and jsonl; give a file name")
+        raise InputError("-o - (standard output) is for csv strides/alerts and jsonl; give a file name")
     out = Path(args.output)
     if not to_stdout and not out.parent.exists():
-        raise StackcueError(f"{out}: the folder {out.parent} does not exist")
+        raise InputError(f"{out}: the folder {out.parent} does not exist")
     book = _open_logbook(args)
     try:
         sid = _session(book, args.session)["id"]

@@ -18,7 +18,7 @@ from typing import IO
 import numpy as np
 
 from stackcue.dsp.params import GAP_PERIODS
-from stackcue.errors import StackcueError
+from stackcue.errors import StorageError
 from stackcue.firmware_bridge.csv_format import RecordingWriter
 from stackcue.firmware_bridge.source import Source
 
@@ -58,7 +58,7 @@ def record(source: Source, out: Path, *, seconds: float | None, runner: str, err
     try:
         writer = RecordingWriter(out, source.has_trunk, meta)
     except OSError as exc:
-        raise StackcueError(f"{out}: cannot write ({exc.strerror})") from None
+        raise StorageError(f"{out}: cannot write ({exc.strerror})") from None
     reason = "source ended"
     try:
         with writer:

@@ -1,4 +1,4 @@
-"""A runner's whole data, exported or deleted (DESIGN.md, "Storage": posture data is personal health data).
+"""A runner's whole data, exported or deleted (docs/logbook.md, "Privacy": posture data is personal health data).
 
 The export is one zip a runner can take anywhere: per session its events as JSON lines (the ``analyze --jsonl``
 shapes) and, where kept, its raw samples as an exchange CSV (``stackcue import`` reads it back), plus a
@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from stackcue.errors import StackcueError
+from stackcue.errors import InputError
 
 from .export import write_jsonl, write_samples_csv
 from .logbook import Logbook
@@ -25,7 +25,7 @@ def _runner_sessions(book: Logbook, runner: str) -> list[dict]:
     sessions = book.sessions(runner=runner)
     if not sessions:
         known = ", ".join(repr(r) for r in book.runners() if r is not None) or "none"
-        raise StackcueError(f"no sessions of runner {runner!r} in {book.path} (runners: {known})")
+        raise InputError(f"no sessions of runner {runner!r} in {book.path} (runners: {known})")
     return sessions
 
 
@@ -33,7 +33,7 @@ def export_runner(book: Logbook, runner: str, out: Path) -> tuple[int, int]:
     """Write the runner's zip; returns (sessions, bytes). Written to a temporary file first, then renamed."""
     sessions = _runner_sessions(book, runner)
     if not out.parent.exists():
-        raise StackcueError(f"{out}: the folder {out.parent} does not exist")
+        raise InputError(f"{out}: the folder {out.parent} does not exist")
     fd, tmp_name = tempfile.mkstemp(prefix=".stackcue-export-", suffix=".zip", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)

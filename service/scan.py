@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from stackcue.errors import StackcueError
+from stackcue.errors import ConfigError, SensorError
 
 from .argtypes import positive_float
 
@@ -29,21 +29,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sc.add_argument("--listen", type=positive_float, default=2.0,
                     help="seconds to listen for notifications on each sensor found (default 2)")
     sc.add_argument("--no-connect", action="store_true", help="only list what advertises; do not connect")
+    sc.add_argument("--emulate", action="store_true",
+                    help="scan an emulated air (two stackcue sensors on the synthetic runner) instead of the radio")
     return sc
 
 
 def cmd_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Scan, then probe each sensor; ``args.bleak`` (optional) injects a bleak namespace, ``args.speed`` its air."""
-    from stackcue.firmware_bridge.ble_clients import adapter_problem, default_bleak, probe_stream, scan
+    """Scan, then probe each sensor, on the devices ``--emulate`` chooses.
+
+    ``args.devices`` (optional) injects a device factory; ``args.bleak`` a bleak namespace, ``args.speed`` its air's.
+    """
+    from stackcue.firmware_bridge.ble_clients import adapter_problem, probe_stream, scan
+    from stackcue.firmware_bridge.devices import device_factory
 
     out = out or sys.stdout
+    devices = getattr(args, "devices", None) or device_factory(getattr(args, "emulate", False), minutes=1.0)
     bleak = getattr(args, "bleak", None)
     if bleak is None:
         try:
-            bleak = default_bleak()
+            bleak = devices.bleak()
         except ImportError as exc:
-            raise StackcueError(f"bleak is not installed ({exc}); pip install bleak") from None
-    speed = float(getattr(args, "speed", None) or 1.0)
+            raise SensorError(f"bleak is not installed ({exc}); pip install bleak") from None
+    speed = float(getattr(args, "speed", None) or devices.speed)
 
     async def sleep(seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / speed)
@@ -65,8 +72,8 @@ def cmd_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except Exception as exc:  # a missing adapter or BlueZ is one line; anything else too, never a traceback
         problem = adapter_problem(exc, bleak)
         if problem is not None:
-            raise StackcueError(problem) from None
-        raise StackcueError(f"scanning failed: {type(exc).__name__}: {exc}") from None
+            raise SensorError(problem) from None
+        raise SensorError(f"scanning failed: {type(exc).__name__}: {exc}") from None
     if not rows:
         print("no supported sensor in range (WitMotion WT901BLE…, stackcue…): are they switched on, charged, "
               "and not connected to a phone?", file=out)
@@ -90,7 +97,7 @@ def ble_options(cfg: Any) -> dict[str, Any]:
     data = cfg.data if hasattr(cfg, "data") else cfg
     b = data["ble"]
     if not b["pelvis"]:
-        raise StackcueError('[source] kind = "ble" needs [ble] pelvis: a sensor address or name (stackcue scan '
+        raise ConfigError('[source] kind = "ble" needs [ble] pelvis: a sensor address or name (stackcue scan '
                             'lists them), or "i2c"')
     m = data.get("mpu6050", {})
     opts: dict[str, Any] = {

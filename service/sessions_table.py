@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from stackcue.errors import StackcueError
+from stackcue.errors import InputError
 
 from .logbook import Logbook
 from .report_text import clock
@@ -21,7 +21,7 @@ def parse_since(text: str) -> float:
     try:
         return dt.datetime.fromisoformat(t).timestamp()
     except ValueError:
-        raise StackcueError(f"--since {text!r}: give a date like 2026-11-01, 2026-11-01T07:30 or 7d") from None
+        raise InputError(f"--since {text!r}: give a date like 2026-11-01, 2026-11-01T07:30 or 7d") from None
 
 
 def _num(v: float | None, fmt: str) -> str:

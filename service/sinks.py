@@ -13,7 +13,10 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .mqtt_publisher import MqttPublisher
 
 log = logging.getLogger("stackcue.sinks")
 
@@ -156,7 +159,7 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, publisher) -> None:
+    def __init__(self, publisher: MqttPublisher) -> None:
         self.publisher = publisher
 
     def handle(self, event: dict) -> None:

@@ -18,7 +18,7 @@ import pytest
 from truthcheck import ambiguous_spans, expected_episodes, rmse, stride_truth, true_cadence, true_strides
 
 from stackcue.dsp.drift import KINDS
-from stackcue.firmware_bridge.simulator import SimParams, load_truth, simulate, write_simulation
+from stackcue.firmware_bridge.emulated.simulator import SimParams, load_truth, simulate
 from stackcue.service.analyze import analyze_file
 from stackcue.service.config import load_config
 
@@ -28,12 +28,15 @@ LATENCY_S = 8.0
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"{r}Hz-{'trunk' if tr else 'pelvis'}" for r, tr, _ in CASES])
-def analysed(request, tmp_path_factory):
+# 100 Hz stays in the fast set; the higher rates take a few seconds each
+PARAMS = [pytest.param(c, id=f"{c[0]}Hz-{'trunk' if c[1] else 'pelvis'}",
+                       marks=[pytest.mark.slow] if c[0] > 100 else []) for c in CASES]
+
+
+@pytest.fixture(scope="module", params=PARAMS)
+def analysed(request, sim_csv):
     rate, trunk, seed = request.param
-    d = tmp_path_factory.mktemp(f"sim{rate}{trunk}")
-    csv = d / "run.csv"
-    write_simulation(simulate(SimParams(minutes=10, rate_hz=rate, trunk=trunk, seed=seed)), csv)
+    csv = sim_csv(minutes=10, rate_hz=rate, trunk=trunk, seed=seed)
     truth, info = load_truth(csv)
     buf = io.StringIO()
     events = analyze_file(csv, load_config(), jsonl=True, out=buf, err=io.StringIO(), progress=False)

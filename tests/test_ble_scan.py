@@ -11,8 +11,9 @@ import pytest
 
 from stackcue.errors import SourceError, StackcueError
 from stackcue.firmware_bridge.ble_clients import classify
-from stackcue.firmware_bridge.ble_standin import Air, EmulatedStackcueSensor, EmulatedWitMotion
-from stackcue.firmware_bridge.mpu6050_emulator import MotionTrack
+from stackcue.firmware_bridge.emulated.ble_radio import Air
+from stackcue.firmware_bridge.emulated.ble_sensors import EmulatedStackcueSensor, EmulatedWitMotion
+from stackcue.firmware_bridge.emulated.motion import MotionTrack
 from stackcue.firmware_bridge.source import SOURCE_KINDS, open_source
 from stackcue.service.scan import add_parser, ble_options, cmd_scan
 

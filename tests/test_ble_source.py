@@ -20,8 +20,10 @@ from stackcue.dsp.pipeline import Pipeline
 from stackcue.firmware_bridge import ble_profile as bp
 from stackcue.firmware_bridge import witmotion as wm
 from stackcue.firmware_bridge.ble_source import BLESource, _StackcueStream, _WitStream
-from stackcue.firmware_bridge.ble_standin import Air, EmulatedStackcueSensor, EmulatedWitMotion
-from stackcue.firmware_bridge.mpu6050_emulator import EmulatedBus, EmulatedChip, MotionTrack
+from stackcue.firmware_bridge.emulated.ble_radio import Air
+from stackcue.firmware_bridge.emulated.ble_sensors import EmulatedStackcueSensor, EmulatedWitMotion
+from stackcue.firmware_bridge.emulated.motion import MotionTrack
+from stackcue.firmware_bridge.emulated.mpu6050 import EmulatedBus, EmulatedChip
 from stackcue.firmware_bridge.timestamps import SampleClock
 from stackcue.service.config import load_config
 
@@ -264,6 +266,8 @@ def received_indices(sensor, payloads: list[bytes]) -> np.ndarray:
     return np.concatenate([np.arange(n.first, n.first + n.count) for n in data[k0:k0 + len(payloads)]])
 
 
+@pytest.mark.slow
+@pytest.mark.serial
 def test_stackcue_pair_live(capsys):
     pel, trk, run = simulation(4, seed=2)
     air = Air(speed=20.0, seed=1)
@@ -300,6 +304,8 @@ def test_stackcue_pair_live(capsys):
     assert st["pelvis"]["lost_samples"] == int((np.diff(idx) - 1).sum())
 
 
+@pytest.mark.slow
+@pytest.mark.serial
 def test_witmotion_pair_live():
     """Two WT901BLE set to 200 Hz (unlock, write, save, read back), the trunk with lost and 1 % malformed
     notifications (wrong header, truncated, split, two run together, stray bytes); analysed live.
@@ -327,6 +333,8 @@ def test_witmotion_pair_live():
     assert sent - frames_damaged - 100 <= d["frames"] <= sent - frames_damaged  # 100: before streaming was set up
 
 
+@pytest.mark.slow
+@pytest.mark.serial
 def test_witmotion_200hz_lost_notifications_and_timing():
     """200 Hz (the fastest), 1 % of notifications lost: each loss a gap of its length, the sample times
     against the sensor's true instants (std and max printed), the true rate found."""
@@ -365,6 +373,8 @@ def test_witmotion_200hz_lost_notifications_and_timing():
     assert abs(st["rate_fitted_hz"] / p.true_rate_hz - 1) < 2e-4
 
 
+@pytest.mark.slow
+@pytest.mark.serial
 def test_ble_trunk_on_i2c_pelvis_live():
     """The pelvis MPU-6050 on (emulated) I2C, the trunk a stackcue BLE sensor: one source, aligned."""
     pel, trk, run = simulation(3, seed=7)
@@ -381,6 +391,8 @@ def test_ble_trunk_on_i2c_pelvis_live():
     assert res["stats"]["pelvis"]["kind"] == "mpu6050-i2c" and res["stats"]["trunk"]["kind"] == "stackcue"
 
 
+@pytest.mark.slow
+@pytest.mark.serial
 def test_three_disconnects_session_goes_on():
     """A 10-minute run, the pelvis sensor out of range three times (2 s, 6 s, and 40 s: longer than BlueZ's
     30 s TemporaryTimeout, so only a new scan finds it): the source keeps returning blocks, every

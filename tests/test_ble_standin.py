@@ -16,8 +16,9 @@ import pytest
 
 from stackcue.firmware_bridge import ble_profile as bp
 from stackcue.firmware_bridge import witmotion as wm
-from stackcue.firmware_bridge.ble_standin import Air, EmulatedStackcueSensor, EmulatedWitMotion
-from stackcue.firmware_bridge.mpu6050_emulator import MotionTrack
+from stackcue.firmware_bridge.emulated.ble_radio import Air
+from stackcue.firmware_bridge.emulated.ble_sensors import EmulatedStackcueSensor, EmulatedWitMotion
+from stackcue.firmware_bridge.emulated.motion import MotionTrack
 
 WIT = "C4:11:22:33:44:55"
 OWN = "D0:8C:00:00:00:01"
@@ -160,6 +161,8 @@ def test_notifications_leave_at_connection_events_in_bursts_of_what_accumulated(
     assert len(lag) > 50 and np.median(lag) < ci / 4
 
 
+@pytest.mark.slow
+@pytest.mark.serial
 def test_streaming_keeps_pace_at_speed_20(runner):
     async def main():
         air = Air(speed=20, seed=4)

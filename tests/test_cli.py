@@ -12,16 +12,13 @@ import pytest
 from truthcheck import rmse, stride_truth
 
 from stackcue.firmware_bridge.csv_format import read_recording, write_recording
-from stackcue.firmware_bridge.simulator import SimParams, load_truth, simulate, write_simulation
+from stackcue.firmware_bridge.emulated.simulator import load_truth
 from stackcue.service.cli import main
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cli")
-    csv = d / "run.csv"
-    write_simulation(simulate(SimParams(minutes=3, rate_hz=200, trunk=True, seed=41)), csv)
-    return csv
+def sim(sim_csv):
+    return sim_csv(minutes=3, rate_hz=200, trunk=True, seed=41)
 
 
 def run_cli(capsys, *argv):

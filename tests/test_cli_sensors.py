@@ -18,6 +18,7 @@ from stackcue.service.cli import main
 EXE = str(Path(sys.executable).parent / "stackcue")
 
 
+@pytest.mark.slow
 def test_probe_emulated_gives_a_verdict(capsys):
     code = main(["probe", "--emulate", "--seconds", "2"])
     out = capsys.readouterr().out
@@ -50,6 +51,8 @@ def test_record_emulated_for_some_seconds(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.slow
+@pytest.mark.serial
 def test_record_ends_cleanly_on_ctrl_c_or_sigterm(tmp_path, sig):
     out = tmp_path / "rec.csv"
     p = subprocess.Popen([EXE, "record", "-o", str(out), "--emulate", "--speed", "5", "--minutes", "2"],

@@ -1,15 +1,19 @@
-"""The configuration: defaults documented in config/default.toml equal the code's, and every bad key is one line."""
+"""The configuration: every key declared once, config/default.toml generated from it, every bad key one line."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
+from dataclasses import fields
 
 import pytest
 
 from stackcue.dsp.params import PipelineParams
+from stackcue.dsp.settings import spec_of
 from stackcue.errors import ConfigError
-from stackcue.service.config import DEFAULT_PATH, load_config
+from stackcue.service.config import CHOICES, DEFAULT_PATH, RANGES, load_config
+from stackcue.service.settings import SCHEMA, defaults, render_toml, specs
 
 
 def write(tmp_path, text: str):
@@ -20,6 +24,59 @@ def write(tmp_path, text: str):
 
 def test_documented_defaults_are_the_code_defaults():
     assert load_config().pipeline == PipelineParams()
+
+
+def test_shipped_default_toml_is_the_generated_one():
+    # regenerate with: python -m stackcue.service.settings > config/default.toml
+    assert DEFAULT_PATH.read_text(encoding="utf-8") == render_toml()
+
+
+def test_shipped_default_toml_holds_the_declared_defaults_with_their_types():
+    shipped = tomllib.loads(DEFAULT_PATH.read_text(encoding="utf-8"))
+    assert shipped == defaults()
+    for section, keys in defaults().items():
+        assert list(shipped[section]) == list(keys)
+        for key, value in keys.items():
+            assert type(shipped[section][key]) is type(value), f"{section}.{key}"
+
+
+def test_generator_module_prints_the_file():
+    r = subprocess.run([sys.executable, "-m", "stackcue.service.settings"], capture_output=True, check=True)
+    assert r.stdout.decode("utf-8") == render_toml()
+
+
+def test_pipeline_sections_are_declared_with_their_dataclasses():
+    declared = {s.name: s.cls for s in SCHEMA}
+    for f in fields(PipelineParams):
+        assert declared[f.name] is f.default_factory
+
+
+def test_ranges_and_choices_come_from_the_declarations():
+    assert RANGES == {k: s.range for k, s in specs().items() if s.range}
+    assert CHOICES == {k: s.choices for k, s in specs().items() if s.choices}
+    assert set(RANGES) & set(CHOICES) == set()
+
+
+def test_every_default_is_allowed():
+    for section, keys in defaults().items():
+        for key, value in keys.items():
+            full = f"{section}.{key}"
+            if full in RANGES:
+                lo, hi = RANGES[full]
+                assert lo <= value <= hi, full
+            if full in CHOICES:
+                assert value in CHOICES[full], full
+
+
+def test_every_key_is_documented_and_its_choices_named():
+    for s in SCHEMA:
+        for f in fields(s.cls):
+            spec = spec_of(f)
+            text = spec.doc + " ".join(s.doc)
+            assert text, f"{s.name}.{f.name} has no doc"
+            for choice in spec.choices or ():
+                if isinstance(choice, str) and spec.doc != "likewise":
+                    assert f'"{choice}"' in text, f"{s.name}.{f.name}: choice {choice!r} is not in its doc"
 
 
 def test_design_fixed_defaults():

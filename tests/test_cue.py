@@ -19,16 +19,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from stackcue.service.cue import (
-    ALERT_PATTERNS,
-    PHRASES,
-    SYSTEM_PATTERNS,
-    CueClient,
-    CueError,
-    Haptic,
-    Speaker,
-)
-from stackcue.service.mqtt_publisher import MqttPublisher, MqttSettings
+from stackcue.errors import CueError
+from stackcue.service.cue import CueClient
+from stackcue.service.cue_outputs import Haptic, Speaker
+from stackcue.service.cue_rules import ALERT_PATTERNS, PHRASES, SYSTEM_PATTERNS, CueRules
+from stackcue.service.mqtt_connection import MqttSettings
+from stackcue.service.mqtt_publisher import MqttPublisher
 
 pytest_plugins = ["broker"]  # tests/broker.py: the mosquitto fixtures
 
@@ -101,13 +97,13 @@ def test_one_cue_per_alert_despite_duplicates():
 
 
 def test_dedupe_memory_is_bounded(monkeypatch):
-    import stackcue.service.cue as cue_mod
+    import stackcue.service.cue_rules as cue_mod
 
     monkeypatch.setattr(cue_mod, "DEDUPE_KEYS", 16)
     c = client()
     for i in range(100):
         assert c.handle(A, enc(alert(i))).cue is not None
-    assert len(c._seen) == 16
+    assert len(c.rules.seen) == 16
     assert c.handle(A, enc(alert(99))).reason == "duplicate"  # recent keys are remembered
 
 
@@ -252,6 +248,19 @@ def test_haptic_only_and_audio_only():
     assert audio_only.handle(E, enc({"type": "calibration", "t": 1.0, "ok": True, "session": "S1"})).cue is None
 
 
+def test_rules_decide_without_devices_or_network():
+    rules = CueRules("pi", "pi", 10.0, {"alert": A, "event": E}, can_say=True, can_buzz=False,
+                     clock=lambda: NOW, monotonic=lambda: 100.0)
+    d = rules.decide(A, enc(alert(1, age_s=2.0, sent_at=NOW - 1.0)))
+    assert d.reason == "queued" and d.cue.deadline == pytest.approx(107.0)  # 10 s minus 3 s old
+    assert rules.decide(A, enc(alert(1, age_s=2.0, sent_at=NOW - 1.0))).reason == "duplicate"
+    assert rules.counts == {"queued": 1, "duplicate": 1, "stale": 0, "silent": 0, "ignored": 0}
+
+
+def test_cue_client_subscribes_to_the_topic_table():
+    assert client().subscriptions == [(A, 1), (E, 1)]
+
+
 def test_patterns_are_distinct_per_kind():
     pats = list(ALERT_PATTERNS.values())
     assert set(ALERT_PATTERNS) == set(PHRASES)
@@ -356,6 +365,8 @@ def expected_changes(pattern) -> list[tuple[float, bool]]:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.serial
 def test_haptic_pattern_timing_on_a_mock_pin():
     factory = MockFactory()
     h = Haptic(18, pin_factory=factory)
@@ -426,6 +437,7 @@ def started_client(broker, speaker, haptic) -> CueClient:
     return c
 
 
+@pytest.mark.slow
 def test_end_to_end_through_a_real_broker(broker):
     speaker = FakeSpeaker(seconds=0.05)
     factory = MockFactory()

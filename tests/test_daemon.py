@@ -19,12 +19,13 @@ from test_mqtt import Sub, wait_until
 
 from stackcue.dsp.pipeline import Pipeline
 from stackcue.firmware_bridge.block import Block
+from stackcue.firmware_bridge.emulated.simulator import SimParams, simulate, write_simulation
 from stackcue.firmware_bridge.replay import ReplaySource
-from stackcue.firmware_bridge.simulator import SimParams, simulate, write_simulation
+from stackcue.firmware_bridge.source import Source
 from stackcue.service.analyze import analyze_file
 from stackcue.service.config import load_config
-from stackcue.service.daemon import Daemon
 from stackcue.service.sdnotify import SdNotify
+from stackcue.service.session import Session
 from stackcue.service.sinks import LogSink
 
 pytest_plugins = ["broker"]
@@ -32,10 +33,8 @@ EXE = str(Path(sys.executable).parent / "stackcue")
 
 
 @pytest.fixture(scope="module")
-def recording(tmp_path_factory):
-    d = tmp_path_factory.mktemp("daemon")
-    csv = d / "run.csv"
-    write_simulation(simulate(SimParams(minutes=4, rate_hz=200, trunk=True, seed=51)), csv)
+def recording(sim_csv):
+    csv = sim_csv(minutes=4, rate_hz=200, trunk=True, seed=51)
     events = analyze_file(csv, load_config(), jsonl=True, out=io.StringIO(), err=io.StringIO(), progress=False)
     return csv, events
 
@@ -86,6 +85,7 @@ def test_subscriber_gets_exactly_the_alerts_analyze_gives(broker, recording, tmp
     book.close()
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_publishes_summary_and_offline_and_exits_within_two_seconds(broker, recording, tmp_path):
     csv, _ = recording
     sub = Sub(broker, ["stackcue/ana/#"])
@@ -106,6 +106,7 @@ def test_sigterm_mid_run_publishes_summary_and_offline_and_exits_within_two_seco
     sub.close()
 
 
+@pytest.mark.slow
 def test_systemd_notifications(tmp_path, recording):
     csv, _ = recording
     path = str(tmp_path / "notify.sock")
@@ -126,7 +127,7 @@ def test_systemd_notifications(tmp_path, recording):
     th.start()
     notifier = SdNotify({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
     src = ReplaySource(csv, speed=50.0)
-    daemon = Daemon(src, Pipeline(strict_calibration=False), [LogSink(io.StringIO())], runner_id="ana",
+    daemon = Session(src, Pipeline(strict_calibration=False), [LogSink(io.StringIO())], runner_id="ana",
                     notifier=notifier)
     assert daemon.run() == 0
     time.sleep(0.3)
@@ -169,7 +170,7 @@ class Keep:
 def test_a_failing_sink_never_stops_the_others(recording):
     csv, events = recording
     boom, keep = Boom(), Keep()
-    daemon = Daemon(ReplaySource(csv), Pipeline(strict_calibration=False), [boom, keep], runner_id="ana")
+    daemon = Session(ReplaySource(csv), Pipeline(strict_calibration=False), [boom, keep], runner_id="ana")
     assert daemon.run() == 0
     got = [e for e in keep.events if e["type"] in ("alert", "clear", "calibration", "stride")]
     want = [e for e in events if e["type"] in ("alert", "clear", "calibration", "stride")]
@@ -177,16 +178,19 @@ def test_a_failing_sink_never_stops_the_others(recording):
     assert boom.calls >= 4  # retried with backoff before the sink was treated as degraded
 
 
-class Flaky:
+class Flaky(Source):
     """A source that stops delivering for a while, as a pulled cable does."""
 
     def __init__(self, clock):
+        super().__init__()
         self.clock = clock
-        self.meta = {}
-        self.status = "pelvis sensor unreachable"
         self.i = 0
 
-    def read(self):
+    @property
+    def status(self):
+        return "pelvis sensor unreachable"
+
+    def _read_block(self):
         self.i += 1
         self.clock.t += 0.05
         if self.i > 400:
@@ -196,16 +200,13 @@ class Flaky:
         t = (self.i - 1) * 0.05 + np.arange(10) * 0.005  # 200 Hz, at rest
         return Block(t, np.tile([0.0, 0.0, 9.81], (10, 1)), np.zeros((10, 3)))
 
-    def close(self):
-        pass
-
 
 def test_sensor_lost_and_back_are_told(tmp_path):
     from stackcue.firmware_bridge.clocks import ManualClock
 
     clock = ManualClock()
     keep = Keep()
-    daemon = Daemon(Flaky(clock), Pipeline(strict_calibration=False), [keep], runner_id="ana", clock=clock)
+    daemon = Session(Flaky(clock), Pipeline(strict_calibration=False), [keep], runner_id="ana", clock=clock)
     daemon.run()
     sensor = [e for e in keep.events if e["type"] == "sensor"]
     assert [e["state"] for e in sensor] == ["lost", "back"]
@@ -235,6 +236,7 @@ def test_a_listener_that_does_not_read_never_blocks_the_daemon(tmp_path):
     srv.close()
 
 
+@pytest.mark.slow
 def test_broker_away_for_twenty_seconds_loses_nothing(broker, tmp_path_factory, tmp_path):
     """The issue's scenario in full: mosquitto killed for 20 s mid-run and restarted on the same port."""
     d = tmp_path_factory.mktemp("outage")
@@ -271,6 +273,7 @@ def test_broker_away_for_twenty_seconds_loses_nothing(broker, tmp_path_factory, 
     sub.close()
 
 
+@pytest.mark.slow
 def test_the_summary_carries_the_source_statistics():
     """What the sensors met (bus errors, retries, lost time) lands in the session's summary."""
     from stackcue.firmware_bridge.clocks import ManualClock
@@ -279,7 +282,7 @@ def test_the_summary_carries_the_source_statistics():
     clock = ManualClock()
     source = EmulatedSource(minutes=0.5, trunk="on", seed=3, nack_rate=0.02, clock=clock)
     keep = Keep()
-    daemon = Daemon(source, Pipeline(strict_calibration=False), [keep], runner_id="ana", clock=clock)
+    daemon = Session(source, Pipeline(strict_calibration=False), [keep], runner_id="ana", clock=clock)
     assert daemon.run() == 0
     summary = next(e for e in keep.events if e["type"] == "summary")
     stats = summary["source_stats"]

@@ -25,7 +25,7 @@ from stackcue.dsp.params import AlertParams, PipelineParams, ReferenceParams
 from stackcue.dsp.pipeline import Pipeline
 from stackcue.errors import CalibrationError
 from stackcue.firmware_bridge.block import Block
-from stackcue.firmware_bridge.simulator import SimParams, simulate
+from stackcue.firmware_bridge.emulated.simulator import SimParams, simulate
 
 G = 9.81
 DPS = np.pi / 180.0
@@ -53,10 +53,10 @@ def in_turn(info: dict, s: dict, margin: float = 1.0) -> bool:
 
 
 @pytest.fixture(scope="module")
-def main_run():
+def main_run(sim_run):
     # 6 min: a pelvic-drop, a posterior and an anterior tilt episode, a traffic-light stop,
     # a 2.96 s and a 0.73 s gap, two turns
-    return simulate(SimParams(minutes=6, rate_hz=100, seed=25))
+    return sim_run(minutes=6, rate_hz=100, seed=25)
 
 
 @pytest.fixture(scope="module")
@@ -448,7 +448,7 @@ def test_pelvic_drop_against_stance_truth(main_run, stance_pairs):
     print(f"pelvic drop RMSE {r_all:.2f}° (off turns {r_straight:.2f}°), n {len(d_all)}")
     assert r_all <= 1.5
     # turns tilt the stride-mean specific force sideways by v²/(R·g) (~2.5° here), which the
-    # stride-synchronous obliquity cannot tell from a real one (DESIGN.md); off turns it is tight
+    # stride-synchronous obliquity cannot tell from a real one (docs/accuracy.md); off turns it is tight
     assert r_straight <= 1.0
 
 
@@ -491,7 +491,7 @@ def test_obliquity_and_rotation_ranges(main_run, main_events):
 
 
 def test_traffic_light_stop(main_run, main_events):
-    # the simulator's stop from its start ts (firmware_bridge.simulator._Runner._build_knots):
+    # the simulator's stop from its start ts (firmware_bridge.emulated.simulator._Runner._build_knots):
     # running decelerates over [ts, ts+3], walks, stands over [ts+8, ts+22], walks, and
     # accelerates from ts+25 back to full speed at ts+29
     ts = main_run.info["stop"][0]

@@ -22,7 +22,6 @@ from fit_tool.validation import ProfileScope, validate_fit_file
 from stackcue.dsp.pipeline import Pipeline
 from stackcue.errors import StackcueError
 from stackcue.firmware_bridge.csv_format import RecordingReader
-from stackcue.firmware_bridge.simulator import SimParams, simulate, write_simulation
 from stackcue.service.analyze import analyze_file
 from stackcue.service.config import load_config
 from stackcue.service.export import (
@@ -51,11 +50,10 @@ def _config(tmp: Path, book: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stored(tmp_path_factory):
+def stored(tmp_path_factory, sim_csv):
     """A 5-minute two-sensor recording stored by `analyze --save` (store_recording), and analyze's own output."""
     d = tmp_path_factory.mktemp("export")
-    rec = d / "run.csv"
-    write_simulation(simulate(SimParams(minutes=5, rate_hz=200, trunk=True, seed=3)), rec)
+    rec = sim_csv(minutes=5, rate_hz=200, trunk=True, seed=3)
     book_path = d / "logbook.sqlite"
     cfg_path = _config(d, book_path)
     cfg = load_config(cfg_path)
@@ -66,10 +64,10 @@ def stored(tmp_path_factory):
             "jsonl": out.getvalue().splitlines()}
 
 
-def _live_session(path: Path, sid: str, minutes: float, trunk: bool, seed: int, sync: str = "yes",
+def _live_session(sim_run, path: Path, sid: str, minutes: float, trunk: bool, seed: int, sync: str = "yes",
                   raw: bool = True) -> list[dict]:
     """A session as the daemon writes it: float64 sensor blocks and the pipeline's events into LogbookSink."""
-    block = simulate(SimParams(minutes=minutes, rate_hz=200, trunk=trunk, seed=seed)).block
+    block = sim_run(minutes=minutes, rate_hz=200, trunk=trunk, seed=seed).block
     sink = LogbookSink(path)
     sink.handle({"type": "session", "t": 0.0, "state": "started", "session": sid, "runner": "ann",
                  "started_epoch": START, "clock_synchronised": sync,
@@ -89,12 +87,12 @@ def _live_session(path: Path, sid: str, minutes: float, trunk: bool, seed: int, 
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
+def live(tmp_path_factory, sim_run):
     """Two daemon-style sessions in one logbook: pelvis + trunk (clock synchronised), pelvis only (not)."""
     d = tmp_path_factory.mktemp("live")
     path = d / "logbook.sqlite"
-    both = _live_session(path, "20250101T000000Z-both", 4, True, 51)
-    pelvis = _live_session(path, "20250101T010000Z-pelvis", 2.5, False, 8, sync="no")
+    both = _live_session(sim_run, path, "20250101T000000Z-both", 4, True, 51)
+    pelvis = _live_session(sim_run, path, "20250101T010000Z-pelvis", 2.5, False, 8, sync="no")
     return {"dir": d, "book": path, "both": both, "pelvis": pelvis}
 
 
@@ -271,14 +269,6 @@ def test_exported_samples_import_as_a_new_session_with_the_same_strides(stored, 
         stored["sid"])["started_epoch"], abs=0.001)  # the start travels in the started_utc line
 
 
-def test_pelvis_only_samples_have_no_trunk_columns(live, tmp_path):
-    out = tmp_path / "p.csv"
-    with Logbook(live["book"]) as book:
-        write_samples_csv(book, "20250101T010000Z-pelvis", out)
-    header = next(x for x in out.read_text().splitlines() if not x.startswith("#"))
-    assert header == "t,ax,ay,az,gx,gy,gz"
-
-
 # ---------------------------------------------------------------------------------------------- FIT
 
 def _crc16(data: bytes, crc: int = 0) -> int:
@@ -440,7 +430,7 @@ def test_command_writes_each_format(stored, tmp_path, capsys):
     assert captured.out.startswith("t_start,t_end,time_utc,") and "wrote standard output" in captured.err
 
 
-def test_command_mistakes_are_one_line(stored, live, tmp_path):
+def test_command_mistakes_are_one_line(stored, live, tmp_path, sim_run):
     book = str(stored["book"])
     out = str(tmp_path / "x.csv")
     assert f"no session 'nope' in {book}" in _one_line_error("nope", "-o", out, "--logbook", book)
@@ -465,7 +455,7 @@ def test_command_mistakes_are_one_line(stored, live, tmp_path):
     assert "20250101T000000Z-empty has no strides" in msg and not (tmp_path / "e.fit").exists()
 
     no_raw = tmp_path / "noraw.sqlite"
-    _live_session(no_raw, "20250101T000000Z-noraw", 1.5, False, 4, raw=False)
+    _live_session(sim_run, no_raw, "20250101T000000Z-noraw", 1.5, False, 4, raw=False)
     msg = _one_line_error("latest", "--format", "csv", "--what", "samples", "-o", out, "--logbook", str(no_raw))
     assert "20250101T000000Z-noraw has no raw samples" in msg and str(no_raw) in msg
     assert not Path(out).exists() and not Path(out + ".tmp").exists()

@@ -1,4 +1,4 @@
-"""The session logbook (service/logbook.py) on real SQLite files."""
+"""The session logbook (service/logbook/) on real SQLite files."""
 
 from __future__ import annotations
 
@@ -293,6 +293,7 @@ CHILD = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("rep", range(3))
+@pytest.mark.slow
 def test_kill_9_mid_stream_loses_at_most_about_a_second(tmp_path, rep):
     path = tmp_path / "l.sqlite"
     proc = subprocess.Popen([sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(path))],

@@ -7,6 +7,8 @@ import pytest
 
 from stackcue.errors import SourceError
 from stackcue.firmware_bridge.clocks import ManualClock
+from stackcue.firmware_bridge.emulated.motion import G_STANDARD, MotionTrack
+from stackcue.firmware_bridge.emulated.mpu6050 import EmulatedBus, EmulatedChip
 from stackcue.firmware_bridge.mpu6050 import (
     ACCEL_CONFIG,
     CONFIG,
@@ -20,7 +22,6 @@ from stackcue.firmware_bridge.mpu6050 import (
     check_rate,
     dlpf_for,
 )
-from stackcue.firmware_bridge.mpu6050_emulator import G_STANDARD, EmulatedBus, EmulatedChip, MotionTrack
 from stackcue.firmware_bridge.mpu6050_source import EmulatedSource, MPU6050Source
 
 DEG = np.pi / 180
@@ -224,6 +225,7 @@ def test_two_sensors_form_one_aligned_source():
     src.close()
 
 
+@pytest.mark.slow
 def test_emulated_runner_end_to_end(tmp_path):
     """Recorded from emulated chips, analysed: the posture figures of the motion fed in."""
     import io

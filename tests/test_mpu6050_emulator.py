@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import smbus2
 
-from stackcue.firmware_bridge.mpu6050_emulator import (
+from stackcue.firmware_bridge.emulated.motion import G_STANDARD as G
+from stackcue.firmware_bridge.emulated.motion import MotionTrack
+from stackcue.firmware_bridge.emulated.mpu6050 import (
     ACCEL_CONFIG,
     ACCEL_XOUT_H,
     CONFIG,
@@ -26,9 +28,7 @@ from stackcue.firmware_bridge.mpu6050_emulator import (
     EmulatedBus,
     EmulatedChip,
     FakeClock,
-    MotionTrack,
 )
-from stackcue.firmware_bridge.mpu6050_emulator import G_STANDARD as G
 
 A = 0x68
 DEG = np.pi / 180.0

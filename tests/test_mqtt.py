@@ -16,7 +16,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from stackcue.service.mqtt_publisher import JsonlOutbox, MemoryOutbox, MqttPublisher, MqttSettings
+from stackcue.service.mqtt_connection import MqttSettings
+from stackcue.service.mqtt_publisher import MqttPublisher
+from stackcue.service.outbox import JsonlOutbox, MemoryOutbox
 
 pytest_plugins = ["broker"]  # tests/broker.py: the mosquitto fixtures
 
@@ -134,7 +136,9 @@ def test_status_online_then_offline(broker):
 
 CHILD = """
 import sys, time
-from stackcue.service.mqtt_publisher import MqttPublisher, MqttSettings, JsonlOutbox
+from stackcue.service.mqtt_connection import MqttSettings
+from stackcue.service.mqtt_publisher import MqttPublisher
+from stackcue.service.outbox import JsonlOutbox
 host, port, runner, outbox, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 if outbox.endswith(".sqlite"):
     from stackcue.service.logbook import Logbook, LogbookOutbox
@@ -257,6 +261,8 @@ def test_latency_loopback(broker):
 
 # ---------------------------------------------------------------------- broker away
 
+@pytest.mark.slow
+@pytest.mark.serial
 def test_broker_outage_loses_nothing_and_never_blocks(broker):
     """Broker SIGKILLed for 3 s (not 20 s: with a 0.2–1 s backoff, 3 s already spans several failed
     reconnects and the backoff cap; longer only repeats them) while alerts are raised every 0.1 s."""
@@ -298,6 +304,7 @@ def test_broker_outage_loses_nothing_and_never_blocks(broker):
     sub.close()
 
 
+@pytest.mark.slow
 def test_stride_backlog_bounded_drops_oldest(broker_factory):
     broker = broker_factory(extra=("queue_qos0_messages true",))
     sub = Sub(broker, ["stackcue/runner1/stride"], client_id="phone-strides", clean=False)
@@ -482,6 +489,70 @@ def test_home_assistant_discovery(broker):
     wait_until(lambda: sub.on("stackcue/ana/alert_state")[-1][1] == "OFF", what="OFF")
     pub.stop()
     sub.close()
+
+
+# ---------------------------------------------------------------------- the topic table
+
+class QosSub:
+    """Records (topic, QoS, retain) of everything under the given filters."""
+
+    def __init__(self, broker, filters):
+        self.msgs: list[tuple[str, int, bool]] = []
+        done = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"qos-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv311)
+        self.client.on_connect = lambda c, *a: c.subscribe([(f, 1) for f in filters])
+        self.client.on_subscribe = lambda *a: done.set()
+        self.client.on_message = lambda c, u, m: self.msgs.append((m.topic, m.qos, bool(m.retain)))
+        self.client.connect(broker.host, broker.port, 30)
+        self.client.loop_start()
+        assert done.wait(10), "subscriber did not subscribe"
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_topic_table_is_what_is_published(broker):
+    """service.topics.TOPICS against the wire: every topic sent is in the table with its QoS and retain flag,
+    and every entry of the table is sent."""
+    import re
+
+    from stackcue.service.topics import TOPICS
+
+    filters = ["stackcue/tbl/#", "homeassistant/#"]
+    retained = {n for n, t in TOPICS.items() if t.retained}
+
+    def entry(topic: str):
+        for t in TOPICS.values():
+            pattern = ("stackcue/tbl/" + re.escape(t.name) if t.under_prefix
+                       else re.escape(t.name).replace(re.escape("{uid}"), "stackcue_tbl_[^/]+"))
+            if re.fullmatch(pattern, topic):
+                return t
+        raise AssertionError(f"{topic} is published but not in service.topics.TOPICS")
+
+    def mine(sub: QosSub) -> list[tuple[str, int, bool]]:  # the broker may hold other tests' retained configs
+        return [m for m in list(sub.msgs) if m[0].startswith("stackcue/tbl/") or "/stackcue_tbl_" in m[0]]
+
+    live = QosSub(broker, filters)
+    pub = started(MqttPublisher(settings_for(broker, runner_id="tbl", homeassistant=True), "tt"))
+    pub.publish_event(alert(1))
+    pub.publish_event(stride(1))
+    pub.publish_event({"type": "guide", "t": 0.0, "step": "calibrate", "say": "Stand tall."})
+    pub.publish_event({"type": "clear", "t": 20.0, "kind": "anterior_tilt"})
+    pub.publish_event({"type": "summary", "t": 30.0, "strides": 1, "alerts": 1})
+    wait_until(lambda: {entry(m[0]).name for m in mine(live)} == set(TOPICS), what="every topic of the table")
+    pub.stop()
+    wait_until(lambda: sum(m[0] == "stackcue/tbl/status" for m in mine(live)) >= 2, what="online, then offline")
+    live.close()
+    for topic, qos, _ in mine(live):
+        assert qos == entry(topic).qos, (topic, qos)
+    late = QosSub(broker, filters)  # gets only what the broker retained
+    wait_until(lambda: {entry(m[0]).name for m in mine(late)} == retained, what="the retained topics")
+    time.sleep(0.2)
+    assert {entry(m[0]).name for m in mine(late)} == retained
+    assert all(retain for _, _, retain in mine(late))
+    late.close()
 
 
 # ---------------------------------------------------------------------- the shipped broker configuration

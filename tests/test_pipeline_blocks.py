@@ -10,13 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stackcue.dsp.pipeline import Pipeline
-from stackcue.firmware_bridge.simulator import SimParams, simulate
 
 
 @pytest.fixture(scope="module")
-def run():
+def run(sim_run):
     # short, but with the routine, running, a stop, gaps, trunk dropouts and an episode
-    return simulate(SimParams(minutes=4, rate_hz=200, trunk=True, seed=31))
+    return sim_run(minutes=4, rate_hz=200, trunk=True, seed=31)
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +44,20 @@ def test_the_run_exercises_what_matters(whole):
     assert any(not e["steady"] for e in whole if e["type"] == "stride")
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=8).filter(any))
 def test_random_block_sizes_give_the_same_events(run, whole, sizes):
     assert dumps(split_events(run.block, sizes)) == dumps(whole)
 
 
-@pytest.mark.parametrize("n", [7, 64, 65, 4096])
+@pytest.mark.parametrize("n", [pytest.param(7, marks=pytest.mark.slow), 64, 65, 4096])
 def test_fixed_block_sizes_give_the_same_events(run, whole, n):
     assert dumps(split_events(run.block, [n])) == dumps(whole)
 
 
-def test_one_sample_at_a_time():
-    short = simulate(SimParams(minutes=0.6, rate_hz=100, trunk=True, seed=32))
+def test_one_sample_at_a_time(sim_run):
+    short = sim_run(minutes=0.6, rate_hz=100, trunk=True, seed=32)
     pipe = Pipeline()
     ref = pipe.feed(short.block) + pipe.finish()
     assert any(e["type"] == "stride" for e in ref)

@@ -1,4 +1,4 @@
-"""`stackcue report`: the coach's HTML report of a logged session (service/report_html.py).
+"""`stackcue report`: the coach's HTML report of a logged session (service/report_html.py and report_*.py).
 
 A 30-minute simulated run with a trunk sensor and a shorter pelvis-only run of the same runner are analysed into a
 real logbook (``store_recording``, as ``analyze --save`` does); the report is built from it, checked for content
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from stackcue.errors import StackcueError
-from stackcue.firmware_bridge.simulator import SimParams, simulate, write_simulation
+from stackcue.firmware_bridge.emulated.simulator import SimParams, simulate, write_simulation
 from stackcue.service.config import load_config
 from stackcue.service.logbook import Logbook, LogbookSink
 from stackcue.service.report_html import add_parser, build_report, cmd_report
@@ -81,6 +81,7 @@ def _copy_book(src: Path, dst_dir: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------------- the browser
 
+@pytest.mark.slow
 def test_report_of_30_minutes_opens_in_chromium(book_path, sessions, tmp_path):
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("Debian's chromium and chromium-driver are not installed (make setup installs them)")
@@ -261,7 +262,7 @@ def test_escaping_of_logbook_strings(book_path, sessions, tmp_path):
     with Logbook(book_copy) as book:
         html = build_report(book, sessions["long"]["id"])
     assert "<script" not in html and "<img" not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Bo" in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; Bo" in html  # markupsafe's entity for a quote
     assert "&lt;img src=x onerror=alert(1)&gt;<br>second line" in html  # each line of the notes on its own
 
 

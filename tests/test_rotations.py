@@ -53,7 +53,7 @@ def test_the_live_path_imports_no_scipy():
     import sys
 
     code = ("import sys\n"
-            "import stackcue.service.cli, stackcue.service.daemon, stackcue.service.logbook\n"
+            "import stackcue.service.cli, stackcue.service.session, stackcue.service.logbook\n"
             "import stackcue.service.mqtt_publisher, stackcue.dsp.pipeline, stackcue.firmware_bridge.replay\n"
             "import stackcue.firmware_bridge.mpu6050_source, stackcue.firmware_bridge.ble_source\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))")

@@ -16,7 +16,7 @@ import pytest
 from test_mqtt import Sub, wait_until
 
 from stackcue.firmware_bridge.csv_format import read_recording
-from stackcue.firmware_bridge.simulator import SimParams, simulate, write_simulation
+from stackcue.firmware_bridge.emulated.simulator import SimParams, simulate, write_simulation
 from stackcue.service.analyze import analyze_file
 from stackcue.service.config import load_config
 from stackcue.service.logbook import Logbook
@@ -76,6 +76,7 @@ def test_save_stores_everything_analyze_prints(run_csv, tmp_path):
         assert np.array_equal(trunk, rec.trunk_gyr.astype(np.float32), equal_nan=True)
 
 
+@pytest.mark.slow
 def test_reanalysis_of_a_stored_session_with_other_settings(run_csv, tmp_path):
     csv, events = run_csv
     lb = tmp_path / "lb.sqlite"
@@ -102,6 +103,7 @@ def test_reanalysis_of_a_stored_session_with_other_settings(run_csv, tmp_path):
     assert r3.returncode == 0 and f"session {sid}" in r3.stdout and "Alerts:" in r3.stdout
 
 
+@pytest.mark.slow
 def test_import_once_and_the_sessions_table(run_csv, tmp_path):
     csv, events = run_csv
     lb = tmp_path / "lb.sqlite"
@@ -155,6 +157,7 @@ def test_import_once_and_the_sessions_table(run_csv, tmp_path):
     assert stackcue("import", str(csv), "--config", str(cfg)).returncode == 0  # and it can be stored again
 
 
+@pytest.mark.slow
 def test_runner_export_and_delete(run_csv, tmp_path):
     csv, events = run_csv
     lb = tmp_path / "lb.sqlite"
@@ -275,6 +278,7 @@ def _alerts_of_live_run(broker, cfg: Path, during=None) -> tuple[subprocess.Comp
     return subprocess.CompletedProcess(p.args, p.returncode, out, err), alerts
 
 
+@pytest.mark.slow
 def test_full_disk_during_a_live_run(broker, run_csv, tmp_path, small_fs):
     """The logbook on a 1 MB tmpfs: the disk fills mid-run; alerts are still published, exit 0, one status line."""
     csv, events = run_csv
@@ -289,6 +293,7 @@ def test_full_disk_during_a_live_run(broker, run_csv, tmp_path, small_fs):
         assert 0 < len(book.strides(s["id"])) and book.has_raw(s["id"])
 
 
+@pytest.mark.slow
 def test_read_only_file_system(broker, run_csv, tmp_path, small_fs):
     """The card came up read-only (as ext4 remounts itself after errors): one line, the run and its cues go on.
 
@@ -312,6 +317,7 @@ def test_read_only_file_system(broker, run_csv, tmp_path, small_fs):
 
 
 @pytest.mark.parametrize("rep", range(3))
+@pytest.mark.slow
 def test_kill_9_of_stackcue_run_loses_at_most_a_second(broker, run_csv, tmp_path, rep):
     """`stackcue run` (replay in real time) killed with SIGKILL at a random moment: the logbook is intact, at
     most about a second of samples is missing, and the next start marks the session unclean."""

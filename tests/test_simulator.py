@@ -10,21 +10,27 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from stackcue.firmware_bridge.simulator import SimParams, SimulatedSource, load_truth, simulate, write_simulation
+from stackcue.firmware_bridge.emulated.simulator import (
+    SimParams,
+    SimulatedSource,
+    load_truth,
+    simulate,
+    write_simulation,
+)
 
 G = 9.81
 
 
 @pytest.fixture(scope="module")
-def ideal():
+def ideal(sim_run):
     """Ideal sensor, no gaps, no turns: the truth must match the readings exactly."""
-    return simulate(SimParams(minutes=4, rate_hz=200, sensor_errors=False, gaps=False, turns=False, seed=3))
+    return sim_run(minutes=4, rate_hz=200, sensor_errors=False, gaps=False, turns=False, seed=3)
 
 
 @pytest.fixture(scope="module")
-def full():
+def full(sim_run):
     """Everything on, with a trunk sensor, 10 minutes at a low rate to stay fast."""
-    return simulate(SimParams(minutes=10, rate_hz=100, trunk=True, seed=7))
+    return sim_run(minutes=10, rate_hz=100, trunk=True, seed=7)
 
 
 def _r_body_from_sensor(info: dict, seg: str) -> Rotation:

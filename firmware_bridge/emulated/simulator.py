@@ -1,6 +1,6 @@
 """A synthetic runner with a truth channel, to test the pipeline where real truth is unavailable.
 
-The run follows DESIGN.md: the calibration routine (still, hip hinge, still), a walking start,
+The run follows docs/calibration.md: the calibration routine (still, hip hinge, still), a walking start,
 running with cadence variation, posture drift episodes, gentle turns, an optional traffic-light
 stop and a walk-down. Every profile is an analytic function of time (raised-cosine knots, cubic
 splines through smoothed noise, closed-form gait waveforms), so the gyroscope comes from central
@@ -25,9 +25,9 @@ from scipy.spatial.transform import Rotation
 
 from stackcue.errors import ConfigError, SourceError
 
-from .block import Block
-from .csv_format import write_recording
-from .source import Source
+from ..block import Block
+from ..csv_format import write_recording
+from ..source import Source
 
 G = 9.81
 DEG = np.pi / 180.0
@@ -582,7 +582,7 @@ def simulate(params: SimParams) -> SimRun:
         acc = mount[seg].apply(r_wb.inv().apply(f_world))
         gyr = mount[seg].apply(omega)
         raw[seg] = (acc, gyr)
-        # Truth in the vector forms of DESIGN.md (the body is level at the neutral).
+        # Truth in the vector forms of docs/frames-and-signs.md (the body is level at the neutral).
         tilt = np.degrees(pitch)  # asin(-x_b·Z) for |pitch| < 90°
         if seg == "pelvis":
             truth["pelvic_tilt_deg"] = tilt

@@ -1,0 +1,253 @@
+"""The one session driver: source → pipeline → sinks, live (``run``) and offline (``analyze``, ``import``).
+
+Live and offline differ only where a runner is listening. A live session
+hands every event to each sink's own thread (nothing outside can stall the
+pipeline), guides the runner through calibration, notices a lost sensor,
+keeps systemd's watchdog fed and must never crash: a run that never
+calibrated still ends with a summary. An offline session is a replay at
+unlimited speed: sinks are called in turn on the caller's thread, and a
+mistake in the data (no calibration) is raised as the one-line error it is.
+
+The session id is made here once (``new_session_id``), from the start time
+and either a random suffix (a live run) or a digest of what was replayed (a
+stored recording: storing the same file twice gives the same id).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from stackcue.dsp.pipeline import Pipeline
+from stackcue.firmware_bridge.block import Block
+from stackcue.firmware_bridge.source import Source
+
+from .sdnotify import SdNotify
+from .sinks import Sink, SinkWorker
+
+log = logging.getLogger("stackcue.session")
+
+SAY_START = ("Stand tall and still for three seconds. Then bow forward from the hips and come back up. "
+             "Then stand still for two seconds.")
+SAY_OK = "Calibrated. Off you go."
+SAY_LOST = "Sensor lost."
+SAY_BACK = "Sensor back."
+
+
+def new_session_id(started_epoch: float, key: str | None = None) -> str:
+    """``20261204T155133Z-1a2b3c``: the UTC start, then a digest of ``key`` (stable) or a random suffix."""
+    suffix = hashlib.sha1(key.encode()).hexdigest()[:6] if key is not None else uuid.uuid4().hex[:6]
+    return f"{dt.datetime.fromtimestamp(started_epoch, dt.UTC):%Y%m%dT%H%M%SZ}-{suffix}"
+
+
+def short_reason(reason: str) -> str:
+    """The part of a calibration refusal worth saying aloud."""
+    return reason.split(":")[0].split("(")[0].strip()
+
+
+class BlocksSource(Source):
+    """Blocks from anywhere (a logbook session's raw chunks, arrays in a test) as a source."""
+
+    def __init__(self, blocks: Iterable[Block], meta: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self._blocks = iter(blocks)
+        self.meta = dict(meta or {})
+
+    def _read_block(self) -> Block | None:
+        return next(self._blocks, None)
+
+
+class _Inline:
+    """An offline sink: called in turn on the driver's thread (a replay has no runner to keep waiting)."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def put(self, event: dict) -> None:
+        self.sink.handle(event)
+
+    def stop(self, timeout: float = 0.0) -> None:
+        self.sink.close()
+
+
+class Session:
+    """One session. ``run()`` drives it to the source's end (or ``stop()``) and returns the exit status.
+
+    ``sinks`` get every event; ``block_sinks`` also get every raw block (the logbook: its ``add_block``
+    only queues). ``on_block`` sees each block after the pipeline (progress bars); ``on_summary`` may add
+    facts to the summary event before the sinks see it (the rows a file reader rejected).
+    """
+
+    def __init__(self, source: Source, pipeline: Pipeline, sinks: Sequence[Sink], *, runner_id: str,
+                 live: bool = True, session_id: str | None = None, started_epoch: float | None = None,
+                 clock_synchronised: str = "unknown", cue_owner: str = "pi", origin: str | None = None,
+                 block_sinks: Sequence[Any] = (), notifier: SdNotify | None = None, sensor_lost_s: float = 3.0,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 on_block: Callable[[Block], None] | None = None,
+                 on_summary: Callable[[dict], None] | None = None) -> None:
+        self.source = source
+        self.pipeline = pipeline
+        self.live = live
+        self.workers: list[SinkWorker | _Inline] = [SinkWorker(s) if live else _Inline(s) for s in sinks]
+        self.block_sinks = list(block_sinks)
+        self.runner_id = runner_id
+        self.cue_owner = cue_owner
+        self.origin = origin
+        self.notifier = notifier or SdNotify()
+        self.sensor_lost_s = sensor_lost_s
+        self.clock = clock
+        self.started_epoch = wall() if started_epoch is None else started_epoch
+        self.session_id = session_id or new_session_id(self.started_epoch)
+        self.clock_synchronised = clock_synchronised
+        self.on_block, self.on_summary = on_block, on_summary
+        self.stop_event = threading.Event()
+        self.t_data = 0.0  # the source's time of the newest sample
+        self.events = 0
+        self.alerts = 0
+        self.calibrated = False
+        self.ended = ""
+
+    # --------------------------------------------------------------- outputs
+    def emit(self, event: dict) -> None:
+        self.events += 1
+        if event.get("type") == "alert":
+            self.alerts += 1
+        for w in self.workers:
+            w.put(event)
+
+    def say(self, step: str, text: str, t: float | None = None) -> None:
+        if self.live:  # offline nobody is listening
+            self.emit({"type": "guide", "t": round(self.t_data if t is None else t, 3), "step": step, "say": text})
+
+    # --------------------------------------------------------------- control
+    def stop(self) -> None:
+        """End the session at the next block (any thread, or a signal handler)."""
+        self.stop_event.set()
+
+    def install_signals(self) -> None:
+        """SIGTERM and SIGINT end the session cleanly (systemd's stop, Ctrl-C)."""
+        signal.signal(signal.SIGTERM, lambda signum, frame: self.stop())
+        signal.signal(signal.SIGINT, lambda signum, frame: self.stop())
+
+    # --------------------------------------------------------------- run
+    def run(self) -> int:
+        start = {"type": "session", "t": 0.0, "state": "started", "session": self.session_id,
+                 "runner": self.runner_id, "started_epoch": round(self.started_epoch, 3),
+                 "clock_synchronised": self.clock_synchronised}
+        if self.origin is not None:
+            start["origin"] = self.origin
+        if self.live:
+            start["cue_owner"] = self.cue_owner
+        start["source"] = dict(self.source.meta)
+        self.emit(start)
+        self.say("calibrate", SAY_START, 0.0)
+        if self.live:
+            self.notifier.ready("calibrating")
+        next_dog = last_data = self.clock()
+        lost = False
+        ended = "stopped"
+        try:
+            while not self.stop_event.is_set():
+                block = self.source.read()
+                now = self.clock() if self.live else 0.0
+                if block is None:
+                    ended = "source ended"
+                    break
+                if len(block):
+                    for bs in self.block_sinks:
+                        bs.add_block(block)
+                    self.t_data = float(block.t[-1])
+                    last_data = now
+                    if lost:
+                        lost = False
+                        self.emit({"type": "sensor", "t": round(self.t_data, 3), "state": "back", "say": SAY_BACK})
+                    for ev in self.pipeline.feed(block):
+                        self._on_event(ev)
+                    if self.on_block:
+                        self.on_block(block)
+                elif self.live and not lost and now - last_data > self.sensor_lost_s:
+                    lost = True
+                    self.emit({"type": "sensor", "t": round(self.t_data, 3), "state": "lost", "say": SAY_LOST,
+                               "reason": self.source.status})
+                if self.live and self.notifier.watchdog_s and now >= next_dog:
+                    self.notifier.watchdog()
+                    next_dog = now + self.notifier.watchdog_s / 2
+                    self.notifier.status(self._status_line(lost))
+        except BaseException:
+            if self.live:
+                raise
+            self._close(ended)  # offline: the error is the caller's to print; the sinks still close
+            raise
+        finally:
+            if self.live:
+                self.notifier.stopping()
+                self._finish(ended)
+        if not self.live:
+            self._finish(ended)
+        return 0
+
+    def _status_line(self, lost: bool) -> str:
+        if lost:
+            return "sensor lost"
+        if not self.calibrated:
+            return "calibrating"
+        return f"coaching: {self.alerts} alerts, t={self.t_data:.0f} s"
+
+    def _on_event(self, ev: dict) -> None:
+        if ev.get("type") == "calibration":
+            self.emit(ev)
+            if ev.get("ok"):
+                self.calibrated = True
+                self.say("calibrated", SAY_OK, ev.get("t"))
+                if self.live:
+                    self.notifier.status("coaching")
+            else:
+                self.say("calibrate", f"Calibration not accepted: {short_reason(ev.get('reason', ''))}. "
+                         "Stand still and try again.", ev.get("t"))
+            return
+        self.emit(ev)
+
+    def _summarise(self, ev: dict, why: str) -> None:
+        if self.live:  # who and how it ended: a live summary is read without its session event at hand
+            ev.update(session=self.session_id, runner=self.runner_id, ended=why,
+                      started_epoch=round(self.started_epoch, 3), clock_synchronised=self.clock_synchronised)
+        stats = self.source.stats
+        if stats is not None:
+            ev["source_stats"] = stats  # per segment: lost samples, bad packets, reconnects ...
+        if self.on_summary:
+            self.on_summary(ev)
+
+    def _finish(self, why: str) -> None:
+        self.ended = why
+        try:
+            for ev in self.pipeline.finish():
+                if ev.get("type") == "summary":
+                    self._summarise(ev, why)
+                self._on_event(ev)
+        except Exception as exc:
+            if not self.live:
+                self._close(why)
+                raise
+            # a live run that never calibrated still closes cleanly, with what it knows
+            log.warning("session ended without a summary: %s", exc)
+            self.emit({"type": "summary", "session": self.session_id, "runner": self.runner_id, "ended": why,
+                       "calibrated": False, "strides": 0, "alerts": self.alerts, "reason": str(exc)})
+        self._close(why)
+
+    def _close(self, why: str) -> None:
+        self.ended = why
+        deadline = time.monotonic() + 1.5
+        for w in self.workers:
+            w.stop(max(0.1, deadline - time.monotonic()))
+        self.workers = []
+        try:
+            self.source.close()
+        except Exception as exc:
+            log.warning("source did not close cleanly: %s", exc)

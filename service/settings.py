@@ -1,0 +1,241 @@
+"""Every configuration key, declared once; ``config/default.toml`` is generated from here.
+
+The dsp sections are the pipeline's parameter dataclasses (``dsp.params``);
+the service sections are below. Each field gives its key's default, range or
+choices and the comment the runner reads in ``default.toml``. After changing
+a key, regenerate the shipped file (a test checks it byte for byte)::
+
+    python -m stackcue.service.settings > config/default.toml
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import MISSING, dataclass, fields
+from typing import Any
+
+from stackcue.dsp.params import (
+    AlertParams,
+    CalibrationCheckParams,
+    CalibrationParams,
+    GaitParams,
+    OrientationParams,
+    ReferenceParams,
+    SteadyParams,
+)
+from stackcue.dsp.settings import Spec, setting, spec_of
+from stackcue.firmware_bridge.source import LIVE_SOURCE_KINDS
+
+_BLE_KINDS = ("auto", "witmotion", "stackcue")
+
+
+@dataclass(frozen=True)
+class RunnerSection:
+    id: str = setting("runner1", doc="names the runner in logs and MQTT topics (letters, digits, - and _)")
+
+
+@dataclass(frozen=True)
+class SourceSection:
+    kind: str = setting("mpu6050", doc='"mpu6050" | "ble" (see [ble]) | "emulated" | "replay"',
+                        choices=LIVE_SOURCE_KINDS)
+    path: str = setting("", doc="replay: the exchange CSV")
+    speed: float = setting(1.0, 0.01, 1000.0, "replay and emulated: 1.0 = real time, 20.0 = twenty times faster")
+    bus: int = setting(
+        1, 0, 255, "mpu6050: I2C bus number (/dev/i2c-N); the Pi's header pins 3/5 are bus 1")
+    emulated_minutes: float = setting(10.0, 0.5, 600.0, "emulated: length of the synthetic run, min")
+    sensor_lost_s: float = setting(
+        3.0, 0.5, 60.0, "s without samples before the runner is told the sensor is lost")
+
+
+@dataclass(frozen=True)
+class BleSection:
+    pelvis: str = setting(
+        "", doc='address ("C4:11:22:33:44:55") or advertised name ("WT901BLE68") of the sacrum sensor; '
+                '"i2c" = the MPU-6050 of [mpu6050]')
+    trunk: str = setting("", doc="address or name of the sternum sensor; empty = none")
+    pelvis_kind: str = setting(
+        "auto", doc='"auto" (from the advertisement) | "witmotion" | "stackcue"', choices=_BLE_KINDS)
+    trunk_kind: str = setting("auto", doc="likewise", choices=_BLE_KINDS)
+    rate_hz: float = setting(
+        200.0, 0.2, 1000, "Hz asked of the sensors: 200 is the WitMotion's fastest; stackcue sensors make 1000/(1+d)")
+    scan_s: float = setting(4.0, 1, 60, "s each (re)connect attempt scans for the sensor")
+    connect_timeout_s: float = setting(10.0, 2, 60, "s, bleak's connect timeout")
+    reconnect_max_s: float = setting(
+        10.0, 1, 300, "s, longest wait between attempts while a sensor stays away (starts at 1 s, doubles)")
+    decision_delay_s: float = setting(
+        1.0, 0.2, 4,
+        "s, WitMotion samples are held at least this long to tell a lost notification from a late one "
+        "(longer, up to 4 s, when arrivals are scattered; at least one beat of the sample phase against "
+        "the connection events, ~1.25 s at 200 Hz)")
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    host: str = setting("localhost", doc="broker host")
+    port: int = setting(1883, 1, 65535, "broker port (8883 is the usual TLS port)")
+    prefix: str = setting("stackcue/{runner_id}", doc="topic prefix; {runner_id} is replaced")
+    username: str = setting("", doc="empty: no authentication")
+    password_file: str = setting("", doc="file whose first line is the password (keep it mode 0600)")
+    tls_ca: str = setting("", doc="CA certificate file: TLS when set")
+    tls_cert: str = setting("", doc="client certificate (optional, with tls_key)")
+    tls_key: str = setting("", doc="client key (optional)")
+    keepalive_s: int = setting(30, 5, 3600, "s, MQTT keepalive")
+    stride_queue_max: int = setting(
+        200, 1, 100000, "strides kept while the broker is away (oldest dropped first; alerts never)")
+    homeassistant: bool = setting(False, doc="publish Home Assistant MQTT discovery under homeassistant/")
+    outbox: str = setting(
+        "", doc="durable outbox file for undelivered alerts (empty: next to nothing, memory only)")
+
+
+@dataclass(frozen=True)
+class LogbookSection:
+    path: str = setting(
+        "~/.local/share/stackcue/logbook.sqlite",
+        doc="the database; empty = no logbook. On the Pi: /var/lib/stackcue/logbook.sqlite")
+    raw: bool = setting(
+        True, doc="also keep the raw samples (compressed), so a run can be re-analysed (~34 MB/h, 2 sensors, 200 Hz)")
+    flush_s: float = setting(
+        1.0, 0.2, 5.0, "s, writes are committed at least this often (a pulled battery loses at most this)")
+    max_mb: int = setting(
+        0, 0, 1_000_000, "MB, cap on the database size (0 = none); when full, the run and its cues go on")
+
+
+@dataclass(frozen=True)
+class CueSection:
+    owner: str = setting(
+        "pi", doc='"pi" (stackcue cue on the Pi: earbuds or buzzer) | "phone" | "none"',
+        choices=("pi", "phone", "none"))
+    audio: bool = setting(True, doc="speak cues with espeak-ng through the default audio output")
+    voice: str = setting("en", doc="espeak-ng voice")
+    speed_wpm: int = setting(170, 80, 450, "words per minute")
+    gpio_pin: int = setting(0, 0, 27, "GPIO (BCM) pin of a buzzer or vibration motor; 0 = none")
+    max_age_s: float = setting(
+        10.0, 0.5, 3600.0, "s, an alert older than this when it arrives is logged, not cued")
+
+
+@dataclass(frozen=True)
+class Mpu6050Section:
+    rate_hz: float = setting(
+        200.0, 50, 1000, "Hz, one of 1000/(1+d): 1000, 500, 333.33, 250, 200, ... 100, ... 50")
+    accel_range_g: int = setting(
+        8, doc="g, ±2/4/8/16; running impacts exceed ±4 g", choices=(2, 4, 8, 16))
+    gyro_range_dps: int = setting(1000, doc="°/s, ±250/500/1000/2000", choices=(250, 500, 1000, 2000))
+    pelvis_address: int = setting(
+        0x68, 0x03, 0x77, "I2C address of the sacrum sensor (AD0 low)", hex=True)
+    trunk_address: int = setting(
+        0x69, 0x03, 0x77, "I2C address of the sternum sensor (AD0 high)", hex=True)
+    trunk: str = setting(
+        "auto", doc='"auto" (use it if it answers), "on" (required) or "off"', choices=("auto", "on", "off"))
+    accept_who_am_i: tuple[int, ...] = setting(
+        (), doc="extra WHO_AM_I values to accept, e.g. [0x98] for a register-compatible clone")
+    poll_s: float = setting(
+        0.02, 0.002, 0.4, "s, how often the FIFOs are read (the FIFO holds 85 samples: 0.42 s at 200 Hz)")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One ``[name]`` table: its dataclass and the comment lines under its header."""
+
+    name: str
+    cls: type
+    doc: tuple[str, ...] = ()
+
+
+#: every section, in the order of ``default.toml``
+SCHEMA: tuple[Section, ...] = (
+    Section("runner", RunnerSection),
+    Section("source", SourceSection, ("What `stackcue run` reads.",)),
+    Section("ble", BleSection,
+            ('BLE IMUs, used when [source] kind = "ble". `stackcue scan` lists the sensors in range.',)),
+    Section("mqtt", MqttSection),
+    Section("logbook", LogbookSection,
+            ("Every live run is kept (SQLite, WAL, synchronous=FULL, file mode 0600: posture data is personal).",)),
+    Section("cue", CueSection, ("One cue owner a session, so the runner never hears an alert twice.",)),
+    Section("mpu6050", Mpu6050Section,
+            ("Two sensors at high rates need the Pi's I2C at 400 kHz: "
+             "dtparam=i2c_arm_baudrate=400000 in config.txt.",)),
+    Section("calibration", CalibrationParams,
+            ("The routine: stand still >= still_before_s, hip hinge, stand still >= still_after_s.",)),
+    Section("orientation", OrientationParams),
+    Section("gait", GaitParams),
+    Section("steady", SteadyParams),
+    Section("alerts", AlertParams),
+    Section("reference", ReferenceParams, (
+        'What the thresholds are measured from: "neutral" (the calibration stance: run as stacked as you stand),',
+        '"first_minutes" (the median of this run\'s first steady minutes), or "targets" (coach-set values below).',
+    )),
+    Section("calibration_check", CalibrationCheckParams),
+)
+
+HEADER = """\
+# stackcue default configuration.
+#
+# Every tunable lives here with its unit. A user file (--config FILE) overrides
+# these key by key; an unknown key, a wrong type or a value out of range is
+# refused with a one-line error naming the key; [lo..hi] ending a comment is
+# the key's allowed range. Angles are degrees relative to the calibration
+# neutral (standing tall, ribs stacked over the pelvis).
+"""
+
+
+def specs() -> dict[str, Spec]:
+    """``"section.key"`` -> its :class:`Spec`, for every key."""
+    return {f"{s.name}.{f.name}": spec_of(f) for s in SCHEMA for f in fields(s.cls)}
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    """The defaults as TOML would load them (lists, not tuples): the base a user file is merged over."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in SCHEMA:
+        out[s.name] = {}
+        for f in fields(s.cls):
+            if f.default is MISSING:
+                raise TypeError(f"{s.cls.__name__}.{f.name} has no default")
+            out[s.name][f.name] = list(f.default) if isinstance(f.default, tuple) else f.default
+    return out
+
+
+def _toml_value(value: Any, hex_ints: bool = False) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"0x{value:02x}" if hex_ints else str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v, hex_ints) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def _bound(value: float, hex_ints: bool) -> str:
+    if hex_ints and isinstance(value, int):
+        return f"0x{value:02x}"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def range_text(spec: Spec) -> str:
+    """The range as ``default.toml``'s comments write it: ``[lo..hi]``."""
+    if spec.range is None:
+        return ""
+    lo, hi = spec.range
+    return f"[{_bound(lo, spec.hex)}..{_bound(hi, spec.hex)}]"
+
+
+def render_toml() -> str:
+    """The text of ``config/default.toml``: every key, its default, its doc and its range."""
+    lines = HEADER.splitlines()
+    for s in SCHEMA:
+        lines += ["", f"[{s.name}]", *(f"# {d}" for d in s.doc)]
+        for f in fields(s.cls):
+            spec = spec_of(f)
+            kv = f"{f.name} = {_toml_value(f.default, spec.hex)}"
+            comment = " ".join(t for t in (spec.doc, range_text(spec)) if t)
+            lines.append(f"{kv:<30}  # {comment}" if comment else kv)
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.buffer.write(render_toml().encode("utf-8"))
