@@ -40,8 +40,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     text = [ln for ln in csv.read_text().splitlines() if not ln.startswith("#")][1:]
-    data = np.loadtxt(io.StringIO("\n".join(ln.replace(",,,,,,", ",nan,nan,nan,nan,nan,nan") for ln in text)),
-                      delimiter=",")
+    data = np.loadtxt(
+        io.StringIO("\n".join(ln.replace(",,,,,,", ",nan,nan,nan,nan,nan,nan") for ln in text)), delimiter=","
+    )
     t_load = time.perf_counter() - t0
     ts = float(np.median(np.diff(data[:, 0])))
     t1 = time.perf_counter()
@@ -51,8 +52,10 @@ def main() -> None:
     t_vqf = time.perf_counter() - t1
 
     print(f"file: {csv.name}, {size_mb:.0f} MB, {len(data)} rows, {MINUTES:g} min at 200 Hz, pelvis + trunk")
-    print(f"stackcue analyze: {t_analyze:.1f} s ({summ['strides']} strides, {summ['alerts']} alerts), "
-          f"peak RSS {rss_mb:.0f} MB")
+    print(
+        f"stackcue analyze: {t_analyze:.1f} s ({summ['strides']} strides, {summ['alerts']} alerts), "
+        f"peak RSS {rss_mb:.0f} MB"
+    )
     print(f"floor: loadtxt {t_load:.1f} s + offlineVQF x2 {t_vqf:.1f} s = {t_load + t_vqf:.1f} s")
 
 

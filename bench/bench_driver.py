@@ -61,10 +61,12 @@ def run(trunk: bool, poll_s: float) -> None:
     cpu = time.process_time() - c0
     driver = cpu - bus.inside
     label = f"{'two sensors' if trunk else 'one sensor'}, read every {poll_s * 1000:.0f} ms"
-    print(f"{label}: {(raw.transactions - tx0) / SECONDS:.0f} transactions/s, "
-          f"{(raw.bytes_transferred - by0) / SECONDS:.0f} bytes/s, wire time {raw.bus_time_s / SECONDS * 100:.0f} % "
-          f"at 100 kHz; driver CPU {driver / SECONDS * 1000:.2f} ms per s of data "
-          f"({n / SECONDS:.1f} rows/s)")
+    print(
+        f"{label}: {(raw.transactions - tx0) / SECONDS:.0f} transactions/s, "
+        f"{(raw.bytes_transferred - by0) / SECONDS:.0f} bytes/s, wire time {raw.bus_time_s / SECONDS * 100:.0f} % "
+        f"at 100 kHz; driver CPU {driver / SECONDS * 1000:.2f} ms per s of data "
+        f"({n / SECONDS:.1f} rows/s)"
+    )
 
 
 if __name__ == "__main__":

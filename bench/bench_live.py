@@ -47,9 +47,17 @@ def recording(minutes: float, name: str) -> Path:
 def latency(broker: Broker) -> None:
     csv = recording(30, "run_30min_200hz_trunk.csv")
     # a hair-trigger configuration so that a 30-minute run gives hundreds of alerts
-    params = PipelineParams(alerts=AlertParams(anterior_tilt_deg=2.0, posterior_tilt_deg=1.0, hysteresis_deg=0.0,
-                                               confirm_strides=1, clear_strides=1, quiet_s=0.0,
-                                               remind_every_s=0.0))
+    params = PipelineParams(
+        alerts=AlertParams(
+            anterior_tilt_deg=2.0,
+            posterior_tilt_deg=1.0,
+            hysteresis_deg=0.0,
+            confirm_strides=1,
+            clear_strides=1,
+            quiet_s=0.0,
+            remind_every_s=0.0,
+        )
+    )
     got: dict[int, float] = {}
     ready = threading.Event()
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}")
@@ -82,8 +90,10 @@ def latency(broker: Broker) -> None:
     sub.loop_stop()
     lat = sorted((got[i] - sent[i]) * 1000 for i in sent if i in got)
     p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
-    print(f"alert latency (block read -> subscriber), {len(lat)} of {len(sent)} alerts: "
-          f"p50 {statistics.median(lat):.2f} ms, p99 {p99:.2f} ms, max {lat[-1]:.2f} ms")
+    print(
+        f"alert latency (block read -> subscriber), {len(lat)} of {len(sent)} alerts: "
+        f"p50 {statistics.median(lat):.2f} ms, p99 {p99:.2f} ms, max {lat[-1]:.2f} ms"
+    )
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -100,30 +110,40 @@ def proc_rss_mb(pid: int) -> float:
 
 def run_config(broker: Broker, csv: Path, speed: float, work: Path) -> Path:
     cfg = work / f"run_{speed:g}.toml"
-    cfg.write_text(f'[runner]\nid = "bench"\n[source]\nkind = "replay"\npath = "{csv}"\nspeed = {speed}\n'
-                   f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
-                   f'[logbook]\npath = "{work / "logbook.sqlite"}"\n')
+    cfg.write_text(
+        f'[runner]\nid = "bench"\n[source]\nkind = "replay"\npath = "{csv}"\nspeed = {speed}\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        f'[logbook]\npath = "{work / "logbook.sqlite"}"\n'
+    )
     return cfg
 
 
 def cpu(broker: Broker, work: Path, seconds: float = 60.0) -> None:
     csv = recording(60, "run_60min_200hz_trunk.csv")
-    p = subprocess.Popen([EXE, "run", "--config", str(run_config(broker, csv, 1.0, work))],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [EXE, "run", "--config", str(run_config(broker, csv, 1.0, work))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(15.0)  # past start-up (imports) and calibration
     c0, t0 = proc_cpu_s(p.pid), time.monotonic()
     time.sleep(seconds)
     c1, t1 = proc_cpu_s(p.pid), time.monotonic()
     p.terminate()
     p.wait(10)
-    print(f"stackcue run, 200 Hz, two sensors, real time: {100 * (c1 - c0) / (t1 - t0):.1f} % of one core "
-          f"over {t1 - t0:.0f} s")
+    print(
+        f"stackcue run, 200 Hz, two sensors, real time: {100 * (c1 - c0) / (t1 - t0):.1f} % of one core "
+        f"over {t1 - t0:.0f} s"
+    )
 
 
 def memory(broker: Broker, work: Path) -> None:
     csv = recording(60, "run_60min_200hz_trunk.csv")
-    p = subprocess.Popen([EXE, "run", "--config", str(run_config(broker, csv, 60.0, work))],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [EXE, "run", "--config", str(run_config(broker, csv, 60.0, work))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     samples = []
     t0 = time.monotonic()
     while p.poll() is None:
@@ -134,8 +154,10 @@ def memory(broker: Broker, work: Path) -> None:
         time.sleep(1.0)
     rss = [r for _, r in samples if r > 0]
     n = len(rss)
-    print(f"stackcue run, 1-hour replay at 60x ({samples[-1][0]:.0f} s): RSS at 10 % {rss[n // 10]:.0f} MB, "
-          f"at 50 % {rss[n // 2]:.0f} MB, at 90 % {rss[9 * n // 10]:.0f} MB, max {max(rss):.0f} MB")
+    print(
+        f"stackcue run, 1-hour replay at 60x ({samples[-1][0]:.0f} s): RSS at 10 % {rss[n // 10]:.0f} MB, "
+        f"at 50 % {rss[n // 2]:.0f} MB, at 90 % {rss[9 * n // 10]:.0f} MB, max {max(rss):.0f} MB"
+    )
 
 
 def main() -> None:

@@ -46,8 +46,15 @@ def main() -> None:
                 sink.flush(30.0)
 
     t0 = time.perf_counter()
-    events = replay_session(ReplaySource(csv), cfg, output=AnalysisOutput(io.StringIO(), jsonl=True), sinks=[sink],
-                            block_sinks=[EverySecond()], session_id="bench", runner_id="bench")
+    events = replay_session(
+        ReplaySource(csv),
+        cfg,
+        output=AnalysisOutput(io.StringIO(), jsonl=True),
+        sinks=[sink],
+        block_sinks=[EverySecond()],
+        session_id="bench",
+        runner_id="bench",
+    )
     t_save = time.perf_counter() - t0
     summ = events[-1]
     hours = summ["duration_s"] / 3600
@@ -59,10 +66,14 @@ def main() -> None:
         strides = len(book.strides("bench"))
         raw_bytes = book.conn.execute("SELECT sum(length(data)) FROM raw_chunks").fetchone()[0]
     print(f"logbook: {summ['duration_s'] / 60:.1f} min, 200 Hz, pelvis + trunk, {samples} samples, {strides} strides")
-    print(f"  database {size / 1e6:.1f} MB ({size / 1e6 / hours:.1f} MB per hour; raw chunks "
-          f"{raw_bytes / 1e6 / hours:.1f} MB/h), {sink.commits} commits, errors {sink.errors}")
-    print(f"  writer CPU {sink.write_s:.2f} s = {sink.write_s / summ['duration_s'] * 1000:.2f} ms per s of data; "
-          f"analyze + save wall {t_save:.1f} s")
+    print(
+        f"  database {size / 1e6:.1f} MB ({size / 1e6 / hours:.1f} MB per hour; raw chunks "
+        f"{raw_bytes / 1e6 / hours:.1f} MB/h), {sink.commits} commits, errors {sink.errors}"
+    )
+    print(
+        f"  writer CPU {sink.write_s:.2f} s = {sink.write_s / summ['duration_s'] * 1000:.2f} ms per s of data; "
+        f"analyze + save wall {t_save:.1f} s"
+    )
     print(f"  read back every raw sample: {t_read:.2f} s")
 
 

@@ -33,8 +33,9 @@ def bench(minutes: float, out: Path) -> None:
     for p in out.glob(f"{book_path.name}*"):
         p.unlink()
     t0 = time.perf_counter()
-    sid, _ = store_recording(csv, load_config(), out=io.StringIO(), err=io.StringIO(), progress=False,
-                             logbook=str(book_path))
+    sid, _ = store_recording(
+        csv, load_config(), out=io.StringIO(), err=io.StringIO(), progress=False, logbook=str(book_path)
+    )
     t_store = time.perf_counter() - t0
     html = out / f"report_{minutes:g}min.html"
     with Logbook(book_path) as book:
@@ -52,13 +53,16 @@ def bench(minutes: float, out: Path) -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     exe = Path(sys.executable).parent / "stackcue"  # the whole command: interpreter start, imports, logbook, file
     t0 = time.perf_counter()
-    r = subprocess.run([str(exe), "report", sid, "--logbook", str(book_path), "-o", str(html)], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [str(exe), "report", sid, "--logbook", str(book_path), "-o", str(html)], capture_output=True, text=True
+    )
     t_cli = time.perf_counter() - t0
     cli = f"`stackcue report` end to end {t_cli:.2f} s" if r.returncode == 0 else f"CLI failed: {r.stderr.strip()}"
-    print(f"{minutes:g} min session ({n_strides} strides, {s['summary']['alerts']} alerts; stored in "
-          f"{t_store:.1f} s): report {size / 1000:.0f} kB, first build and write {first:.2f} s (matplotlib "
-          f"import included), later builds best {min(builds):.2f} s, {cli}; peak RSS so far {rss:.0f} MB")
+    print(
+        f"{minutes:g} min session ({n_strides} strides, {s['summary']['alerts']} alerts; stored in "
+        f"{t_store:.1f} s): report {size / 1000:.0f} kB, first build and write {first:.2f} s (matplotlib "
+        f"import included), later builds best {min(builds):.2f} s, {cli}; peak RSS so far {rss:.0f} MB"
+    )
 
 
 def main() -> None:

@@ -18,7 +18,10 @@ def bench_recording(minutes: float) -> Path:
         # in a child process: the simulation's memory must not count in the benchmark's peak RSS
         t0 = time.perf_counter()
         exe = str(Path(sys.executable).parent / "stackcue")
-        subprocess.run([exe, "simulate", "-o", str(csv), "--minutes", f"{minutes:g}", "--rate", "200", "--trunk",
-                        "--seed", "11"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [exe, "simulate", "-o", str(csv), "--minutes", f"{minutes:g}", "--rate", "200", "--trunk", "--seed", "11"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         print(f"simulated and wrote {csv.name} in {time.perf_counter() - t0:.1f} s")
     return csv

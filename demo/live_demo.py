@@ -37,27 +37,36 @@ def main() -> int:
     book = out / "logbook.sqlite"
     for suffix in ("", "-wal", "-shm"):  # a fresh logbook each demo
         Path(f"{book}{suffix}").unlink(missing_ok=True)
-    cfg.write_text(f'[runner]\nid = "demo"\n[source]\nkind = "replay"\npath = "{csv}"\nspeed = 12.0\n'
-                   f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n[logbook]\npath = "{book}"\n')
+    cfg.write_text(
+        f'[runner]\nid = "demo"\n[source]\nkind = "replay"\npath = "{csv}"\nspeed = 12.0\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n[logbook]\npath = "{book}"\n'
+    )
     t0 = time.monotonic()
 
     def on_message(client, userdata, msg):
         p = json.loads(msg.payload) if msg.payload[:1] == b"{" else msg.payload.decode()
         stamp = f"[{time.monotonic() - t0:5.1f} s]"
         if msg.topic.endswith("/alert"):
-            print(f"{stamp} phone   ALERT #{p['alert_id']} {p['kind']} {p['value_deg']:+.1f}° "
-                  f"at t={p['t']:.1f} s (age {p['age_s'] * 1000:.1f} ms)", flush=True)
+            print(
+                f"{stamp} phone   ALERT #{p['alert_id']} {p['kind']} {p['value_deg']:+.1f}° "
+                f"at t={p['t']:.1f} s (age {p['age_s'] * 1000:.1f} ms)",
+                flush=True,
+            )
         elif msg.topic.endswith("/event") and p.get("type") in ("guide", "calibration", "clear"):
-            text = p.get("say") or (f"clear {p['kind']}" if p["type"] == "clear" else
-                                    ("calibration accepted" if p.get("ok") else f"refused: {p.get('reason')}"))
+            text = p.get("say") or (
+                f"clear {p['kind']}"
+                if p["type"] == "clear"
+                else ("calibration accepted" if p.get("ok") else f"refused: {p.get('reason')}")
+            )
             print(f"{stamp} phone   {p['type']}: {text}", flush=True)
         elif msg.topic.endswith("/session"):
             print(f"{stamp} phone   session summary: {p['strides']} strides, {p['alerts']} alerts", flush=True)
 
     phone = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"demo-phone-{uuid.uuid4().hex[:6]}")
     phone.on_message = on_message
-    phone.on_connect = lambda c, *a: c.subscribe([("stackcue/demo/alert", 1), ("stackcue/demo/event", 1),
-                                                  ("stackcue/demo/session", 1)])
+    phone.on_connect = lambda c, *a: c.subscribe(
+        [("stackcue/demo/alert", 1), ("stackcue/demo/event", 1), ("stackcue/demo/session", 1)]
+    )
     phone.connect("127.0.0.1", broker.port)
     phone.loop_start()
     cue = subprocess.Popen([EXE, "cue", "--config", str(cfg), "--print"], stdout=sys.stdout, stderr=sys.stderr)
@@ -68,9 +77,12 @@ def main() -> int:
         if run.returncode:
             return run.returncode
         print("\n--- the coach's side: the logbook, a report and a FIT file ---")
-        for args in (["note", "latest", "demo run: six drift episodes, replayed at 12x"], ["sessions"],
-                     ["report", "latest", "-o", str(out / "report.html")],
-                     ["export", "latest", "--format", "fit", "-o", str(out / "run.fit")]):
+        for args in (
+            ["note", "latest", "demo run: six drift episodes, replayed at 12x"],
+            ["sessions"],
+            ["report", "latest", "-o", str(out / "report.html")],
+            ["export", "latest", "--format", "fit", "-o", str(out / "run.fit")],
+        ):
             print("$ stackcue " + " ".join(args), flush=True)
             subprocess.run([EXE, *args, "--config", str(cfg)], check=True)
         print(f"open {out / 'report.html'} in a browser")

@@ -38,26 +38,71 @@ class AlertKind:
         return self.field in ("trunk_lean_deg", "stack_deg")
 
 
-ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
-    AlertKind("anterior_tilt", "pelvic_tilt_deg", +1, "anterior pelvic tilt",
-              "pelvis tipped forward: stride-mean tilt above", "Ribs over hips. Tuck the pelvis.",
-              ((SHORT, GAP), (SHORT, 0.0)), "#e8892b"),  # two short
-    AlertKind("posterior_tilt", "pelvic_tilt_deg", -1, "posterior pelvic tilt",
-              "pelvis tucked under: stride-mean tilt below", "Let the pelvis sit neutral.",
-              ((0.6, 0.0),), "#8d6cc4"),  # one long
-    AlertKind("pelvic_drop", "pelvic_drop_deg", +1, "pelvic drop",
-              "hip drops in stance: peak drop above", "Level your hips.",
-              ((SHORT, GAP), (LONG, 0.0)), "#a0522d"),  # short long
-    AlertKind("trunk_lean", "trunk_lean_deg", +1, "trunk lean",
-              "trunk tipped forward: stride-mean lean above", "Run tall.",
-              ((LONG, GAP), (SHORT, 0.0)), "#d64545"),  # long short
-    AlertKind("ribs_behind_pelvis", "stack_deg", -1, "ribs behind pelvis",
-              "ribs behind the pelvis, back arched: stack below", "Stack your ribs.",
-              ((LONG, 0.15), (LONG, 0.0)), "#1f9e89"),  # two long
-    AlertKind("ribs_ahead_of_pelvis", "stack_deg", +1, "ribs ahead of pelvis",
-              "ribs ahead of the pelvis, hunched: stack above", "Lift your chest. Stack up.",
-              ((SHORT, GAP), (SHORT, GAP), (LONG, 0.0)), "#3b7dd8"),  # short short long
-)}
+ALERT_KINDS: dict[str, AlertKind] = {
+    k.name: k
+    for k in (
+        AlertKind(
+            "anterior_tilt",
+            "pelvic_tilt_deg",
+            +1,
+            "anterior pelvic tilt",
+            "pelvis tipped forward: stride-mean tilt above",
+            "Ribs over hips. Tuck the pelvis.",
+            ((SHORT, GAP), (SHORT, 0.0)),
+            "#e8892b",
+        ),  # two short
+        AlertKind(
+            "posterior_tilt",
+            "pelvic_tilt_deg",
+            -1,
+            "posterior pelvic tilt",
+            "pelvis tucked under: stride-mean tilt below",
+            "Let the pelvis sit neutral.",
+            ((0.6, 0.0),),
+            "#8d6cc4",
+        ),  # one long
+        AlertKind(
+            "pelvic_drop",
+            "pelvic_drop_deg",
+            +1,
+            "pelvic drop",
+            "hip drops in stance: peak drop above",
+            "Level your hips.",
+            ((SHORT, GAP), (LONG, 0.0)),
+            "#a0522d",
+        ),  # short long
+        AlertKind(
+            "trunk_lean",
+            "trunk_lean_deg",
+            +1,
+            "trunk lean",
+            "trunk tipped forward: stride-mean lean above",
+            "Run tall.",
+            ((LONG, GAP), (SHORT, 0.0)),
+            "#d64545",
+        ),  # long short
+        AlertKind(
+            "ribs_behind_pelvis",
+            "stack_deg",
+            -1,
+            "ribs behind pelvis",
+            "ribs behind the pelvis, back arched: stack below",
+            "Stack your ribs.",
+            ((LONG, 0.15), (LONG, 0.0)),
+            "#1f9e89",
+        ),  # two long
+        AlertKind(
+            "ribs_ahead_of_pelvis",
+            "stack_deg",
+            +1,
+            "ribs ahead of pelvis",
+            "ribs ahead of the pelvis, hunched: stack above",
+            "Lift your chest. Stack up.",
+            ((SHORT, GAP), (SHORT, GAP), (LONG, 0.0)),
+            "#3b7dd8",
+        ),  # short short long
+    )
+}
 
 #: an alert kind this version does not know yet (a newer Pi, an older cue client)
 GENERIC_PHRASE = "Check your form."

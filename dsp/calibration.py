@@ -75,8 +75,13 @@ class Calibration:
         segments = {"pelvis": self.pelvis.to_dict()}
         if self.trunk is not None:
             segments["trunk"] = self.trunk.to_dict()
-        ev: dict = {"type": "calibration", "t": round(self.t, 4), "ok": True, "source": self.source,
-                    "segments": segments}
+        ev: dict = {
+            "type": "calibration",
+            "t": round(self.t, 4),
+            "ok": True,
+            "source": self.source,
+            "segments": segments,
+        }
         if self.trunk_reason:
             ev["trunk_reason"] = self.trunk_reason
         return ev
@@ -92,8 +97,9 @@ class Calibration:
         if "pelvis" not in segs:
             raise CalibrationError(f"{where}: segments.pelvis is missing")
         trunk = SegmentCalibration.from_dict(segs["trunk"], f"{where}: segments.trunk") if "trunk" in segs else None
-        return Calibration(SegmentCalibration.from_dict(segs["pelvis"], f"{where}: segments.pelvis"), trunk,
-                           source="saved")
+        return Calibration(
+            SegmentCalibration.from_dict(segs["pelvis"], f"{where}: segments.pelvis"), trunk, source="saved"
+        )
 
 
 def still_mask(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, first: int, p: CalibrationParams) -> np.ndarray:
@@ -147,9 +153,10 @@ def hinge_calibration(
     p: CalibrationParams,
 ) -> _Hinge:
     """Sensor → body axes of one segment from one stand–hinge–stand sequence."""
-    bias = (gyr[still1].mean(axis=0) * (still1.stop - still1.start)
-            + gyr[still2].mean(axis=0) * (still2.stop - still2.start)) / (
-        (still1.stop - still1.start) + (still2.stop - still2.start))
+    bias = (
+        gyr[still1].mean(axis=0) * (still1.stop - still1.start)
+        + gyr[still2].mean(axis=0) * (still2.stop - still2.start)
+    ) / ((still1.stop - still1.start) + (still2.stop - still2.start))
     z = _unit(acc[still1].mean(axis=0))
     z2 = _unit(acc[still2].mean(axis=0))
     w = gyr[hinge] - bias
@@ -161,16 +168,24 @@ def hinge_calibration(
     if angle < p.hinge_ignore_below_deg:
         return _Hinge(False, "no hinge", angle)
     if angle < p.hinge_min_deg:
-        return _Hinge(False, f"hinge too small: the pelvis turned {angle:.0f}°, needs {p.hinge_min_deg:.0f}° "
-                      "(bow from the hips, not by rounding the back)", angle)
+        return _Hinge(
+            False,
+            f"hinge too small: the pelvis turned {angle:.0f}°, needs {p.hinge_min_deg:.0f}° "
+            "(bow from the hips, not by rounding the back)",
+            angle,
+        )
     if angle > p.hinge_max_deg:
         return _Hinge(False, f"hinge too large: {angle:.0f}° (max {p.hinge_max_deg:.0f}°)", angle)
     axis = theta[k] / mag[k]
     energy = np.einsum("ij,ij->i", w, w) * dt
     quality = float(np.sum((w @ axis) ** 2 * dt) / max(np.sum(energy), 1e-12))
     if quality < p.hinge_single_axis_min:
-        return _Hinge(False, f"hinge not about one axis (quality {quality:.2f} < {p.hinge_single_axis_min:.2f}): "
-                      "bow straight forward without twisting", angle)
+        return _Hinge(
+            False,
+            f"hinge not about one axis (quality {quality:.2f} < {p.hinge_single_axis_min:.2f}): "
+            "bow straight forward without twisting",
+            angle,
+        )
     from_vertical = float(np.degrees(np.arccos(min(1.0, abs(float(axis @ z))))))
     if from_vertical < p.hinge_axis_min_from_vertical_deg:
         return _Hinge(False, f"that was a twist, not a hinge (axis {from_vertical:.0f}° from vertical)", angle)
@@ -181,8 +196,12 @@ def hinge_calibration(
     x = np.cross(y, z)
     sensor_from_body = np.column_stack([x, y, z])
     q = quat_from_matrix(sensor_from_body.T)  # body_from_sensor, wxyz, w ≥ 0
-    seg = SegmentCalibration((float(q[0]), float(q[1]), float(q[2]), float(q[3])),
-                             (float(bias[0]), float(bias[1]), float(bias[2])), angle, quality)
+    seg = SegmentCalibration(
+        (float(q[0]), float(q[1]), float(q[2]), float(q[3])),
+        (float(bias[0]), float(bias[1]), float(bias[2])),
+        angle,
+        quality,
+    )
     return _Hinge(True, "", angle, seg)
 
 
@@ -240,7 +259,7 @@ class CalibrationSearch:
         if len(t):
             lo = max(self.seg_start - self.base, 0)
             m = still_mask(self.t[lo:], self.acc[lo:], self.gyr[lo:], first_local - lo, self.p)
-            new_mask[len(t) - len(m):] = m
+            new_mask[len(t) - len(m) :] = m
         self.mask = np.concatenate([self.mask, new_mask])
         events: list[dict] = []
         for i in range(n_old, len(self.t)):
@@ -292,16 +311,22 @@ class CalibrationSearch:
                 if res.reason == "no hinge":
                     return None
                 self.last_reason = res.reason
-                return {"type": "calibration", "t": round(float(self.t[g_now - self.base]), 4), "ok": False,
-                        "reason": res.reason}
+                return {
+                    "type": "calibration",
+                    "t": round(float(self.t[g_now - self.base]), 4),
+                    "ok": False,
+                    "reason": res.reason,
+                }
             trunk = None
             trunk_reason = None
             if self.trunk:
                 # the trunk may have started a moment late: use the valid end of the first stillness
                 bad1 = np.flatnonzero(~self.tvalid[still1])
                 t_still1 = slice(still1.start + (int(bad1[-1]) + 1 if len(bad1) else 0), still1.stop)
-                enough = (t_still1.stop - t_still1.start > 1
-                          and self.t[t_still1.stop - 1] - self.t[t_still1.start] >= p.still_before_s / 2)
+                enough = (
+                    t_still1.stop - t_still1.start > 1
+                    and self.t[t_still1.stop - 1] - self.t[t_still1.start] >= p.still_before_s / 2
+                )
                 if not enough or not np.all(self.tvalid[hinge.start - 1 : still2.stop]):
                     trunk_reason = "trunk sensor had no data during the routine"
                 else:
@@ -339,8 +364,10 @@ class CalibrationSearch:
 
     def refusal(self) -> CalibrationError:
         p = self.p
-        hint = (f"stand still ≥{p.still_before_s:.0f} s, hip hinge 30–45° and back within "
-                f"{p.hinge_max_s:.0f} s, stand still ≥{p.still_after_s:.0f} s")
+        hint = (
+            f"stand still ≥{p.still_before_s:.0f} s, hip hinge 30–45° and back within "
+            f"{p.hinge_max_s:.0f} s, stand still ≥{p.still_after_s:.0f} s"
+        )
         if self.last_reason:
             return CalibrationError(f"calibration refused: {self.last_reason} ({hint})")
         return CalibrationError(f"no calibration routine found ({hint}); or supply a saved calibration")

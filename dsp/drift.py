@@ -79,23 +79,42 @@ class DriftDetector:
                 st.active, st.over = False, 0
                 self._close_period(kind, t)
                 if st.alerted:
-                    events.append({"type": "clear", "t": round(t, 4), "decided_t": round(decided_t, 4),
-                                   "kind": kind, "value_deg": round(value, 2)})
+                    events.append(
+                        {
+                            "type": "clear",
+                            "t": round(t, 4),
+                            "decided_t": round(decided_t, 4),
+                            "kind": kind,
+                            "value_deg": round(value, 2),
+                        }
+                    )
                 st.alerted = False
             elif not st.alerted and over and st.last_alert_t is not None and t - st.last_alert_t >= p.quiet_s:
                 # confirmed again within the quiet time, and still there once it has passed: cue it now
                 events.append(self._alert(kind, value, thr, t, decided_t, reminder=False))
                 st.alerted, st.last_alert_t = True, t
-            elif (st.alerted and p.remind_every_s > 0 and st.last_alert_t is not None
-                  and t - st.last_alert_t >= p.remind_every_s and over):
+            elif (
+                st.alerted
+                and p.remind_every_s > 0
+                and st.last_alert_t is not None
+                and t - st.last_alert_t >= p.remind_every_s
+                and over
+            ):
                 events.append(self._alert(kind, value, thr, t, decided_t, reminder=True))
                 st.last_alert_t = t
         return events
 
     def _alert(self, kind: str, value: float, thr: float, t: float, decided_t: float, reminder: bool) -> dict:
-        ev = {"type": "alert", "t": round(t, 4), "decided_t": round(decided_t, 4), "kind": kind,
-              "value_deg": round(value, 2), "threshold_deg": round(thr, 2), "id": self.next_id,
-              "reminder": reminder}
+        ev = {
+            "type": "alert",
+            "t": round(t, 4),
+            "decided_t": round(decided_t, 4),
+            "kind": kind,
+            "value_deg": round(value, 2),
+            "threshold_deg": round(thr, 2),
+            "id": self.next_id,
+            "reminder": reminder,
+        }
         self.next_id += 1
         return ev
 
@@ -120,8 +139,9 @@ def threshold(kind: str, setting_deg: float, reference: dict[str, float]) -> flo
     return ref + sign * float(setting_deg)
 
 
-def time_in_alert(periods: Iterable[tuple[str, float, float | None]], t_end: float,
-                  kinds: Iterable[str] = ()) -> dict[str, float]:
+def time_in_alert(
+    periods: Iterable[tuple[str, float, float | None]], t_end: float, kinds: Iterable[str] = ()
+) -> dict[str, float]:
     """Seconds in each alert state from ``(kind, start, end or None)`` periods; an open one lasts to ``t_end``.
 
     Every kind in ``kinds`` is listed, at 0 when it never fired.

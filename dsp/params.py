@@ -25,12 +25,13 @@ GRAVITY = 9.81
 class CalibrationParams:
     """The routine: stand still, hip hinge, stand still; its thresholds."""
 
-    still_window_s: float = setting(
-        1.0, 0.2, 5.0, "s, window over which stillness is judged (spread of the readings)")
+    still_window_s: float = setting(1.0, 0.2, 5.0, "s, window over which stillness is judged (spread of the readings)")
     still_gyro_std_dps: float = setting(
-        3.0, 0.1, 30.0, "deg/s, per-axis gyro spread still counted as standing (people sway)")
+        3.0, 0.1, 30.0, "deg/s, per-axis gyro spread still counted as standing (people sway)"
+    )
     still_acc_std_m_s2: float = setting(
-        0.35, 0.01, 3.0, "m/s², per-axis accelerometer spread still counted as standing")
+        0.35, 0.01, 3.0, "m/s², per-axis accelerometer spread still counted as standing"
+    )
     still_before_s: float = setting(3.0, 1.0, 60.0, "s, standing still before the hinge (the neutral)")
     still_after_s: float = setting(2.0, 1.0, 60.0, "s, standing still after the hinge")
     still_use_max_s: float = setting(10.0, 1.0, 60.0, "s, at most this much of the first stillness is averaged")
@@ -38,21 +39,23 @@ class CalibrationParams:
     hinge_min_deg: float = setting(15.0, 5.0, 80.0, "deg, least pelvis rotation accepted as a hip hinge")
     hinge_max_deg: float = setting(90.0, 10.0, 120.0, "deg, most pelvis rotation accepted")
     hinge_ignore_below_deg: float = setting(
-        5.0, 0.5, 20.0, "deg, smaller movements between stillnesses are not attempts at all")
-    hinge_single_axis_min: float = setting(
-        0.8, 0.3, 1.0, "0..1, share of the hinge's rotation about its main axis")
+        5.0, 0.5, 20.0, "deg, smaller movements between stillnesses are not attempts at all"
+    )
+    hinge_single_axis_min: float = setting(0.8, 0.3, 1.0, "0..1, share of the hinge's rotation about its main axis")
     hinge_axis_min_from_vertical_deg: float = setting(
-        55.0, 0.0, 90.0, "deg, the hinge axis must be this far from vertical (not a twist)")
+        55.0, 0.0, 90.0, "deg, the hinge axis must be this far from vertical (not a twist)"
+    )
     hinge_return_max_deg: float = setting(
-        8.0, 1.0, 45.0, "deg, standing after the hinge must be within this of the neutral")
+        8.0, 1.0, 45.0, "deg, standing after the hinge must be within this of the neutral"
+    )
     search_s: float = setting(
-        120.0, 0.0, 3600.0, "s, a recording must start with the routine within this time (0 = no limit)")
+        120.0, 0.0, 3600.0, "s, a recording must start with the routine within this time (0 = no limit)"
+    )
 
 
 @dataclass(frozen=True)
 class OrientationParams:
-    vqf_tau_acc_s: float = setting(
-        3.0, 0.1, 60.0, "s, VQF accelerometer time constant (continuous orientation)")
+    vqf_tau_acc_s: float = setting(3.0, 0.1, 60.0, "s, VQF accelerometer time constant (continuous orientation)")
     vqf_motion_bias_est: bool = setting(True, doc="VQF gyro bias estimation during motion")
 
 
@@ -63,78 +66,88 @@ class GaitParams:
     min_cadence_spm: float = setting(120.0, 60.0, 300.0, "steps/min, slower steps are not running")
     max_cadence_spm: float = setting(240.0, 60.0, 360.0, "steps/min, faster steps are not running")
     run_min_amplitude_g: float = setting(
-        0.8, 0.05, 5.0, "g, least step-to-step swing of the filtered acceleration norm for running")
+        0.8, 0.05, 5.0, "g, least step-to-step swing of the filtered acceleration norm for running"
+    )
     boundary_max_g: float = setting(0.9, 0.1, 1.5, "g, a step boundary (mid-flight) must dip below this")
     contact_threshold_g: float = setting(
-        0.5, 0.05, 3.0, "g, acceleration norm above which the foot counts as on the ground")
+        0.5, 0.05, 3.0, "g, acceleration norm above which the foot counts as on the ground"
+    )
     side_min_obliquity_deg: float = setting(
-        0.5, 0.0, 20.0, "deg, least left/right obliquity difference to tell the stance side")
+        0.5, 0.0, 20.0, "deg, least left/right obliquity difference to tell the stance side"
+    )
 
 
 @dataclass(frozen=True)
 class SteadyParams:
     after_start_s: float = setting(
-        5.0, 0.0, 120.0, "s, strides this soon after running starts are unsteady (speeding up)")
+        5.0, 0.0, 120.0, "s, strides this soon after running starts are unsteady (speeding up)"
+    )
     before_stop_s: float = setting(
-        2.0, 0.0, 30.0,
-        "s, strides this soon before running stops are unsteady (and the wait before a stride is final)")
+        2.0, 0.0, 30.0, "s, strides this soon before running stops are unsteady (and the wait before a stride is final)"
+    )
     cadence_change_pct: float = setting(
-        6.0, 0.5, 100.0, "%, a stride whose cadence differs this much from the recent median is unsteady")
+        6.0, 0.5, 100.0, "%, a stride whose cadence differs this much from the recent median is unsteady"
+    )
     cadence_history_strides: int = setting(10, 1, 100, "strides in that recent median")
 
 
 @dataclass(frozen=True)
 class AlertParams:
-    confirm_strides: int = setting(
-        3, 1, 100, "consecutive steady strides past a threshold that confirm a drift")
+    confirm_strides: int = setting(3, 1, 100, "consecutive steady strides past a threshold that confirm a drift")
     clear_strides: int = setting(
-        3, 1, 100, "consecutive steady strides back inside (threshold - hysteresis) that clear it")
+        3, 1, 100, "consecutive steady strides back inside (threshold - hysteresis) that clear it"
+    )
     hysteresis_deg: float = setting(
-        1.5, 0.0, 20.0, "deg, how far back inside the threshold a stride must be to count for clearing")
+        1.5, 0.0, 20.0, "deg, how far back inside the threshold a stride must be to count for clearing"
+    )
     quiet_s: float = setting(
-        30.0, 0.0, 3600.0,
-        "s, a drift of the same kind confirmed again within this of its last alert is not cued again")
-    remind_every_s: float = setting(
-        120.0, 0.0, 3600.0, "s, a drift that lasts is cued again this often (0 = never)")
+        30.0, 0.0, 3600.0, "s, a drift of the same kind confirmed again within this of its last alert is not cued again"
+    )
+    remind_every_s: float = setting(120.0, 0.0, 3600.0, "s, a drift that lasts is cued again this often (0 = never)")
     anterior_tilt_deg: float = setting(
-        6.0, 0.5, 45.0, "deg, stride-mean pelvic tilt above +this: pelvis tipping forward")
-    posterior_tilt_deg: float = setting(
-        6.0, 0.5, 45.0, "deg, stride-mean pelvic tilt below -this: pelvis tucked under")
-    pelvic_drop_deg: float = setting(
-        9.0, 0.5, 45.0, "deg, peak contralateral pelvic drop in a stance above this")
-    trunk_lean_deg: float = setting(
-        15.0, 0.5, 60.0, "deg, stride-mean forward trunk lean above this (trunk sensor)")
+        6.0, 0.5, 45.0, "deg, stride-mean pelvic tilt above +this: pelvis tipping forward"
+    )
+    posterior_tilt_deg: float = setting(6.0, 0.5, 45.0, "deg, stride-mean pelvic tilt below -this: pelvis tucked under")
+    pelvic_drop_deg: float = setting(9.0, 0.5, 45.0, "deg, peak contralateral pelvic drop in a stance above this")
+    trunk_lean_deg: float = setting(15.0, 0.5, 60.0, "deg, stride-mean forward trunk lean above this (trunk sensor)")
     ribs_behind_pelvis_deg: float = setting(
-        8.0, 0.5, 60.0, "deg, stack angle below -this: ribs behind the pelvis, back arched (trunk sensor)")
+        8.0, 0.5, 60.0, "deg, stack angle below -this: ribs behind the pelvis, back arched (trunk sensor)"
+    )
     ribs_ahead_of_pelvis_deg: float = setting(
-        10.0, 0.5, 60.0, "deg, stack angle above this: ribs ahead of the pelvis, hunched (trunk sensor)")
+        10.0, 0.5, 60.0, "deg, stack angle above this: ribs ahead of the pelvis, hunched (trunk sensor)"
+    )
     #: the kinds are checked against ``dsp.alert_kinds.ALERT_KINDS``
-    enabled: tuple[str, ...] = setting((
-        "anterior_tilt",
-        "posterior_tilt",
-        "pelvic_drop",
-        "trunk_lean",
-        "ribs_behind_pelvis",
-        "ribs_ahead_of_pelvis",
-    ), doc="the drifts watched for; a kind left out is never alerted")
+    enabled: tuple[str, ...] = setting(
+        (
+            "anterior_tilt",
+            "posterior_tilt",
+            "pelvic_drop",
+            "trunk_lean",
+            "ribs_behind_pelvis",
+            "ribs_ahead_of_pelvis",
+        ),
+        doc="the drifts watched for; a kind left out is never alerted",
+    )
 
 
 @dataclass(frozen=True)
 class ReferenceParams:
     mode: str = setting("neutral", choices=("neutral", "first_minutes", "targets"))
-    first_minutes: float = setting(
-        3.0, 0.5, 60.0, "min, running time that makes the reference in \"first_minutes\" mode")
-    pelvic_tilt_deg: float = setting(0.0, -45.0, 45.0, "deg, target tilt in \"targets\" mode")
-    trunk_lean_deg: float = setting(0.0, -45.0, 60.0, "deg, target trunk lean in \"targets\" mode")
-    stack_deg: float = setting(0.0, -60.0, 60.0, "deg, target stack angle in \"targets\" mode")
+    first_minutes: float = setting(3.0, 0.5, 60.0, 'min, running time that makes the reference in "first_minutes" mode')
+    pelvic_tilt_deg: float = setting(0.0, -45.0, 45.0, 'deg, target tilt in "targets" mode')
+    trunk_lean_deg: float = setting(0.0, -45.0, 60.0, 'deg, target trunk lean in "targets" mode')
+    stack_deg: float = setting(0.0, -60.0, 60.0, 'deg, target stack angle in "targets" mode')
 
 
 @dataclass(frozen=True)
 class CalibrationCheckParams:
     forward_axis_max_deg: float = setting(
-        30.0, 5.0, 90.0,
+        30.0,
+        5.0,
+        90.0,
         "deg, median disagreement between the body's forward axis and the running accelerations "
-        "that flags a suspect calibration")
+        "that flags a suspect calibration",
+    )
     strides: int = setting(20, 3, 500, "steady strides in that median")
 
 

@@ -88,13 +88,25 @@ class Pipeline:
         self.reference_ready = self.p.reference.mode != "first_minutes"
         if self.p.reference.mode == "targets":
             r = self.p.reference
-            self.drift.reference = {"pelvic_tilt_deg": r.pelvic_tilt_deg, "trunk_lean_deg": r.trunk_lean_deg,
-                                    "stack_deg": r.stack_deg}
+            self.drift.reference = {
+                "pelvic_tilt_deg": r.pelvic_tilt_deg,
+                "trunk_lean_deg": r.trunk_lean_deg,
+                "stack_deg": r.stack_deg,
+            }
         self.ref_strides: list[dict] = []
         self.fwd_errors: deque[float] = deque(maxlen=self.p.calibration_check.strides)
         self.suspect = False
-        self.stats: dict[str, Any] = {"strides": 0, "steady": 0, "alerts": 0, "reminders": 0, "gaps": 0,
-                                      "gap_s": 0.0, "running_s": 0.0, "samples": 0, "suspect": 0}
+        self.stats: dict[str, Any] = {
+            "strides": 0,
+            "steady": 0,
+            "alerts": 0,
+            "reminders": 0,
+            "gaps": 0,
+            "gap_s": 0.0,
+            "running_s": 0.0,
+            "samples": 0,
+            "suspect": 0,
+        }
         self.rows = array("d")  # steady stride values for the summary, 7 a stride (compact for hours of running)
         self.finished = False
 
@@ -180,10 +192,17 @@ class Pipeline:
         if cal is not None:
             s = self.search
             lo = start - s.base
-            self._start(cal, s.t[lo:], s.acc[lo:], s.gyr[lo:],
-                        s.tacc[lo:] if self.trunk else np.zeros((len(s.t) - lo, 3)),
-                        s.tgyr[lo:] if self.trunk else np.zeros((len(s.t) - lo, 3)),
-                        s.tvalid[lo:] if self.trunk else np.zeros(len(s.t) - lo, bool), start, out)
+            self._start(
+                cal,
+                s.t[lo:],
+                s.acc[lo:],
+                s.gyr[lo:],
+                s.tacc[lo:] if self.trunk else np.zeros((len(s.t) - lo, 3)),
+                s.tgyr[lo:] if self.trunk else np.zeros((len(s.t) - lo, 3)),
+                s.tvalid[lo:] if self.trunk else np.zeros(len(s.t) - lo, bool),
+                start,
+                out,
+            )
             self.search = None
             return
         if self.strict_calibration and self.p.calibration.search_s > 0:
@@ -325,20 +344,26 @@ class Pipeline:
         if self.tru is not None and self.cal.trunk is not None:
             ok = self.buf["tvalid"][lo:hi]
             if ok.all() and not self.buf["tbreak"][lo + 1 : hi].any():
-                tr = segment_stride(t, self.buf["tacc"][lo:hi], self.buf["tq3"][lo:hi],
-                                    self.cal.trunk.body_from_sensor, w)
+                tr = segment_stride(
+                    t, self.buf["tacc"][lo:hi], self.buf["tq3"][lo:hi], self.cal.trunk.body_from_sensor, w
+                )
                 lean = tr.tilt_mean
                 stack = lean - pel.tilt_mean
         t0, t1 = float(t[0]), float(t[-1])
         values = {
-            "t_start": t0, "t_end": t1, "cadence_spm": 120.0 / (tc - ta),
+            "t_start": t0,
+            "t_end": t1,
+            "cadence_spm": 120.0 / (tc - ta),
             "pelvic_tilt_deg": pel.tilt_mean,
             "pelvic_obliquity_range_deg": float(pel.obliquity.max() - pel.obliquity.min()),
             "pelvic_rotation_range_deg": float(pel.heading.max() - pel.heading.min()),
-            "trunk_lean_deg": lean, "stack_deg": stack,
-            "pelvic_drop_left_deg": drop_l, "pelvic_drop_right_deg": drop_r,
+            "trunk_lean_deg": lean,
+            "stack_deg": stack,
+            "pelvic_drop_left_deg": drop_l,
+            "pelvic_drop_right_deg": drop_r,
             "pelvic_drop_deg": None if drop_l is None else max(drop_l, drop_r),  # type: ignore[type-var]
-            "contact_time_left_s": ct_l, "contact_time_right_s": ct_r,
+            "contact_time_left_s": ct_l,
+            "contact_time_right_s": ct_r,
             "forward_axis_error_deg": pel.forward_axis_error_deg,
         }
         self.pending.append(_Pending({"type": "stride"}, values))
@@ -352,8 +377,14 @@ class Pipeline:
         self._release(out, bout=bout, end_t=end_t, decided_t=decided_t)
         self.drift.restart_confirmation()
 
-    def _release(self, out: list[dict], proven_t: float | None = None, bout: _Bout | None = None,
-                 end_t: float | None = None, decided_t: float | None = None) -> None:
+    def _release(
+        self,
+        out: list[dict],
+        proven_t: float | None = None,
+        bout: _Bout | None = None,
+        end_t: float | None = None,
+        decided_t: float | None = None,
+    ) -> None:
         """Finalise strides whose steadiness is known; emit everything ready in order.
 
         A stride is known steady-at-its-end once running has gone on for
@@ -378,8 +409,9 @@ class Pipeline:
             if item.values is None:
                 out.append(item.event)
 
-    def _finalise(self, item: _Pending, bout: _Bout | None, end_t: float | None, decided_t: float,
-                  out: list[dict]) -> None:
+    def _finalise(
+        self, item: _Pending, bout: _Bout | None, end_t: float | None, decided_t: float, out: list[dict]
+    ) -> None:
         v = item.values
         assert v is not None
         sp = self.p.steady
@@ -387,7 +419,7 @@ class Pipeline:
         if bout is not None:
             if v["t_start"] - bout.start_t < sp.after_start_s:
                 steady = False
-            hist = list(bout.cadences)[-sp.cadence_history_strides:]
+            hist = list(bout.cadences)[-sp.cadence_history_strides :]
             if hist:
                 med = float(np.median(hist))
                 if abs(v["cadence_spm"] / med - 1.0) * 100.0 > sp.cadence_change_pct:
@@ -396,10 +428,22 @@ class Pipeline:
         if end_t is not None and end_t - v["t_end"] < sp.before_stop_s:
             steady = False
         v["steady"] = steady
-        ev = {"type": "stride", "t_start": _r(v["t_start"], 4), "t_end": _r(v["t_end"], 4),
-              "cadence_spm": _r(v["cadence_spm"], 1), "steady": steady}
-        for k in ("pelvic_tilt_deg", "pelvic_obliquity_range_deg", "pelvic_rotation_range_deg", "trunk_lean_deg",
-                  "stack_deg", "pelvic_drop_left_deg", "pelvic_drop_right_deg"):
+        ev = {
+            "type": "stride",
+            "t_start": _r(v["t_start"], 4),
+            "t_end": _r(v["t_end"], 4),
+            "cadence_spm": _r(v["cadence_spm"], 1),
+            "steady": steady,
+        }
+        for k in (
+            "pelvic_tilt_deg",
+            "pelvic_obliquity_range_deg",
+            "pelvic_rotation_range_deg",
+            "trunk_lean_deg",
+            "stack_deg",
+            "pelvic_drop_left_deg",
+            "pelvic_drop_right_deg",
+        ):
             ev[k] = _r(v[k])
         ev["contact_time_left_s"] = _r(v["contact_time_left_s"], 3)
         ev["contact_time_right_s"] = _r(v["contact_time_right_s"], 3)
@@ -411,9 +455,18 @@ class Pipeline:
         if not steady:
             return
         st["steady"] += 1
-        self.rows.extend(np.nan if x is None else x for x in (
-            v["t_end"] - v["t_start"], v["cadence_spm"], v["pelvic_tilt_deg"], v["trunk_lean_deg"], v["stack_deg"],
-            v["pelvic_obliquity_range_deg"], v["pelvic_rotation_range_deg"]))
+        self.rows.extend(
+            np.nan if x is None else x
+            for x in (
+                v["t_end"] - v["t_start"],
+                v["cadence_spm"],
+                v["pelvic_tilt_deg"],
+                v["trunk_lean_deg"],
+                v["stack_deg"],
+                v["pelvic_obliquity_range_deg"],
+                v["pelvic_rotation_range_deg"],
+            )
+        )
         self._check_forward(v, out)
         if not self.reference_ready:
             self._collect_reference(v, out)
@@ -434,8 +487,9 @@ class Pipeline:
                 ref[k] = float(np.median(vals))
         self.drift.reference = ref
         self.reference_ready = True
-        out.append({"type": "reference", "t": _r(v["t_end"], 4), "mode": "first_minutes",
-                    **{k: _r(x) for k, x in ref.items()}})
+        out.append(
+            {"type": "reference", "t": _r(v["t_end"], 4), "mode": "first_minutes", **{k: _r(x) for k, x in ref.items()}}
+        )
 
     def _check_forward(self, v: dict, out: list[dict]) -> None:
         cp = self.p.calibration_check
@@ -446,9 +500,15 @@ class Pipeline:
         if not self.suspect and med > cp.forward_axis_max_deg:
             self.suspect = True
             self.stats["suspect"] += 1
-            out.append({"type": "calibration_suspect", "t": _r(v["t_end"], 4), "forward_axis_error_deg": _r(med, 1),
-                        "reason": "the forward axis disagrees with the running accelerations: "
-                                  "has the belt slipped? calibrate again"})
+            out.append(
+                {
+                    "type": "calibration_suspect",
+                    "t": _r(v["t_end"], 4),
+                    "forward_axis_error_deg": _r(med, 1),
+                    "reason": "the forward axis disagrees with the running accelerations: "
+                    "has the belt slipped? calibrate again",
+                }
+            )
         elif self.suspect and med < cp.forward_axis_max_deg / 2:
             self.suspect = False
 
@@ -511,13 +571,21 @@ class Pipeline:
         return {
             "type": "summary",
             "duration_s": _r(t_end - (self.t_first or 0.0), 1),
-            "strides": st["strides"], "steady_strides": st["steady"],
-            "alerts": st["alerts"], "reminders": st["reminders"],
+            "strides": st["strides"],
+            "steady_strides": st["steady"],
+            "alerts": st["alerts"],
+            "reminders": st["reminders"],
             "running_s": _r(st["running_s"], 1),
-            "cadence_spm": stat(1), "pelvic_tilt_deg": stat(2), "trunk_lean_deg": stat(3), "stack_deg": stat(4),
-            "pelvic_obliquity_range_deg": stat(5), "pelvic_rotation_range_deg": stat(6),
+            "cadence_spm": stat(1),
+            "pelvic_tilt_deg": stat(2),
+            "trunk_lean_deg": stat(3),
+            "stack_deg": stat(4),
+            "pelvic_obliquity_range_deg": stat(5),
+            "pelvic_rotation_range_deg": stat(6),
             "time_in_alert_s": self.drift.time_in_alert(t_end),
-            "gaps": st["gaps"], "gap_s": _r(st["gap_s"], 2), "samples": st["samples"],
+            "gaps": st["gaps"],
+            "gap_s": _r(st["gap_s"], 2),
+            "samples": st["samples"],
             "calibration_suspect": st["suspect"] > 0,
             "calibrated": self.cal is not None,
         }

@@ -21,8 +21,15 @@ class Spec:
     hex: bool = False
 
 
-def setting(default: Any, lo: float | None = None, hi: float | None = None, doc: str = "", *,
-            choices: tuple[Any, ...] | None = None, hex: bool = False) -> Any:
+def setting(
+    default: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    doc: str = "",
+    *,
+    choices: tuple[Any, ...] | None = None,
+    hex: bool = False,
+) -> Any:
     """A dataclass field whose metadata is the key's :class:`Spec` (``lo``..``hi`` inclusive)."""
     if (lo is None) != (hi is None):
         raise ValueError("a range needs both ends")

@@ -88,15 +88,21 @@ def adapter_problem(exc: BaseException, bleak: Any) -> str | None:
     if not_available is None:
         not_available = getattr(getattr(bleak, "exc", None), "BleakBluetoothNotAvailableError", ())
     if not_available and isinstance(exc, not_available):
-        return (f"no usable Bluetooth adapter ({exc.args[0] if exc.args else exc}); plug one in or power it on "
-                "(bluetoothctl power on), or check rfkill")
+        return (
+            f"no usable Bluetooth adapter ({exc.args[0] if exc.args else exc}); plug one in or power it on "
+            "(bluetoothctl power on), or check rfkill"
+        )
     dbus_error = getattr(bleak, "BleakDBusError", None) or getattr(getattr(bleak, "exc", None), "BleakDBusError", ())
     if dbus_error and isinstance(exc, dbus_error) and "ServiceUnknown" in str(getattr(exc, "dbus_error", exc)):
-        return ("BlueZ is not running (org.bluez is not on D-Bus); install and start it: "
-                "sudo apt-get install bluez && sudo systemctl enable --now bluetooth")
+        return (
+            "BlueZ is not running (org.bluez is not on D-Bus); install and start it: "
+            "sudo apt-get install bluez && sudo systemctl enable --now bluetooth"
+        )
     if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
-        return ("no D-Bus system bus, so no BlueZ (BLE needs Linux with BlueZ); "
-                "install bluez and dbus, then sudo systemctl enable --now bluetooth")
+        return (
+            "no D-Bus system bus, so no BlueZ (BLE needs Linux with BlueZ); "
+            "install bluez and dbus, then sudo systemctl enable --now bluetooth"
+        )
     return None
 
 
@@ -156,8 +162,14 @@ async def scan(bleak: Any, seconds: float, sleep: Sleep = asyncio.sleep) -> list
     return sorted(found.values(), key=lambda a: -a.rssi)
 
 
-async def find(bleak: Any, target: str, seconds: float, sleep: Sleep = asyncio.sleep, kind: str | None = None,
-               scanning: Callable[[], None] | None = None) -> Advert | None:
+async def find(
+    bleak: Any,
+    target: str,
+    seconds: float,
+    sleep: Sleep = asyncio.sleep,
+    kind: str | None = None,
+    scanning: Callable[[], None] | None = None,
+) -> Advert | None:
     """The advertising sensor with address or advertised name ``target`` (None if not heard in ``seconds``).
 
     ``kind`` forces the sensor kind (otherwise it is told from the advertisement); ``scanning`` is called
@@ -195,8 +207,13 @@ class SensorClient:
     kind = ""
     data_uuid = ""
 
-    def __init__(self, client: Any, on_data: Callable[[bytes], None], sleep: Sleep = asyncio.sleep,
-                 on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        on_data: Callable[[bytes], None],
+        sleep: Sleep = asyncio.sleep,
+        on_ready: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.client = client
         self.on_data = on_data
         self.sleep = sleep
@@ -234,8 +251,13 @@ class WitMotionClient(SensorClient):
     SAVE_QUIET_S = 0.5
     REPLY_TIMEOUT_S = 0.6
 
-    def __init__(self, client: Any, on_data: Callable[[bytes], None], sleep: Sleep = asyncio.sleep,
-                 on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        on_data: Callable[[bytes], None],
+        sleep: Sleep = asyncio.sleep,
+        on_ready: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         super().__init__(client, on_data, sleep, on_ready)
         self._probe: wm.WitDecoder | None = None
 
@@ -275,12 +297,19 @@ class WitMotionClient(SensorClient):
             now = await self.read_rate()
             if now is not None and now != rate_hz:
                 raise SensorSetupError(
-                    f"WitMotion sensor kept its output rate at {now:g} Hz after writing {rate_hz:g} Hz")
+                    f"WitMotion sensor kept its output rate at {now:g} Hz after writing {rate_hz:g} Hz"
+                )
         else:
             now = before
         self._probe = None
-        return self._ready({"rate_hz": float(now if now is not None else rate_hz), "rate_confirmed": now is not None,
-                            "rate_before_hz": before, "rate_written": changed})
+        return self._ready(
+            {
+                "rate_hz": float(now if now is not None else rate_hz),
+                "rate_confirmed": now is not None,
+                "rate_before_hz": before,
+                "rate_written": changed,
+            }
+        )
 
 
 class StackcueClient(SensorClient):
@@ -290,8 +319,13 @@ class StackcueClient(SensorClient):
     data_uuid = bp.DATA_UUID
     REPLY_TIMEOUT_S = 2.0
 
-    def __init__(self, client: Any, on_data: Callable[[bytes], None], sleep: Sleep = asyncio.sleep,
-                 on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        on_data: Callable[[bytes], None],
+        sleep: Sleep = asyncio.sleep,
+        on_ready: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         super().__init__(client, on_data, sleep, on_ready)
         self._replies: list[bp.ControlReply] = []
         self._seq = 0
@@ -320,8 +354,7 @@ class StackcueClient(SensorClient):
             waited += 0.02
         raise SensorSetupError(f"stackcue sensor did not answer a control write within {self.REPLY_TIMEOUT_S:g} s")
 
-    async def start(self, rate_hz: float = 200.0, acc_code: int = 2, gyr_code: int = 2,
-                    **_: Any) -> dict[str, Any]:
+    async def start(self, rate_hz: float = 200.0, acc_code: int = 2, gyr_code: int = 2, **_: Any) -> dict[str, Any]:
         info = bp.decode_info(bytes(await self.client.read_gatt_char(bp.INFO_UUID)))
         await self.client.start_notify(bp.CONTROL_UUID, self._control)
         rate_mhz, boot_id, acc, gyr = info.rate_mhz, info.boot_id, info.acc_code, info.gyr_code
@@ -331,9 +364,17 @@ class StackcueClient(SensorClient):
         if abs(rate_mhz - rate_hz * 1000) > 0.5:
             r = await self.request(lambda s: bp.set_rate_request(s, rate_hz))
             rate_mhz, boot_id, acc, gyr = r.rate_mhz, r.boot_id, r.acc_code, r.gyr_code
-        facts = self._ready({"rate_hz": rate_mhz / 1000.0, "rate_mhz": rate_mhz, "boot_id": boot_id, "acc_code": acc,
-                             "gyr_code": gyr, "imu": bp.IMU_KINDS.get(info.imu_kind, str(info.imu_kind)),
-                             "firmware": f"{info.firmware[0]}.{info.firmware[1]}"})
+        facts = self._ready(
+            {
+                "rate_hz": rate_mhz / 1000.0,
+                "rate_mhz": rate_mhz,
+                "boot_id": boot_id,
+                "acc_code": acc,
+                "gyr_code": gyr,
+                "imu": bp.IMU_KINDS.get(info.imu_kind, str(info.imu_kind)),
+                "firmware": f"{info.firmware[0]}.{info.firmware[1]}",
+            }
+        )
         await self.client.start_notify(bp.DATA_UUID, self._data)
         return facts
 
@@ -341,8 +382,13 @@ class StackcueClient(SensorClient):
 CLIENTS: dict[str, type[SensorClient]] = {KIND_WITMOTION: WitMotionClient, KIND_STACKCUE: StackcueClient}
 
 
-async def probe_stream(bleak: Any, advert: Advert, seconds: float = 2.0, sleep: Sleep = asyncio.sleep,
-                       clock: Callable[[], float] = time.monotonic) -> tuple[bool, str]:
+async def probe_stream(
+    bleak: Any,
+    advert: Advert,
+    seconds: float = 2.0,
+    sleep: Sleep = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[bool, str]:
     """Connect briefly, subscribe to the data characteristic *as it is* (nothing written) and count.
 
     (streams?, what was seen). Nothing is configured, so a WitMotion at its saved rate streams at that

@@ -81,6 +81,7 @@ def crc8(data: bytes) -> int:
         c = _CRC8[c ^ b]
     return c
 
+
 G = 9.80665
 #: range code -> (full scale, LSB per unit): accel in g, gyro in °/s (MPU-6050 datasheet sensitivities)
 ACC_RANGES = {0: (2, 16384.0), 1: (4, 8192.0), 2: (8, 4096.0), 3: (16, 2048.0)}
@@ -148,8 +149,17 @@ def _check_codes(acc_code: int, gyr_code: int) -> None:
         raise ValueError(f"gyro range code {gyr_code} unknown (0..3 = ±250/500/1000/2000 °/s)")
 
 
-def encode_batch(counter: int, raw, *, rate_mhz: int = 200_000, acc_code: int = 2, gyr_code: int = 2,
-                 boot_id: int = 0, flags: int = 0, compact: bool = False) -> bytes:
+def encode_batch(
+    counter: int,
+    raw,
+    *,
+    rate_mhz: int = 200_000,
+    acc_code: int = 2,
+    gyr_code: int = 2,
+    boot_id: int = 0,
+    flags: int = 0,
+    compact: bool = False,
+) -> bytes:
     """One data notification for raw int16 samples ``raw`` (N, 6) whose first sample has ``counter``."""
     arr = np.asarray(raw)
     if arr.ndim != 2 or arr.shape[1] != 6:
@@ -195,13 +205,17 @@ def decode_batch(payload: bytes) -> Batch:
         n, head, rate_mhz, boot_id = 1, COMPACT_HEADER.size, None, None
     else:
         if len(payload) < HEADER.size + CRC_BYTES:
-            raise ValueError(f"stackcue batch too short: {len(payload)} bytes, header and checksum alone are "
-                             f"{HEADER.size + CRC_BYTES}")
+            raise ValueError(
+                f"stackcue batch too short: {len(payload)} bytes, header and checksum alone are "
+                f"{HEADER.size + CRC_BYTES}"
+            )
         n = payload[2]
         want = HEADER.size + n * SAMPLE_BYTES + CRC_BYTES
         if n > MAX_SAMPLES or len(payload) != want:
-            raise ValueError(f"stackcue batch length {len(payload)} bytes, but {n} samples (at most {MAX_SAMPLES}) "
-                             f"with a {HEADER.size}-byte header and the checksum make {want}")
+            raise ValueError(
+                f"stackcue batch length {len(payload)} bytes, but {n} samples (at most {MAX_SAMPLES}) "
+                f"with a {HEADER.size}-byte header and the checksum make {want}"
+            )
         if crc16(payload[:-CRC_BYTES]) != int.from_bytes(payload[-CRC_BYTES:], "little"):
             raise ValueError("stackcue batch checksum (CRC-16) does not match: damaged")
         _, _, _, ranges, counter, rate_mhz, boot_id = HEADER.unpack_from(payload)
@@ -229,8 +243,12 @@ STATUS_OK = 0
 STATUS_UNKNOWN_OP = 1
 STATUS_BAD_LENGTH = 2
 STATUS_BAD_VALUE = 3
-STATUS_TEXT = {STATUS_OK: "ok", STATUS_UNKNOWN_OP: "unknown opcode", STATUS_BAD_LENGTH: "bad length",
-               STATUS_BAD_VALUE: "value not supported"}
+STATUS_TEXT = {
+    STATUS_OK: "ok",
+    STATUS_UNKNOWN_OP: "unknown opcode",
+    STATUS_BAD_LENGTH: "bad length",
+    STATUS_BAD_VALUE: "value not supported",
+}
 
 REPLY = struct.Struct("<BBBBIHI")  # op|0x80, seq, status, ranges, rate mHz, boot id, next counter: 14 bytes
 INFO = struct.Struct("<BBBBIHBB")  # version, imu kind, ranges, max batch, rate mHz, boot id, fw major, minor: 12
@@ -299,8 +317,9 @@ class SensorInfo:
     firmware: tuple[int, int]
 
 
-def encode_info(imu_kind: int, ranges: int, max_batch: int, rate_mhz: int, boot_id: int,
-                firmware: tuple[int, int] = (1, 0)) -> bytes:
+def encode_info(
+    imu_kind: int, ranges: int, max_batch: int, rate_mhz: int, boot_id: int, firmware: tuple[int, int] = (1, 0)
+) -> bytes:
     return INFO.pack(VERSION, imu_kind, ranges, max_batch, rate_mhz, boot_id, *firmware)
 
 
@@ -368,7 +387,8 @@ class CounterTracker:
         self.stats.batches += 1
         config = (batch.boot_id, batch.rate_mhz, batch.acc_code, batch.gyr_code)
         same = self._config is not None and all(
-            a is None or b is None or a == b for a, b in zip(config, self._config, strict=True))
+            a is None or b is None or a == b for a, b in zip(config, self._config, strict=True)
+        )
         if self._config is not None:  # compact batches carry no boot id / rate: keep the known ones
             config = tuple(b if a is None else a for a, b in zip(config, self._config, strict=True))
         lost, restart = 0, False

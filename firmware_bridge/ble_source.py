@@ -94,18 +94,30 @@ class _Link:
             try:
                 async with lock:  # scan and connect one sensor at a time (BlueZ connects badly while scanning)
                     self.status = f"searching for {self.target}"
-                    advert = await find(src.bleak, self.target, src.scan_s, src.asleep,
-                                        kind=self.kind if self.kind in KINDS else None,
-                                        scanning=self.first_attempt.set)
+                    advert = await find(
+                        src.bleak,
+                        self.target,
+                        src.scan_s,
+                        src.asleep,
+                        kind=self.kind if self.kind in KINDS else None,
+                        scanning=self.first_attempt.set,
+                    )
                     if advert is None:
-                        self.status = (f"{self.target} not heard in {src.scan_s:g} s: is it switched on, charged "
-                                       "and within range (and not connected to a phone)?")
+                        self.status = (
+                            f"{self.target} not heard in {src.scan_s:g} s: is it switched on, charged "
+                            "and within range (and not connected to a phone)?"
+                        )
                         raise _Retry
-                    self.address, self.name, self.rssi, self.sensor_kind = (advert.address, advert.name, advert.rssi,
-                                                                            advert.kind)
+                    self.address, self.name, self.rssi, self.sensor_kind = (
+                        advert.address,
+                        advert.name,
+                        advert.rssi,
+                        advert.kind,
+                    )
                     self.status = f"connecting to {advert.name} ({advert.address}, {advert.rssi} dBm)"
-                    client = src.bleak.BleakClient(advert.device, disconnected_callback=lambda _c, ev=lost: ev.set(),
-                                                   timeout=src.connect_timeout_s)
+                    client = src.bleak.BleakClient(
+                        advert.device, disconnected_callback=lambda _c, ev=lost: ev.set(), timeout=src.connect_timeout_s
+                    )
                     await race(client.connect(), src.connect_timeout_s + 2.0, src.asleep)
                 sensor = CLIENTS[advert.kind](client, self._data, src.asleep, self._ready)
                 opts = src.sensor_options(advert.kind)
@@ -235,9 +247,14 @@ class _Stream:
         """The link is down: give out everything held."""
 
     def stats(self) -> dict[str, Any]:
-        return {"samples": self.samples, "lost_samples": self.lost, "loss_events": self.loss_events,
-                "rate_fitted_hz": round(1.0 / self.clock.period, 4) if self.clock else None,
-                "dropouts": self.dropouts, "overlap_dropped": self.overlap_dropped}
+        return {
+            "samples": self.samples,
+            "lost_samples": self.lost,
+            "loss_events": self.loss_events,
+            "rate_fitted_hz": round(1.0 / self.clock.period, 4) if self.clock else None,
+            "dropouts": self.dropouts,
+            "overlap_dropped": self.overlap_dropped,
+        }
 
 
 class _WitStream(_Stream):
@@ -318,9 +335,12 @@ class _WitStream(_Stream):
 
     def stats(self) -> dict[str, Any]:
         d = self.decoder.stats
-        return {**super().stats(), "notifications_bytes": d.bytes, "frames": d.frames,
-                "malformed": {"bad_frames": d.bad_frames, "skipped_bytes": d.skipped_bytes,
-                              "other_frames": d.other_frames}}
+        return {
+            **super().stats(),
+            "notifications_bytes": d.bytes,
+            "frames": d.frames,
+            "malformed": {"bad_frames": d.bad_frames, "skipped_bytes": d.skipped_bytes, "other_frames": d.other_frames},
+        }
 
 
 class _StackcueStream(_Stream):
@@ -371,8 +391,12 @@ class _StackcueStream(_Stream):
             self._emit(stamps, batch.acc, batch.gyr)
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "batches": self.batches, "counter_restarts": self.restarts,
-                "malformed": dict(self.malformed)}
+        return {
+            **super().stats(),
+            "batches": self.batches,
+            "counter_restarts": self.restarts,
+            "malformed": dict(self.malformed),
+        }
 
 
 class _I2CPelvis:
@@ -455,7 +479,7 @@ class BLESource(Source):
         super().__init__()
         self.tap = tap
         if not pelvis:
-            raise SourceError("a BLE source needs a pelvis sensor: an address, an advertised name, or \"i2c\"")
+            raise SourceError('a BLE source needs a pelvis sensor: an address, an advertised name, or "i2c"')
         for role, kind in (("pelvis", pelvis_kind), ("trunk", trunk_kind)):
             if kind not in ("auto", *KINDS):
                 raise SourceError(f"{role} sensor kind must be auto, {' or '.join(KINDS)}, got {kind!r}")
@@ -482,9 +506,16 @@ class BLESource(Source):
         self.streams: dict[str, _Stream | _I2CPelvis] = {}
         self.i2c_pelvis: _I2CPelvis | None = None
         if pelvis.lower() == "i2c":
-            self.i2c_pelvis = _I2CPelvis(self, i2c, bus, pelvis_address, rate_hz=i2c_rate_hz or rate_hz,
-                                         accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
-                                         accept_who_am_i=accept_who_am_i)
+            self.i2c_pelvis = _I2CPelvis(
+                self,
+                i2c,
+                bus,
+                pelvis_address,
+                rate_hz=i2c_rate_hz or rate_hz,
+                accel_range_g=accel_range_g,
+                gyro_range_dps=gyro_range_dps,
+                accept_who_am_i=accept_who_am_i,
+            )
             self.streams["pelvis"] = self.i2c_pelvis
         else:
             self.links["pelvis"] = _Link(self, "pelvis", pelvis, pelvis_kind)
@@ -497,8 +528,11 @@ class BLESource(Source):
         self.trunk_hold_s, self.start_wait_s = trunk_hold_s, start_wait_s
         if self.has_trunk:
             self.aligner = TrunkAligner(1.0 / self.rate_hz, hold_s=trunk_hold_s)
-        self.meta = {"sensor": "ble", "rate": f"{self.rate_hz:g}",
-                     "pelvis": "i2c mpu6050" if self.i2c_pelvis else pelvis}
+        self.meta = {
+            "sensor": "ble",
+            "rate": f"{self.rate_hz:g}",
+            "pelvis": "i2c mpu6050" if self.i2c_pelvis else pelvis,
+        }
         if trunk:
             self.meta["trunk"] = trunk
         self._loop = asyncio.new_event_loop()
@@ -521,8 +555,11 @@ class BLESource(Source):
     def sensor_options(self, kind: str) -> dict[str, Any]:
         if kind == "witmotion":
             return {"rate_hz": self.rate_hz}
-        return {"rate_hz": self.rate_hz, "acc_code": _ACC_CODE[self.accel_range_g],
-                "gyr_code": _GYR_CODE[self.gyro_range_dps]}
+        return {
+            "rate_hz": self.rate_hz,
+            "acc_code": _ACC_CODE[self.accel_range_g],
+            "gyr_code": _GYR_CODE[self.gyro_range_dps],
+        }
 
     async def asleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)
@@ -565,14 +602,28 @@ class BLESource(Source):
         for role, s in self.streams.items():
             if isinstance(s, _I2CPelvis):
                 d = s.dev.stats
-                out[role] = {"kind": "mpu6050-i2c", "samples": s.samples, "bus_errors": d.bus_errors,
-                             "overflows": d.overflows, "lost_s": round(d.lost_s, 3)}
+                out[role] = {
+                    "kind": "mpu6050-i2c",
+                    "samples": s.samples,
+                    "bus_errors": d.bus_errors,
+                    "overflows": d.overflows,
+                    "lost_s": round(d.lost_s, 3),
+                }
                 continue
             link = s.link
-            out[role] = {"kind": link.sensor_kind, "target": link.target, "address": link.address,
-                         "name": link.name, "rssi_dbm": link.rssi, "rate_hz": link.facts.get("rate_hz"),
-                         "connects": link.connects, "disconnects": link.disconnects,
-                         "connect_attempts": link.attempts, "errors": dict(link.errors), **s.stats()}
+            out[role] = {
+                "kind": link.sensor_kind,
+                "target": link.target,
+                "address": link.address,
+                "name": link.name,
+                "rssi_dbm": link.rssi,
+                "rate_hz": link.facts.get("rate_hz"),
+                "connects": link.connects,
+                "disconnects": link.disconnects,
+                "connect_attempts": link.attempts,
+                "errors": dict(link.errors),
+                **s.stats(),
+            }
         return out
 
     def _read_block(self) -> Block | None:

@@ -43,8 +43,7 @@ class Pacer:
     """Wakes a polling source every ``period`` s from ``start`` on; when it falls behind it does not try to
     catch up in a burst. ``wait()`` returns the clock's reading after the wait."""
 
-    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None], period: float,
-                 start: float) -> None:
+    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None], period: float, start: float) -> None:
         self.clock, self.sleep, self.period = clock, sleep, period
         self._next = start
 

@@ -26,9 +26,7 @@ TRUNK_COLUMNS = ["trunk_ax", "trunk_ay", "trunk_az", "trunk_gx", "trunk_gy", "tr
 
 def _format_rows(block: Block) -> list[str]:
     base = np.column_stack([block.t, block.acc, block.gyr])
-    rows = [
-        f"{r[0]:.6f},{r[1]:.5f},{r[2]:.5f},{r[3]:.5f},{r[4]:.6f},{r[5]:.6f},{r[6]:.6f}" for r in base
-    ]
+    rows = [f"{r[0]:.6f},{r[1]:.5f},{r[2]:.5f},{r[3]:.5f},{r[4]:.6f},{r[5]:.6f},{r[6]:.6f}" for r in base]
     if not block.has_trunk:
         return rows
     trunk = np.column_stack([block.trunk_acc, block.trunk_gyr])
@@ -263,8 +261,7 @@ class RecordingReader:
             if self.problems:
                 first = self.problems[0]
                 reason = (
-                    f"no samples: all {len(self.problems)} data rows are bad"
-                    f" (first, line {first.line}: {first.reason})"
+                    f"no samples: all {len(self.problems)} data rows are bad (first, line {first.line}: {first.reason})"
                 )
             else:
                 reason = "no samples: the file has a header but no data rows"
@@ -423,9 +420,7 @@ def concat_blocks(blocks: list[Block], trunk: bool) -> Block:
     )
 
 
-def read_recording(
-    path: str | Path, *, strict: bool = False
-) -> tuple[Block, dict[str, str], list[RowProblem]]:
+def read_recording(path: str | Path, *, strict: bool = False) -> tuple[Block, dict[str, str], list[RowProblem]]:
     """The whole recording as one Block, with its metadata and the rows that were skipped."""
     with RecordingReader(path, strict=strict) as reader:
         blocks = list(reader)

@@ -84,9 +84,20 @@ class EmulatedFactory(DeviceFactory):
     BLE_ADDRESSES: ClassVar[dict[str, str]] = {"pelvis": "5C:C0:DE:00:00:01", "trunk": "5C:C0:DE:00:00:02"}
     STILL_NOISE = (0.04, 0.002)  # MPU-6050 at rest: about 4 mg and 0.1 °/s rms before its low-pass
 
-    def __init__(self, scene: str = "runner", *, minutes: float = 10.0, trunk: bool = True, seed: int = 0,
-                 speed: float = 1.0, osc_error: float = 0.013, nack_rate: float = 0.0, clock: Any = None,
-                 pelvis_address: int = 0x68, trunk_address: int = 0x69) -> None:
+    def __init__(
+        self,
+        scene: str = "runner",
+        *,
+        minutes: float = 10.0,
+        trunk: bool = True,
+        seed: int = 0,
+        speed: float = 1.0,
+        osc_error: float = 0.013,
+        nack_rate: float = 0.0,
+        clock: Any = None,
+        pelvis_address: int = 0x68,
+        trunk_address: int = 0x69,
+    ) -> None:
         if scene not in SCENES:
             raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
         from .clocks import ScaledClock
@@ -110,8 +121,9 @@ class EmulatedFactory(DeviceFactory):
             from .emulated.motion import MotionTrack
 
             if self.scene == "runner":
-                pelvis, trunk, self.run = MotionTrack.from_simulation(minutes=self.minutes, trunk=self.trunk,
-                                                                      seed=self.seed)
+                pelvis, trunk, self.run = MotionTrack.from_simulation(
+                    minutes=self.minutes, trunk=self.trunk, seed=self.seed
+                )
                 self._tracks = {"pelvis": pelvis} if trunk is None else {"pelvis": pelvis, "trunk": trunk}
             else:
                 self._tracks = {"pelvis": MotionTrack.still(noise=self.STILL_NOISE, seed=1)}
@@ -126,8 +138,10 @@ class EmulatedFactory(DeviceFactory):
         if self.scene == "runner":
             chip_kw = {"pelvis": {"osc_error": self.osc_error}, "trunk": {"osc_error": -self.osc_error / 2}}
         else:  # the chips' own zero-rate offsets, and clocks off as real ones are (+1.3 %, -0.8 %)
-            chip_kw = {"pelvis": {"osc_error": 0.013, "gyro_offset_dps": (2.1, -3.4, 0.8)},
-                       "trunk": {"osc_error": -0.008, "gyro_offset_dps": (-1.2, 0.6, 4.5)}}
+            chip_kw = {
+                "pelvis": {"osc_error": 0.013, "gyro_offset_dps": (2.1, -3.4, 0.8)},
+                "trunk": {"osc_error": -0.008, "gyro_offset_dps": (-1.2, 0.6, 4.5)},
+            }
         tracks = self._load()
         chips = [EmulatedChip(track, address=self.addresses[seg], **chip_kw[seg]) for seg, track in tracks.items()]
         return EmulatedBus(chips, clock=self.clock, nack_rate=self.nack_rate, seed=self.seed, bus=bus)
@@ -142,8 +156,9 @@ class EmulatedFactory(DeviceFactory):
             self._air = Air(speed=self.speed, seed=self.seed, clock=self.clock)
             for seg, track in self._load().items():
                 osc = self.osc_error if seg == "pelvis" else -self.osc_error / 2
-                self._air.add(EmulatedStackcueSensor(self.BLE_ADDRESSES[seg], track, name=f"stackcue-{seg}",
-                                                     osc_error=osc))
+                self._air.add(
+                    EmulatedStackcueSensor(self.BLE_ADDRESSES[seg], track, name=f"stackcue-{seg}", osc_error=osc)
+                )
         return self._air
 
     def bleak(self) -> Any:

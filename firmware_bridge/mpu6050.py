@@ -81,8 +81,9 @@ def check_rate(rate_hz: float) -> int:
         if abs(r - rate_hz) < 1e-6 * r:
             return d
     near = min(valid_rates(), key=lambda r: abs(r - rate_hz))
-    raise SourceError(f"the MPU-6050 cannot sample at {rate_hz:g} Hz (it makes 1000/(1+d) Hz, 50–1000); "
-                      f"nearest: {near:g} Hz")
+    raise SourceError(
+        f"the MPU-6050 cannot sample at {rate_hz:g} Hz (it makes 1000/(1+d) Hz, 50–1000); nearest: {near:g} Hz"
+    )
 
 
 def dlpf_for(rate_hz: float) -> int:
@@ -209,11 +210,15 @@ class MPU6050:
             who = self._read(WHO_AM_I, 1)[0]
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            raise SourceError(f"no MPU-6050 answers on {self.where} ({reason}): check wiring, power and the "
-                              "address (AD0 low = 0x68, high = 0x69)") from None
+            raise SourceError(
+                f"no MPU-6050 answers on {self.where} ({reason}): check wiring, power and the "
+                "address (AD0 low = 0x68, high = 0x69)"
+            ) from None
         if who not in self.accept:
-            raise SourceError(f"{self.where}: WHO_AM_I is 0x{who:02x}, not an MPU-6050 (0x68); if it is a "
-                              f"register-compatible clone, accept it with [mpu6050] accept_who_am_i = [0x{who:02x}]")
+            raise SourceError(
+                f"{self.where}: WHO_AM_I is 0x{who:02x}, not an MPU-6050 (0x68); if it is a "
+                f"register-compatible clone, accept it with [mpu6050] accept_who_am_i = [0x{who:02x}]"
+            )
         self.who_am_i = who
         return who
 
@@ -364,15 +369,18 @@ def open_i2c_bus(bus_number: int = 1):
 
     path = f"/dev/i2c-{bus_number}"
     if not os.path.exists(path):
-        raise SourceError(f"no I2C bus: {path} does not exist. On a Raspberry Pi enable I2C "
-                          "(sudo raspi-config nonint do_i2c 0, then reboot); elsewhere use the emulator "
-                          "(--emulate, or [source] kind = \"emulated\" for stackcue run)")
+        raise SourceError(
+            f"no I2C bus: {path} does not exist. On a Raspberry Pi enable I2C "
+            "(sudo raspi-config nonint do_i2c 0, then reboot); elsewhere use the emulator "
+            '(--emulate, or [source] kind = "emulated" for stackcue run)'
+        )
     try:
         from smbus2 import SMBus
 
         return SMBus(bus_number)
     except PermissionError:
-        raise SourceError(f"{path}: permission denied; add this user to the i2c group "
-                          "(sudo adduser $USER i2c) and log in again") from None
+        raise SourceError(
+            f"{path}: permission denied; add this user to the i2c group (sudo adduser $USER i2c) and log in again"
+        ) from None
     except OSError as exc:
         raise SourceError(f"{path}: cannot open ({exc.strerror or exc})") from None

@@ -58,8 +58,15 @@ class MPU6050Source(Source):
         self.i2c = i2c if i2c is not None else devices.i2c_bus(bus)
         self.clock, self.sleep, self.poll_s = clock, sleep, poll_s
         self.duration_s = duration_s if duration_s is not None else devices.duration_s
-        kw = dict(rate_hz=rate_hz, accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
-                  accept_who_am_i=accept_who_am_i, clock=clock, sleep=sleep, bus_number=bus)
+        kw = dict(
+            rate_hz=rate_hz,
+            accel_range_g=accel_range_g,
+            gyro_range_dps=gyro_range_dps,
+            accept_who_am_i=accept_who_am_i,
+            clock=clock,
+            sleep=sleep,
+            bus_number=bus,
+        )
         self.pelvis = MPU6050(self.i2c, pelvis_address, **kw)
         self.pelvis.start()
         self.trunk: MPU6050 | None = None
@@ -78,8 +85,12 @@ class MPU6050Source(Source):
         self.aligner = TrunkAligner(1.0 / self.pelvis.rate_hz) if self.trunk else None
         self.t0 = clock()
         self._pacer = Pacer(clock, sleep, poll_s, self.t0)
-        self.meta = {"sensor": devices.sensor_label("mpu6050"), "rate": f"{self.pelvis.rate_hz:g}", "bus": str(bus),
-                     "pelvis_address": f"0x{pelvis_address:02x}"}
+        self.meta = {
+            "sensor": devices.sensor_label("mpu6050"),
+            "rate": f"{self.pelvis.rate_hz:g}",
+            "bus": str(bus),
+            "pelvis_address": f"0x{pelvis_address:02x}",
+        }
         if self.trunk:
             self.meta["trunk_address"] = f"0x{trunk_address:02x}"
 
@@ -132,11 +143,29 @@ class EmulatedSource(MPU6050Source):
     than real time. The source ends when the simulated run does; the run, truth included, is ``self.run``.
     """
 
-    def __init__(self, *, minutes: float = 10.0, trunk: str = "on", seed: int = 0, speed: float = 1.0,
-                 osc_error: float = 0.013, nack_rate: float = 0.0, clock=None, **kwargs) -> None:
-        devices = EmulatedFactory("runner", minutes=minutes, trunk=trunk != "off", seed=seed, speed=speed,
-                                  osc_error=osc_error, nack_rate=nack_rate, clock=clock,
-                                  pelvis_address=kwargs.get("pelvis_address", 0x68),
-                                  trunk_address=kwargs.get("trunk_address", 0x69))
+    def __init__(
+        self,
+        *,
+        minutes: float = 10.0,
+        trunk: str = "on",
+        seed: int = 0,
+        speed: float = 1.0,
+        osc_error: float = 0.013,
+        nack_rate: float = 0.0,
+        clock=None,
+        **kwargs,
+    ) -> None:
+        devices = EmulatedFactory(
+            "runner",
+            minutes=minutes,
+            trunk=trunk != "off",
+            seed=seed,
+            speed=speed,
+            osc_error=osc_error,
+            nack_rate=nack_rate,
+            clock=clock,
+            pelvis_address=kwargs.get("pelvis_address", 0x68),
+            trunk_address=kwargs.get("trunk_address", 0x69),
+        )
         self.run = devices.run
         super().__init__(devices=devices, trunk=trunk, **kwargs)

@@ -30,8 +30,14 @@ class SampleClock:
     arrived at once; and an index wrong by one (a loss placed wrongly) must not drag the anchor.
     """
 
-    def __init__(self, nominal_period: float, window_s: float = 60.0, max_slew: float = 0.02,
-                 envelope_fit: bool = False, exact_skips: bool = False) -> None:
+    def __init__(
+        self,
+        nominal_period: float,
+        window_s: float = 60.0,
+        max_slew: float = 0.02,
+        envelope_fit: bool = False,
+        exact_skips: bool = False,
+    ) -> None:
         self.nominal = nominal_period
         self.period = nominal_period
         self.window_s = window_s
@@ -207,8 +213,14 @@ class BurstLossDetector:
     the period); it is kept over restarts.
     """
 
-    def __init__(self, nominal_period: float, delay_s: float = 0.3, envelope_s: float = 3.0,
-                 warmup_s: float = 4.0, max_delay_s: float = 4.0) -> None:
+    def __init__(
+        self,
+        nominal_period: float,
+        delay_s: float = 0.3,
+        envelope_s: float = 3.0,
+        warmup_s: float = 4.0,
+        max_delay_s: float = 4.0,
+    ) -> None:
         self.nominal = nominal_period
         self.period: float | None = None
         self.delay_s, self.envelope_s, self.warmup_s = delay_s, envelope_s, warmup_s
@@ -340,7 +352,8 @@ class BurstLossDetector:
         starts = np.flatnonzero(np.diff(bins, prepend=-1))
         lows = np.array([a + int(np.argmin(r[a:b])) for a, b in zip(starts, [*starts[1:], len(r)], strict=True)])
         kb, tb = k[lows], t[lows]
-        slopes = np.concatenate([(tb[lag:] - tb[:-lag]) / (kb[lag:] - kb[:-lag]) for lag in range(1, 9)
-                                 if len(kb) > lag])
+        slopes = np.concatenate(
+            [(tb[lag:] - tb[:-lag]) / (kb[lag:] - kb[:-lag]) for lag in range(1, 9) if len(kb) > lag]
+        )
         p = float(np.median(slopes)) if len(slopes) >= 3 else self.nominal
         return p if 0.8 * self.nominal < p < 1.2 * self.nominal else self.nominal

@@ -65,8 +65,18 @@ UNLOCK_KEY = 0xB588
 READ_REGISTER = 0x27
 
 #: output rate (Hz) -> code for register 0x03 (RRATE)
-RATE_CODES: dict[float, int] = {0.2: 0x01, 0.5: 0x02, 1.0: 0x03, 2.0: 0x04, 5.0: 0x05, 10.0: 0x06,
-                                20.0: 0x07, 50.0: 0x08, 100.0: 0x09, 200.0: 0x0B}
+RATE_CODES: dict[float, int] = {
+    0.2: 0x01,
+    0.5: 0x02,
+    1.0: 0x03,
+    2.0: 0x04,
+    5.0: 0x05,
+    10.0: 0x06,
+    20.0: 0x07,
+    50.0: 0x08,
+    100.0: 0x09,
+    200.0: 0x0B,
+}
 MAX_RATE_HZ = max(RATE_CODES)
 
 _FRAME = struct.Struct("<BB9h")
@@ -116,8 +126,9 @@ def decode_frame(frame: bytes) -> WitFrame:
     if len(frame) != FRAME_LEN or frame[0] != HEADER or frame[1] != KIND_DATA:
         raise ValueError(f"not a WitMotion data frame (need 20 bytes starting 55 61): {bytes(frame[:4]).hex(' ')}…")
     v = np.array(_FRAME.unpack(bytes(frame))[2:], float)
-    return WitFrame(acc=v[0:3] * (ACC_SCALE_G * G), gyr=np.radians(v[3:6] * GYR_SCALE_DPS),
-                    angle=v[6:9] * ANGLE_SCALE_DEG)
+    return WitFrame(
+        acc=v[0:3] * (ACC_SCALE_G * G), gyr=np.radians(v[3:6] * GYR_SCALE_DPS), angle=v[6:9] * ANGLE_SCALE_DEG
+    )
 
 
 def _q(x: float, scale: float) -> int:

@@ -102,11 +102,24 @@ class AnalysisOutput:
         pass
 
 
-def replay_session(source: Source, config: Config, *, output: AnalysisOutput, sinks: Sequence[Sink] = (),
-                   calibration: Calibration | None = None, **session: Any) -> list[dict]:
+def replay_session(
+    source: Source,
+    config: Config,
+    *,
+    output: AnalysisOutput,
+    sinks: Sequence[Sink] = (),
+    calibration: Calibration | None = None,
+    **session: Any,
+) -> list[dict]:
     """A source replayed through the one session driver at unlimited speed; returns the analysis events."""
-    Session(source, Pipeline(config.pipeline, calibration), [output, *sinks], live=False,
-            runner_id=session.pop("runner_id", config.runner_id), **session).run()
+    Session(
+        source,
+        Pipeline(config.pipeline, calibration),
+        [output, *sinks],
+        live=False,
+        runner_id=session.pop("runner_id", config.runner_id),
+        **session,
+    ).run()
     return output.events
 
 
@@ -122,18 +135,28 @@ def analyze_file(
     progress: bool | None = None,
 ) -> list[dict]:
     """Analyse one recording; prints JSON lines or a summary; returns the events."""
-    events, source = analyze_recording(path, config, jsonl=jsonl, out=out, err=err, strict=strict,
-                                       calibration=calibration, progress=progress)
+    events, source = analyze_recording(
+        path, config, jsonl=jsonl, out=out, err=err, strict=strict, calibration=calibration, progress=progress
+    )
     if not jsonl:
         (out or sys.stdout).write(human_summary(events, Path(path).name, source.meta) + "\n")
     return events
 
 
-def analyze_recording(path: str | Path, config: Config, *, jsonl: bool, out: IO[str] | None = None,
-                      err: IO[str] | None = None, strict: bool = False, calibration: Calibration | None = None,
-                      progress: bool | None = None, sinks: Sequence[Sink] = (), block_sinks: Sequence[Any] = (),
-                      prepare: Callable[[ReplaySource], dict[str, Any]] | None = None,
-                      ) -> tuple[list[dict], ReplaySource]:
+def analyze_recording(
+    path: str | Path,
+    config: Config,
+    *,
+    jsonl: bool,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+    strict: bool = False,
+    calibration: Calibration | None = None,
+    progress: bool | None = None,
+    sinks: Sequence[Sink] = (),
+    block_sinks: Sequence[Any] = (),
+    prepare: Callable[[ReplaySource], dict[str, Any]] | None = None,
+) -> tuple[list[dict], ReplaySource]:
     """A recording through the session driver, with a progress bar and its rejected rows reported.
 
     ``prepare`` sees the opened recording (its metadata) before anything is analysed and returns the
@@ -157,20 +180,36 @@ def analyze_recording(path: str | Path, config: Config, *, jsonl: bool, out: IO[
         summary["rows_rejected"] = len(reader.problems)
 
     try:
-        events = replay_session(source, config, output=AnalysisOutput(out, jsonl), sinks=sinks,
-                                block_sinks=block_sinks, calibration=calibration, on_summary=rows_rejected,
-                                on_block=lambda _b: bar.update(reader.bytes_done), **facts)
+        events = replay_session(
+            source,
+            config,
+            output=AnalysisOutput(out, jsonl),
+            sinks=sinks,
+            block_sinks=block_sinks,
+            calibration=calibration,
+            on_summary=rows_rejected,
+            on_block=lambda _b: bar.update(reader.bytes_done),
+            **facts,
+        )
     finally:
         bar.done()
         _report_problems(reader, err)
     return events, source
 
 
-def run_pipeline(blocks: Iterable[Block], config: Config, *, jsonl: bool, out: IO[str] | None = None,
-                 calibration: Calibration | None = None, sinks: Sequence[Sink] = ()) -> list[dict]:
+def run_pipeline(
+    blocks: Iterable[Block],
+    config: Config,
+    *,
+    jsonl: bool,
+    out: IO[str] | None = None,
+    calibration: Calibration | None = None,
+    sinks: Sequence[Sink] = (),
+) -> list[dict]:
     """Blocks from anywhere (a logbook session, arrays) through the session driver; JSON lines when ``jsonl``."""
-    return replay_session(BlocksSource(blocks), config, output=AnalysisOutput(out, jsonl), sinks=sinks,
-                          calibration=calibration)
+    return replay_session(
+        BlocksSource(blocks), config, output=AnalysisOutput(out, jsonl), sinks=sinks, calibration=calibration
+    )
 
 
 def _report_problems(reader: RecordingReader, err: IO[str]) -> None:
@@ -178,8 +217,10 @@ def _report_problems(reader: RecordingReader, err: IO[str]) -> None:
     for p in probs[:MAX_PROBLEMS_SHOWN]:
         err.write(f"warning: {reader.path}:{p.line}: {p.reason} (row skipped)\n")
     if len(probs) > MAX_PROBLEMS_SHOWN:
-        err.write(f"warning: {len(probs) - MAX_PROBLEMS_SHOWN} more bad rows skipped "
-                  f"({len(probs)} in all; --strict refuses the file instead)\n")
+        err.write(
+            f"warning: {len(probs) - MAX_PROBLEMS_SHOWN} more bad rows skipped "
+            f"({len(probs)} in all; --strict refuses the file instead)\n"
+        )
 
 
 def write_calibration(events: list[dict], path: str | Path) -> None:

@@ -20,26 +20,34 @@ from .argtypes import logbook_options, positive_float
 EXIT_USAGE = 2
 
 
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stackcue", description="Posture biofeedback for runners.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     a = sub.add_parser("analyze", help="analyse a recording (exchange CSV) with the live pipeline")
     a.add_argument("file", nargs="?", help="recording in the exchange CSV format")
-    a.add_argument("--session", metavar="ID",
-                   help="analyse a session's raw samples from the logbook instead of a file (id, prefix or latest)")
+    a.add_argument(
+        "--session",
+        metavar="ID",
+        help="analyse a session's raw samples from the logbook instead of a file (id, prefix or latest)",
+    )
     a.add_argument("--save", action="store_true", help="store the analysed recording in the logbook as a session")
     a.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
     a.add_argument("--jsonl", action="store_true", help="print one JSON event a line instead of a summary")
     a.add_argument("--config", metavar="FILE", help="configuration file overriding config/default.toml")
-    a.add_argument("--calibration", metavar="FILE",
-                   help="use a saved calibration (a calibration event as JSON) instead of the routine")
+    a.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="use a saved calibration (a calibration event as JSON) instead of the routine",
+    )
     a.add_argument("--save-calibration", metavar="FILE", help="write the accepted calibration to FILE")
     a.add_argument("--strict", action="store_true", help="refuse the file at its first bad row")
-    a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: on a terminal, for big files)")
+    a.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: on a terminal, for big files)",
+    )
 
     s = sub.add_parser("simulate", help="write a synthetic run (exchange CSV) and its truth files")
     s.add_argument("-o", "--output", required=True, metavar="FILE", help="CSV to write")
@@ -62,12 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seconds", type=positive_float, help="stop after this much data (default: until Ctrl-C)")
     r.add_argument("--bus", type=int, help="I2C bus number (default from the configuration: 1)")
     r.add_argument("--config", metavar="FILE", help="configuration file")
-    r.add_argument("--emulate", action="store_true",
-                   help="record the synthetic runner on emulated MPU-6050s on an emulated bus")
-    r.add_argument("--speed", type=positive_float, default=1.0,
-                   help="with --emulate: run the emulated time this many times faster (default 1)")
-    r.add_argument("--minutes", type=positive_float, default=10.0,
-                   help="with --emulate: length of the simulated run (default 10)")
+    r.add_argument(
+        "--emulate", action="store_true", help="record the synthetic runner on emulated MPU-6050s on an emulated bus"
+    )
+    r.add_argument(
+        "--speed",
+        type=positive_float,
+        default=1.0,
+        help="with --emulate: run the emulated time this many times faster (default 1)",
+    )
+    r.add_argument(
+        "--minutes", type=positive_float, default=10.0, help="with --emulate: length of the simulated run (default 10)"
+    )
     r.add_argument("--seed", type=int, default=0, help="with --emulate: random seed")
     rn = sub.add_parser("run", help="the live service: sensors → posture → alerts over MQTT")
     rn.add_argument("--config", metavar="FILE", help="configuration file")
@@ -107,10 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     cu = sub.add_parser("cue", help="speak or buzz the session's alerts and system events (MQTT subscriber)")
     cu.add_argument("--config", metavar="FILE", help="configuration file")
-    cu.add_argument("--device", default="pi",
-                    help="this device's name; it cues only when it equals [cue] owner (default pi)")
-    cu.add_argument("--print", dest="print_only", action="store_true",
-                    help="print the cues instead of speaking or buzzing them (try-out, demo)")
+    cu.add_argument(
+        "--device", default="pi", help="this device's name; it cues only when it equals [cue] owner (default pi)"
+    )
+    cu.add_argument(
+        "--print",
+        dest="print_only",
+        action="store_true",
+        help="print the cues instead of speaking or buzzing them (try-out, demo)",
+    )
     return p
 
 
@@ -120,7 +139,7 @@ def open_live_source(cfg, kind: str, path: str, speed: float):
 
     if kind == "replay":
         if not path:
-            raise ConfigError("[source] kind = \"replay\" needs [source] path (or --path)")
+            raise ConfigError('[source] kind = "replay" needs [source] path (or --path)')
         return open_source("replay", path=path, speed=speed)
     if kind == "emulated":
         opts = cfg.mpu6050_options()
@@ -166,8 +185,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             if n:
                 logging.warning("logbook: %d earlier session(s) ended uncleanly; kept what they had", n)
         except Exception as exc:  # a bad logbook must not stop the cues (LogbookError, sqlite3, OSError)
-            logging.error("logbook %s unusable: %s; running without it", cfg.logbook_path,
-                          explain(cfg.logbook_path, exc))
+            logging.error(
+                "logbook %s unusable: %s; running without it", cfg.logbook_path, explain(cfg.logbook_path, exc)
+            )
             book = None
         if book is not None:
             book_sink = LogbookSink(cfg.logbook_path, config=cfg.data, flush_s=lb["flush_s"], max_bytes=max_bytes)
@@ -177,10 +197,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     publisher = MqttPublisher(cfg.mqtt_settings(), sid, outbox=outbox)
     publisher.start()
     sinks.append(MqttSink(publisher))
-    session = Session(source, Pipeline(cfg.pipeline, strict_calibration=False), sinks, runner_id=cfg.runner_id,
-                      session_id=sid, started_epoch=started, cue_owner=cfg["cue"]["owner"],
-                      sensor_lost_s=src_cfg["sensor_lost_s"], clock_synchronised=clock_synchronised(),
-                      block_sinks=(book_sink,) if (book_sink is not None and cfg["logbook"]["raw"]) else ())
+    session = Session(
+        source,
+        Pipeline(cfg.pipeline, strict_calibration=False),
+        sinks,
+        runner_id=cfg.runner_id,
+        session_id=sid,
+        started_epoch=started,
+        cue_owner=cfg["cue"]["owner"],
+        sensor_lost_s=src_cfg["sensor_lost_s"],
+        clock_synchronised=clock_synchronised(),
+        block_sinks=(book_sink,) if (book_sink is not None and cfg["logbook"]["raw"]) else (),
+    )
     session.install_signals()
     code = session.run()
     print(f"stackcue run: session {sid} ended; MQTT {publisher.status}", file=sys.stderr)
@@ -197,8 +225,11 @@ def cmd_cue(args: argparse.Namespace) -> int:
     client = from_config(load_config(args.config), args.device, print_only=args.print_only)
     print(f"stackcue cue: {client.describe()}", file=sys.stderr)
     code = serve(client)
-    print(f"stackcue cue: stopped; {client.counts['queued']} cues, {client.counts['duplicate']} duplicates, "
-          f"{client.counts['stale']} stale; MQTT {client.status}", file=sys.stderr)
+    print(
+        f"stackcue cue: stopped; {client.counts['queued']} cues, {client.counts['duplicate']} duplicates, "
+        f"{client.counts['stale']} stale; MQTT {client.status}",
+        file=sys.stderr,
+    )
     return code
 
 
@@ -211,16 +242,18 @@ def cmd_probe(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     opts = cfg.mpu6050_options()
     bus_number = args.bus if args.bus is not None else opts["bus"]
-    devices = device_factory(args.emulate, scene="still", pelvis_address=opts["pelvis_address"],
-                             trunk_address=opts["trunk_address"])
+    devices = device_factory(
+        args.emulate, scene="still", pelvis_address=opts["pelvis_address"], trunk_address=opts["trunk_address"]
+    )
     bus = devices.i2c_bus(bus_number)
     clock, sleep = devices.clock, devices.sleep
     print(f"probing {devices.describe(f'I2C bus {bus_number}')} (keep the sensors still)")
     found = 0
     healthy = 0
     for role, addr in (("pelvis", opts["pelvis_address"]), ("trunk", opts["trunk_address"])):
-        res = probe_address(bus, addr, rate_hz=opts["rate_hz"], seconds=args.seconds, clock=clock, sleep=sleep,
-                            bus_number=bus_number)
+        res = probe_address(
+            bus, addr, rate_hz=opts["rate_hz"], seconds=args.seconds, clock=clock, sleep=sleep, bus_number=bus_number
+        )
         if not res.found:
             print(f"0x{addr:02x} ({role}): nothing answers")
             continue
@@ -234,8 +267,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if not found:
         from stackcue.errors import SourceError
 
-        raise SourceError(f"no MPU-6050 found on I2C bus {bus_number} (0x{opts['pelvis_address']:02x}, "
-                          f"0x{opts['trunk_address']:02x}): check wiring, power and the AD0 pin")
+        raise SourceError(
+            f"no MPU-6050 found on I2C bus {bus_number} (0x{opts['pelvis_address']:02x}, "
+            f"0x{opts['trunk_address']:02x}): check wiring, power and the AD0 pin"
+        )
     return 0 if healthy == found else 1
 
 
@@ -253,17 +288,27 @@ def cmd_record(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if not out.parent.exists():
         raise InputError(f"{out}: the folder {out.parent} does not exist")
-    devices = device_factory(args.emulate, minutes=args.minutes, trunk=opts["trunk"] != "off", seed=args.seed,
-                             speed=args.speed, pelvis_address=opts["pelvis_address"],
-                             trunk_address=opts["trunk_address"])
+    devices = device_factory(
+        args.emulate,
+        minutes=args.minutes,
+        trunk=opts["trunk"] != "off",
+        seed=args.seed,
+        speed=args.speed,
+        pelvis_address=opts["pelvis_address"],
+        trunk_address=opts["trunk_address"],
+    )
     source = MPU6050Source(devices=devices, **opts)
     segs = "pelvis + trunk" if source.has_trunk else "pelvis"
-    print(f"recording {segs} at {source.meta['rate']} Hz to {out}" + (" (Ctrl-C to stop)" if not args.seconds else ""),
-          file=sys.stderr)
+    print(
+        f"recording {segs} at {source.meta['rate']} Hz to {out}" + (" (Ctrl-C to stop)" if not args.seconds else ""),
+        file=sys.stderr,
+    )
     stats = record(source, out, seconds=args.seconds, runner=cfg.runner_id)
     t = stats["t_last"] or 0.0
-    print(f"wrote {out}: {stats['samples']} samples, {t:.1f} s, {stats['samples'] / t if t else 0:.1f} Hz, "
-          f"{stats['gaps']} gaps ({stats['gap_s']:.2f} s); {stats['reason']}")
+    print(
+        f"wrote {out}: {stats['samples']} samples, {t:.1f} s, {stats['samples'] / t if t else 0:.1f} Hz, "
+        f"{stats['gaps']} gaps ({stats['gap_s']:.2f} s); {stats['reason']}"
+    )
     return 0
 
 
@@ -282,12 +327,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         with open_logbook(cfg, args.logbook) as book:
             events = analyze_session(book, args.session, cfg, jsonl=args.jsonl, calibration=cal)
     elif args.save:
-        sid, events = store_recording(args.file, cfg, jsonl=args.jsonl, strict=args.strict, calibration=cal,
-                                      progress=args.progress, logbook=args.logbook)
+        sid, events = store_recording(
+            args.file,
+            cfg,
+            jsonl=args.jsonl,
+            strict=args.strict,
+            calibration=cal,
+            progress=args.progress,
+            logbook=args.logbook,
+        )
         print(f"stored as session {sid} in {args.logbook or cfg.logbook_path}", file=sys.stderr)
     else:
-        events = analyze_file(args.file, cfg, jsonl=args.jsonl, strict=args.strict, calibration=cal,
-                              progress=args.progress)
+        events = analyze_file(
+            args.file, cfg, jsonl=args.jsonl, strict=args.strict, calibration=cal, progress=args.progress
+        )
     if args.save_calibration:
         write_calibration(events, args.save_calibration)
     return 0
@@ -303,8 +356,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     sid, events = store_recording(args.file, cfg, origin="import", out=io.StringIO(), logbook=args.logbook)
     summ = next(e for e in events if e["type"] == "summary")
-    print(f"imported {args.file} as session {sid} in {args.logbook or cfg.logbook_path}: "
-          f"{clock(summ['duration_s'])}, {summ['strides']} strides, {summ['alerts']} alerts")
+    print(
+        f"imported {args.file} as session {sid} in {args.logbook or cfg.logbook_path}: "
+        f"{clock(summ['duration_s'])}, {summ['strides']} strides, {summ['alerts']} alerts"
+    )
     return 0
 
 
@@ -380,26 +435,48 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not out.parent.exists():
         raise InputError(f"{out}: the folder {out.parent} does not exist")
     t0 = time.monotonic()
-    run = simulate(SimParams(minutes=args.minutes, rate_hz=args.rate, trunk=args.trunk, seed=args.seed,
-                             cadence_spm=args.cadence, speed_m_s=args.speed, episodes=not args.no_episodes,
-                             sensor_errors=not args.ideal, gaps=not args.ideal))
+    run = simulate(
+        SimParams(
+            minutes=args.minutes,
+            rate_hz=args.rate,
+            trunk=args.trunk,
+            seed=args.seed,
+            cadence_spm=args.cadence,
+            speed_m_s=args.speed,
+            episodes=not args.no_episodes,
+            sensor_errors=not args.ideal,
+            gaps=not args.ideal,
+        )
+    )
     try:
         truth_csv, truth_json = write_simulation(run, out)
     except OSError as exc:
         raise StorageError(f"{out}: cannot write ({exc.strerror})") from None
     n = len(run.block)
-    print(f"wrote {out} ({n} samples, {run.block.t[-1] - run.block.t[0]:.0f} s"
-          f"{', pelvis + trunk' if args.trunk else ''}) and {truth_csv.name}, {truth_json.name} "
-          f"in {time.monotonic() - t0:.1f} s; episodes: "
-          + (", ".join(e["kind"] for e in run.info.get("episodes", [])) or "none"))
+    print(
+        f"wrote {out} ({n} samples, {run.block.t[-1] - run.block.t[0]:.0f} s"
+        f"{', pelvis + trunk' if args.trunk else ''}) and {truth_csv.name}, {truth_json.name} "
+        f"in {time.monotonic() - t0:.1f} s; episodes: "
+        + (", ".join(e["kind"] for e in run.info.get("episodes", [])) or "none")
+    )
     return 0
 
 
-COMMANDS = {"analyze": cmd_analyze, "simulate": cmd_simulate, "probe": cmd_probe, "record": cmd_record,
-            "run": cmd_run, "cue": cmd_cue, "import": cmd_import, "sessions": cmd_sessions,
-            "note": cmd_note, "runner": cmd_runner,
-            "export": export.cmd_export, "report": report_html.cmd_report, "scan": scan.cmd_scan}
-
+COMMANDS = {
+    "analyze": cmd_analyze,
+    "simulate": cmd_simulate,
+    "probe": cmd_probe,
+    "record": cmd_record,
+    "run": cmd_run,
+    "cue": cmd_cue,
+    "import": cmd_import,
+    "sessions": cmd_sessions,
+    "note": cmd_note,
+    "runner": cmd_runner,
+    "export": export.cmd_export,
+    "report": report_html.cmd_report,
+    "scan": scan.cmd_scan,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

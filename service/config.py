@@ -82,10 +82,12 @@ def _check_value(path: Path, key: str, value: Any, default: Any) -> Any:
         for kind in value:
             if kind not in ALERT_KINDS:
                 raise ConfigError(f"{path}: {key} has unknown alert kind {kind!r} (known: {', '.join(ALERT_KINDS)})")
-    if key == "mqtt.prefix" and (any(c in value for c in "+#\0") or value.replace("{runner_id}", "").count("{")
-                                 or not value.strip("/")):
-        raise ConfigError(f"{path}: {key} = {value!r} must be a topic without wildcards (+, #); "
-                          "{runner_id} is the only placeholder")
+    if key == "mqtt.prefix" and (
+        any(c in value for c in "+#\0") or value.replace("{runner_id}", "").count("{") or not value.strip("/")
+    ):
+        raise ConfigError(
+            f"{path}: {key} = {value!r} must be a topic without wildcards (+, #); {{runner_id}} is the only placeholder"
+        )
     if key == "runner.id" and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
         raise ConfigError(f"{path}: {key} = {value!r} must be 1-64 letters, digits, '-' or '_'")
     return value
@@ -119,19 +121,36 @@ class Config:
     def mpu6050_options(self) -> dict[str, Any]:
         """Keyword options of :class:`firmware_bridge.mpu6050_source.MPU6050Source`."""
         m = self.data["mpu6050"]
-        return {"bus": self.data["source"]["bus"], "rate_hz": float(m["rate_hz"]),
-                "accel_range_g": m["accel_range_g"], "gyro_range_dps": m["gyro_range_dps"],
-                "pelvis_address": m["pelvis_address"], "trunk_address": m["trunk_address"], "trunk": m["trunk"],
-                "accept_who_am_i": tuple(m["accept_who_am_i"]), "poll_s": m["poll_s"]}
+        return {
+            "bus": self.data["source"]["bus"],
+            "rate_hz": float(m["rate_hz"]),
+            "accel_range_g": m["accel_range_g"],
+            "gyro_range_dps": m["gyro_range_dps"],
+            "pelvis_address": m["pelvis_address"],
+            "trunk_address": m["trunk_address"],
+            "trunk": m["trunk"],
+            "accept_who_am_i": tuple(m["accept_who_am_i"]),
+            "poll_s": m["poll_s"],
+        }
 
     def mqtt_settings(self):
         from .mqtt_connection import MqttSettings
 
         m = self.data["mqtt"]
-        return MqttSettings(host=m["host"], port=m["port"], prefix=m["prefix"], runner_id=self.runner_id,
-                            username=m["username"], password_file=m["password_file"], tls_ca=m["tls_ca"],
-                            tls_cert=m["tls_cert"], tls_key=m["tls_key"], keepalive_s=m["keepalive_s"],
-                            stride_queue_max=m["stride_queue_max"], homeassistant=m["homeassistant"])
+        return MqttSettings(
+            host=m["host"],
+            port=m["port"],
+            prefix=m["prefix"],
+            runner_id=self.runner_id,
+            username=m["username"],
+            password_file=m["password_file"],
+            tls_ca=m["tls_ca"],
+            tls_cert=m["tls_cert"],
+            tls_key=m["tls_key"],
+            keepalive_s=m["keepalive_s"],
+            stride_queue_max=m["stride_queue_max"],
+            homeassistant=m["homeassistant"],
+        )
 
     @property
     def logbook_path(self) -> Path | None:

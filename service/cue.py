@@ -38,8 +38,15 @@ CUE_GAP_S = 0.35  # pause after a haptic cue so that two patterns never run toge
 class CueClient:
     """Subscribes to the session's alerts and system events and cues the runner (see the module docstring)."""
 
-    def __init__(self, settings: MqttSettings, cue: dict, device: str, speaker: Voice | None,
-                 haptic: Buzzer | None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        cue: dict,
+        device: str,
+        speaker: Voice | None,
+        haptic: Buzzer | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.cue_cfg = cue
         self.device = device
@@ -47,8 +54,15 @@ class CueClient:
         self.haptic = haptic
         self.subscriptions = [(settings.topic(t.name), t.qos) for t in subscribed_by("cue")]
         self.topics = {t.name: settings.topic(t.name) for t in subscribed_by("cue")}
-        self.rules = CueRules(str(cue.get("owner", "pi")), device, float(cue.get("max_age_s", 10.0)), self.topics,
-                              can_say=speaker is not None, can_buzz=haptic is not None, clock=clock)
+        self.rules = CueRules(
+            str(cue.get("owner", "pi")),
+            device,
+            float(cue.get("max_age_s", 10.0)),
+            self.topics,
+            can_say=speaker is not None,
+            can_buzz=haptic is not None,
+            clock=clock,
+        )
         self.client_id = f"stackcue-cue-{settings.runner_id}-{device}"
         self.link = LinkStatus(settings, log)
         self.played: list[Cue] = []  # cues played, in order
@@ -222,8 +236,10 @@ class CueClient:
         else:
             outs = [o.describe() for o in (self.speaker, self.haptic) if o is not None]
             outputs = "cueing by " + (" and ".join(outs) if outs else "nothing (audio off, gpio_pin 0)")
-        return (f"listening to {self.topics['alert']} and {self.topics['event']} on {s.host}:{s.port} "
-                f"as {self.client_id}; {outputs}")
+        return (
+            f"listening to {self.topics['alert']} and {self.topics['event']} on {s.host}:{s.port} "
+            f"as {self.client_id}; {outputs}"
+        )
 
 
 def from_config(cfg, device: str, print_only: bool = False) -> CueClient:
@@ -237,8 +253,10 @@ def from_config(cfg, device: str, print_only: bool = False) -> CueClient:
         if c["audio"]:
             speaker = Speaker(c["voice"], c["speed_wpm"])
             if shutil.which(speaker.command) is None:
-                log.error("cue: audio: %s is not installed (sudo apt-get install espeak-ng); cues are not spoken",
-                          speaker.command)
+                log.error(
+                    "cue: audio: %s is not installed (sudo apt-get install espeak-ng); cues are not spoken",
+                    speaker.command,
+                )
         if c["gpio_pin"]:
             try:
                 haptic = Haptic(c["gpio_pin"])

@@ -63,8 +63,7 @@ class Speaker:
         """Write the spoken text to a WAV file (espeak-ng -w). Raises CueError on failure."""
         if shutil.which(self.command) is None:
             raise CueError(f"{self.command} is not installed (sudo apt-get install espeak-ng)")
-        r = subprocess.run(self._argv(text, "-w", str(wav_path)), capture_output=True, text=True,
-                           timeout=SAY_TIMEOUT_S)
+        r = subprocess.run(self._argv(text, "-w", str(wav_path)), capture_output=True, text=True, timeout=SAY_TIMEOUT_S)
         if r.returncode != 0:
             raise CueError(f"{self.command} failed (exit {r.returncode}): {_last_line(r.stderr)}")
 
@@ -74,8 +73,13 @@ class Speaker:
             return self._fail(f"{self.command} is not installed (sudo apt-get install espeak-ng)")
         try:
             with self._lock:
-                self._proc = subprocess.Popen(self._argv(text), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                              stdin=subprocess.DEVNULL, text=True)
+                self._proc = subprocess.Popen(
+                    self._argv(text),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                )
             proc = self._proc
             try:
                 _, err = proc.communicate(timeout=SAY_TIMEOUT_S)
@@ -126,16 +130,18 @@ class Haptic:
             from gpiozero import OutputDevice
             from gpiozero.exc import BadPinFactory
         except ImportError as exc:
-            raise CueError(f"GPIO {pin}: gpiozero is not installed ({exc}); "
-                           "set [cue] gpio_pin = 0 to disable") from None
+            raise CueError(
+                f"GPIO {pin}: gpiozero is not installed ({exc}); set [cue] gpio_pin = 0 to disable"
+            ) from None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # gpiozero warns about every pin library it falls back from
-                self.device = OutputDevice(pin, active_high=active_high, initial_value=False,
-                                           pin_factory=pin_factory)
+                self.device = OutputDevice(pin, active_high=active_high, initial_value=False, pin_factory=pin_factory)
         except BadPinFactory:
-            raise CueError(f"GPIO {pin}: no GPIO pin library works here (not a Raspberry Pi, or lgpio is not "
-                           "installed); set [cue] gpio_pin = 0 to disable") from None
+            raise CueError(
+                f"GPIO {pin}: no GPIO pin library works here (not a Raspberry Pi, or lgpio is not "
+                "installed); set [cue] gpio_pin = 0 to disable"
+            ) from None
         except Exception as exc:  # pin in use, no permission, not a GPIO ...
             reason = str(exc) or type(exc).__name__
             raise CueError(f"GPIO {pin}: {reason}; set [cue] gpio_pin = 0 to disable") from None
@@ -190,7 +196,7 @@ class PrintSpeaker:
         self.stream = stream or sys.stdout
 
     def speak(self, text: str) -> bool:
-        self.stream.write(f"{time.strftime('%H:%M:%S')} cue: \"{text}\"\n")
+        self.stream.write(f'{time.strftime("%H:%M:%S")} cue: "{text}"\n')
         self.stream.flush()
         return True
 

@@ -117,9 +117,18 @@ class CueRules:
     clock (compared with the sender's ``sent_at``), ``monotonic`` gives the cue's deadline.
     """
 
-    def __init__(self, owner: str, device: str, max_age_s: float, topics: dict[str, str], *, can_say: bool,
-                 can_buzz: bool, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        owner: str,
+        device: str,
+        max_age_s: float,
+        topics: dict[str, str],
+        *,
+        can_say: bool,
+        can_buzz: bool,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.owner = owner
         self.device = device
         self.is_owner = owner == device
@@ -179,8 +188,9 @@ class CueRules:
         if not isinstance(kind, str):
             return self._ignore("alert without a kind", logging.WARNING)
         aid = msg.get("alert_id", msg.get("id"))
-        key = ("alert", msg.get("session"), aid) if aid is not None else ("alert", msg.get("session"), kind,
-                                                                         msg.get("t"))
+        key = (
+            ("alert", msg.get("session"), aid) if aid is not None else ("alert", msg.get("session"), kind, msg.get("t"))
+        )
         if self.seen.seen(key):
             self.counts["duplicate"] += 1
             return Decision(None, "duplicate")
@@ -191,13 +201,21 @@ class CueRules:
         label = f"{what} #{aid}"
         if age > self.max_age_s:
             self.counts["stale"] += 1
-            how = (f"age_s {age_s if age_s is not None else '?'} + {transit:.1f} s in transit" if transit is not None
-                   else f"age_s {age_s if age_s is not None else '?'}, sent_at not comparable")
+            how = (
+                f"age_s {age_s if age_s is not None else '?'} + {transit:.1f} s in transit"
+                if transit is not None
+                else f"age_s {age_s if age_s is not None else '?'}, sent_at not comparable"
+            )
             reason = f"stale: {age:.1f} s old ({how}), over [cue] max_age_s = {self.max_age_s:g}"
             log.warning("cue: %s not cued: %s; a cue that late helps nobody", label, reason)
             return Decision(None, reason)
-        cue = Cue(what, PHRASES.get(kind, GENERIC_PHRASE), ALERT_PATTERNS.get(kind, GENERIC_PATTERN), key,
-                  deadline=self.monotonic() + (self.max_age_s - age))
+        cue = Cue(
+            what,
+            PHRASES.get(kind, GENERIC_PHRASE),
+            ALERT_PATTERNS.get(kind, GENERIC_PATTERN),
+            key,
+            deadline=self.monotonic() + (self.max_age_s - age),
+        )
         return self._to_play(cue, label)
 
     def _event(self, msg: dict) -> Decision:
@@ -205,13 +223,18 @@ class CueRules:
         session = msg.get("session")
         if etype == "session":
             owner = msg.get("cue_owner")
-            log.info("cue: session %s %s (runner %s, cue owner %s)", session, msg.get("state"), msg.get("runner"),
-                     owner)
+            log.info(
+                "cue: session %s %s (runner %s, cue owner %s)", session, msg.get("state"), msg.get("runner"), owner
+            )
             if isinstance(owner, str) and owner != self.owner and session not in self._owner_warned:
                 self._owner_warned.add(session)
-                log.warning("cue: the daemon says cue owner %r for session %s but this client's [cue] owner is %r: "
-                            "give both the same configuration, or the runner may hear alerts twice or not at all",
-                            owner, session, self.owner)
+                log.warning(
+                    "cue: the daemon says cue owner %r for session %s but this client's [cue] owner is %r: "
+                    "give both the same configuration, or the runner may hear alerts twice or not at all",
+                    owner,
+                    session,
+                    self.owner,
+                )
             return Decision(None, "session event: logged")
         if etype == "guide":
             say = msg.get("say")
@@ -250,8 +273,14 @@ class CueRules:
         if not self.is_owner:
             self.counts["silent"] += 1
             self.tell_silence()
-            desc = " + ".join(x for x in (f"say {cue.text!r}" if cue.text else "",
-                                          f"buzz {pattern_text(cue.pattern)}" if cue.pattern else "") if x)
+            desc = " + ".join(
+                x
+                for x in (
+                    f"say {cue.text!r}" if cue.text else "",
+                    f"buzz {pattern_text(cue.pattern)}" if cue.pattern else "",
+                )
+                if x
+            )
             log.info("cue: would cue %s: %s", label, desc)
             return Decision(None, f"silent: {self.silent_reason()}")
         say = bool(cue.text and self.can_say)
@@ -259,7 +288,13 @@ class CueRules:
         if not (say or buzz):
             return self._ignore(f"{label}: no output for it (audio off or no haptic)", logging.INFO)
         self.counts["queued"] += 1
-        log.info("cue: %s: %s", label, " + ".join(x for x in (f"say {cue.text!r}" if say else "",
-                                                              f"buzz {pattern_text(cue.pattern)}" if buzz else "")
-                                                  if x))
+        log.info(
+            "cue: %s: %s",
+            label,
+            " + ".join(
+                x
+                for x in (f"say {cue.text!r}" if say else "", f"buzz {pattern_text(cue.pattern)}" if buzz else "")
+                if x
+            ),
+        )
         return Decision(cue, "queued")

@@ -45,11 +45,35 @@ FORMATS = ("csv", "jsonl", "fit")
 TABLES = ("strides", "alerts", "samples")
 
 #: stride fields in the order of docs/formats.md; fields a newer pipeline adds follow, sorted
-STRIDE_FIELDS = ["t_start", "t_end", "cadence_spm", "steady", "pelvic_tilt_deg", "pelvic_obliquity_range_deg",
-                 "pelvic_rotation_range_deg", "trunk_lean_deg", "stack_deg", "pelvic_drop_left_deg",
-                 "pelvic_drop_right_deg", "contact_time_left_s", "contact_time_right_s", "forward_axis_error_deg"]
-ALERT_COLUMNS = ["alert_id", "kind", "t", "time_utc", "value_deg", "threshold_deg", "reminder", "decided_t",
-                 "cleared_t", "delivered", "delivered_at_utc"]
+STRIDE_FIELDS = [
+    "t_start",
+    "t_end",
+    "cadence_spm",
+    "steady",
+    "pelvic_tilt_deg",
+    "pelvic_obliquity_range_deg",
+    "pelvic_rotation_range_deg",
+    "trunk_lean_deg",
+    "stack_deg",
+    "pelvic_drop_left_deg",
+    "pelvic_drop_right_deg",
+    "contact_time_left_s",
+    "contact_time_right_s",
+    "forward_axis_error_deg",
+]
+ALERT_COLUMNS = [
+    "alert_id",
+    "kind",
+    "t",
+    "time_utc",
+    "value_deg",
+    "threshold_deg",
+    "reminder",
+    "decided_t",
+    "cleared_t",
+    "delivered",
+    "delivered_at_utc",
+]
 #: keys the MQTT publisher adds to a stored alert payload (the outbox may have written the row): not analyze's
 PUBLISHER_KEYS = {"session", "alert_id", "raised_at", "sent_at", "age_s", "replayed"}
 
@@ -60,8 +84,12 @@ FIT_PRODUCT = 1  # our product number under manufacturer "development" (255)
 FIT_APPLICATION_ID = uuid.uuid5(uuid.NAMESPACE_URL, "https://stackcue.invalid/fit-developer-fields").bytes
 FIT_APPLICATION_VERSION = 1  # layout of the developer fields below; bump when they change
 #: developer field number -> (name, stride key): float32, degrees, on ``record`` messages
-FIT_DEV_FIELDS = {0: ("pelvic_tilt", "pelvic_tilt_deg"), 1: ("stack_angle", "stack_deg"),
-                  2: ("trunk_lean", "trunk_lean_deg"), 3: ("pelvic_obliquity_range", "pelvic_obliquity_range_deg")}
+FIT_DEV_FIELDS = {
+    0: ("pelvic_tilt", "pelvic_tilt_deg"),
+    1: ("stack_angle", "stack_deg"),
+    2: ("trunk_lean", "trunk_lean_deg"),
+    3: ("pelvic_obliquity_range", "pelvic_obliquity_range_deg"),
+}
 FIT_CADENCE_SCALE = 128  # fractional_cadence is 1/128 rpm
 
 
@@ -109,6 +137,7 @@ def stride_columns(strides: list[dict]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- CSV tables
 
+
 def write_strides_csv(book: Logbook, session_id: str, fileobj: IO[str]) -> int:
     """One row a stride; returns the number of rows. ``time_utc`` is the wall-clock time of ``t_start``."""
     session = _session(book, session_id)
@@ -137,9 +166,21 @@ def write_alerts_csv(book: Logbook, session_id: str, fileobj: IO[str]) -> int:
         p = a["payload"]
         t = a["t"] if a["t"] is not None else p.get("t")
         cleared = next((ct for kind, ct in clears if kind == a["kind"] and t is not None and ct > t), None)
-        w.writerow([_cell(a["alert_id"]), _cell(a["kind"]), _cell(t), _iso(_wall(session, t)),
-                    _cell(p.get("value_deg")), _cell(p.get("threshold_deg")), _cell(p.get("reminder")),
-                    _cell(p.get("decided_t")), _cell(cleared), _cell(a["delivered"]), _iso(a["delivered_at"])])
+        w.writerow(
+            [
+                _cell(a["alert_id"]),
+                _cell(a["kind"]),
+                _cell(t),
+                _iso(_wall(session, t)),
+                _cell(p.get("value_deg")),
+                _cell(p.get("threshold_deg")),
+                _cell(p.get("reminder")),
+                _cell(p.get("decided_t")),
+                _cell(cleared),
+                _cell(a["delivered"]),
+                _iso(a["delivered_at"]),
+            ]
+        )
     return len(rows)
 
 
@@ -189,11 +230,22 @@ def session_events(book: Logbook, session_id: str) -> list[dict]:
 def write_jsonl(book: Logbook, session_id: str, fileobj: IO[str]) -> int:
     """A ``session`` line, then every stored event as ``analyze --jsonl`` gives them; returns the event count."""
     s = _session(book, session_id)
-    head = {"type": "session", "id": s["id"], "runner": s["runner"], "started_epoch": s["started_epoch"],
-            "started_utc": _iso(s["started_epoch"]) or None, "clock_synchronised": s.get("clock_synchronised"),
-            "source": s["source"], "calibration": s["calibration"], "config": s["config"],
-            "ended_epoch": s.get("ended_epoch"), "ended_how": s["ended_how"], "duration_s": s.get("duration_s"),
-            "origin": s.get("origin"), "notes": s.get("notes")}
+    head = {
+        "type": "session",
+        "id": s["id"],
+        "runner": s["runner"],
+        "started_epoch": s["started_epoch"],
+        "started_utc": _iso(s["started_epoch"]) or None,
+        "clock_synchronised": s.get("clock_synchronised"),
+        "source": s["source"],
+        "calibration": s["calibration"],
+        "config": s["config"],
+        "ended_epoch": s.get("ended_epoch"),
+        "ended_how": s["ended_how"],
+        "duration_s": s.get("duration_s"),
+        "origin": s.get("origin"),
+        "notes": s.get("notes"),
+    }
     fileobj.write(json.dumps(head, separators=(",", ":")) + "\n")
     events = session_events(book, s["id"])
     for e in events:
@@ -202,6 +254,7 @@ def write_jsonl(book: Logbook, session_id: str, fileobj: IO[str]) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- raw samples
+
 
 def _meta_value(v: Any) -> str:
     return " ".join(str(v).split())  # one line: the reader takes '# key=value' lines
@@ -252,6 +305,7 @@ def write_samples_csv(book: Logbook, session_id: str, path: str | os.PathLike) -
 
 
 # ---------------------------------------------------------------------------------------------- FIT
+
 
 def _fit_s(epoch: float) -> int:
     """Unix seconds to whole FIT seconds (FIT date_time: uint32 s since 1989-12-31 UTC), rounded."""
@@ -343,8 +397,11 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
     if not strides:
         raise ReportError(f"session {sid} has no strides: a FIT activity needs at least one record")
     summary = s.get("summary") or {}
-    end_t = max([float(x) for x in (s.get("duration_s"), summary.get("duration_s")) if x is not None]
-                + [float(st["t_end"]) for st in strides[-1:]] + [0.0])
+    end_t = max(
+        [float(x) for x in (s.get("duration_s"), summary.get("duration_s")) if x is not None]
+        + [float(st["t_end"]) for st in strides[-1:]]
+        + [0.0]
+    )
     t0_fit, t1_fit = _fit_s(start), _fit_s(start + end_t)
     ms = 1000  # fit-tool takes date_time values in Unix milliseconds
 
@@ -373,6 +430,7 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
         f.units = "deg"
         f.native_mesg_num = RecordMessage.ID
         b.add(f)
+
     def timer(ts: int, kind: EventType) -> EventMessage:
         ev = EventMessage()
         ev.timestamp = unix_ms(ts)
@@ -432,19 +490,28 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
 
 # ---------------------------------------------------------------------------------------------- CLI
 
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``stackcue export`` on the CLI's subparsers."""
     e = subparsers.add_parser(
-        "export", help="write one logbook session as CSV, JSON lines or a FIT activity file",
+        "export",
+        help="write one logbook session as CSV, JSON lines or a FIT activity file",
         description="Write one logbook session: --format csv (--what strides, alerts or samples: the raw "
-                    "samples as an exchange CSV that stackcue analyze reads), jsonl (a session line, then the "
-                    "events as stackcue analyze --jsonl gives them) or fit (a FIT activity: cadence, with pelvic "
-                    "tilt, stack angle and trunk lean as developer fields).")
+        "samples as an exchange CSV that stackcue analyze reads), jsonl (a session line, then the "
+        "events as stackcue analyze --jsonl gives them) or fit (a FIT activity: cadence, with pelvic "
+        "tilt, stack angle and trunk lean as developer fields).",
+    )
     e.add_argument("session", metavar="SESSION", help="session id, a unique prefix of it, or 'latest'")
-    e.add_argument("--format", dest="fmt", metavar="FORMAT",
-                   help="csv, jsonl or fit (default: from the output file's suffix)")
-    e.add_argument("-o", "--output", required=True, metavar="FILE",
-                   help="file to write ('-' for standard output, csv strides/alerts and jsonl only)")
+    e.add_argument(
+        "--format", dest="fmt", metavar="FORMAT", help="csv, jsonl or fit (default: from the output file's suffix)"
+    )
+    e.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="file to write ('-' for standard output, csv strides/alerts and jsonl only)",
+    )
     e.add_argument("--what", metavar="TABLE", help="with --format csv: strides (default), alerts or samples")
     logbook_options(e)
     return e
@@ -508,13 +575,16 @@ def cmd_export(args: argparse.Namespace) -> int:
             _require_raw(book, sid)
         t0 = time.monotonic()
         text_writers: dict[tuple[str, str], tuple[Callable[[Logbook, str, IO[str]], int], str]] = {
-            ("jsonl", "strides"): (write_jsonl, "events"), ("csv", "strides"): (write_strides_csv, "strides"),
-            ("csv", "alerts"): (write_alerts_csv, "alerts")}
+            ("jsonl", "strides"): (write_jsonl, "events"),
+            ("csv", "strides"): (write_strides_csv, "strides"),
+            ("csv", "alerts"): (write_alerts_csv, "alerts"),
+        }
         if (fmt, what) in text_writers:
             text_writer, unit = text_writers[(fmt, what)]
             if to_stdout:
                 n = text_writer(book, sid, sys.stdout)
             else:
+
                 def write_text(p: Path) -> int:
                     with open(p, "w", encoding="utf-8", newline="") as fh:
                         return text_writer(book, sid, fh)
@@ -530,6 +600,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         book.close()
     dest = "standard output" if to_stdout else str(out)
     size = "" if to_stdout else f", {out.stat().st_size / 1e6:.2f} MB"
-    print(f"wrote {dest}: session {sid}, {n} {unit}{size} in {time.monotonic() - t0:.1f} s",
-          file=sys.stderr if to_stdout else sys.stdout)
+    print(
+        f"wrote {dest}: session {sid}, {n} {unit}{size} in {time.monotonic() - t0:.1f} s",
+        file=sys.stderr if to_stdout else sys.stdout,
+    )
     return 0

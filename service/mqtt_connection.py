@@ -65,8 +65,10 @@ def apply_credentials(client: mqtt.Client, s: MqttSettings) -> None:
             try:
                 password = Path(s.password_file).read_text().splitlines()[0].strip()
             except (OSError, IndexError) as exc:
-                raise MqttSetupError(f"cannot read MQTT password file {s.password_file}: "
-                                     f"{getattr(exc, 'strerror', None) or 'empty file'}") from exc
+                raise MqttSetupError(
+                    f"cannot read MQTT password file {s.password_file}: "
+                    f"{getattr(exc, 'strerror', None) or 'empty file'}"
+                ) from exc
         client.username_pw_set(s.username, password)
     if s.tls_ca:
         try:
@@ -74,8 +76,10 @@ def apply_credentials(client: mqtt.Client, s: MqttSettings) -> None:
             if s.tls_cert:
                 ctx.load_cert_chain(s.tls_cert, s.tls_key or None)
         except (OSError, ssl.SSLError) as exc:
-            raise MqttSetupError(f"TLS: cannot load certificates ({s.tls_ca}, {s.tls_cert or '-'}): "
-                                 f"{getattr(exc, 'strerror', None) or exc}") from exc
+            raise MqttSetupError(
+                f"TLS: cannot load certificates ({s.tls_ca}, {s.tls_cert or '-'}): "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ) from exc
         client.tls_set_context(ctx)
 
 
@@ -85,8 +89,11 @@ def connack_refusal(reason_code: Any, username: str) -> str:
     if code == 134:
         return "refused: bad username or password"
     if code == 135:
-        return ("refused: not authorised (bad username or password)" if username
-                else "refused: not authorised (the broker wants a username and password)")
+        return (
+            "refused: not authorised (bad username or password)"
+            if username
+            else "refused: not authorised (the broker wants a username and password)"
+        )
     return f"refused: {reason_code}"
 
 
@@ -138,8 +145,9 @@ def new_client(s: MqttSettings, client_id: str, clean_session: bool, link: LinkS
         raise MqttSetupError("MQTT host is empty")
     if not 0 < s.port < 65536:
         raise MqttSetupError(f"MQTT port {s.port} is out of range")
-    client = MqttClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
-                        protocol=mqtt.MQTTv311)
+    client = MqttClient(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, protocol=mqtt.MQTTv311
+    )
     client.connect_error = link.connect_error
     apply_credentials(client, s)
     client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]

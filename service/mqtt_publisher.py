@@ -159,8 +159,7 @@ class MqttPublisher:
         try:
             client = self._make_client()
         except Exception as exc:  # bad TLS files, unreadable password file, invalid settings
-            self.link.set(str(exc) if isinstance(exc, MqttSetupError) else f"cannot set up MQTT: {exc}",
-                          logging.ERROR)
+            self.link.set(str(exc) if isinstance(exc, MqttSetupError) else f"cannot set up MQTT: {exc}", logging.ERROR)
             return
         self._client = client
         self.link.connecting()
@@ -440,26 +439,37 @@ class MqttPublisher:
             ("cadence", "Cadence", "cadence_spm", "spm"),
         ):
             uid = f"stackcue_{runner}_{key}"
-            out.append((HA_SENSOR, topic(self.prefix, HA_SENSOR, uid=uid), {
-                "name": name,
-                "unique_id": uid,
-                "state_topic": self.topics["stride"],
-                "value_template": f"{{{{ value_json.{field} }}}}",
-                "unit_of_measurement": unit,
-                "state_class": "measurement",
-                "device": device,
-                **avail,
-            }))
+            out.append(
+                (
+                    HA_SENSOR,
+                    topic(self.prefix, HA_SENSOR, uid=uid),
+                    {
+                        "name": name,
+                        "unique_id": uid,
+                        "state_topic": self.topics["stride"],
+                        "value_template": f"{{{{ value_json.{field} }}}}",
+                        "unit_of_measurement": unit,
+                        "state_class": "measurement",
+                        "device": device,
+                        **avail,
+                    },
+                )
+            )
         uid = f"stackcue_{runner}_posture_alert"
-        out.append((HA_BINARY_SENSOR, topic(self.prefix, HA_BINARY_SENSOR, uid=uid), {
-            "name": "Posture alert",
-            "unique_id": uid,
-            "state_topic": self.topics["alert_state"],
-            "payload_on": "ON",
-            "payload_off": "OFF",
-            "device_class": "problem",
-            "device": device,
-            **avail,
-        }))
+        out.append(
+            (
+                HA_BINARY_SENSOR,
+                topic(self.prefix, HA_BINARY_SENSOR, uid=uid),
+                {
+                    "name": "Posture alert",
+                    "unique_id": uid,
+                    "state_topic": self.topics["alert_state"],
+                    "payload_on": "ON",
+                    "payload_off": "OFF",
+                    "device_class": "problem",
+                    "device": device,
+                    **avail,
+                },
+            )
+        )
         return out
-

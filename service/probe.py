@@ -27,8 +27,16 @@ class ProbeResult:
     ok: bool
 
 
-def probe_address(bus, address: int, *, rate_hz: float, seconds: float, clock: Callable[[], float],
-                  sleep: Callable[[float], None], bus_number: int) -> ProbeResult:
+def probe_address(
+    bus,
+    address: int,
+    *,
+    rate_hz: float,
+    seconds: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    bus_number: int,
+) -> ProbeResult:
     dev = MPU6050(bus, address, rate_hz=rate_hz, clock=clock, sleep=sleep, bus_number=bus_number, retries=1)
     try:
         who = dev.identify()

@@ -29,8 +29,9 @@ from .report_text import clock
 def clock_synchronised() -> str:
     """'yes', 'no' or 'unknown': is the wall clock NTP-synchronised (a Pi often has no RTC)?"""
     try:
-        r = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"], capture_output=True,
-                           text=True, timeout=2)
+        r = subprocess.run(
+            ["timedatectl", "show", "-p", "NTPSynchronized", "--value"], capture_output=True, text=True, timeout=2
+        )
         return {"yes": "yes", "no": "no"}.get(r.stdout.strip(), "unknown")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -44,8 +45,13 @@ def record(source: Source, out: Path, *, seconds: float | None, runner: str, err
     """Write ``source`` to ``out`` until ``seconds`` of data, the source's end, or Ctrl-C/SIGTERM."""
     err = err or sys.stderr
     meta = dict(source.meta)
-    meta.update({"runner": runner, "started_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                 "clock_synchronised": clock_synchronised()})
+    meta.update(
+        {
+            "runner": runner,
+            "started_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "clock_synchronised": clock_synchronised(),
+        }
+    )
     rate = float(meta.get("rate", "200"))
     line = LiveLine(err)
     stats = {"samples": 0, "gaps": 0, "gap_s": 0.0, "trunk_valid": 0, "t_last": None}
@@ -77,11 +83,16 @@ def record(source: Source, out: Path, *, seconds: float | None, runner: str, err
                         t_flush = time.monotonic()
                     t = stats["t_last"] or 0.0
                     measured = stats["samples"] / t if t > 0 else 0.0
-                    trunk = (f"  trunk {100 * stats['trunk_valid'] / max(stats['samples'], 1):.0f}%"
-                             if source.has_trunk else "")
+                    trunk = (
+                        f"  trunk {100 * stats['trunk_valid'] / max(stats['samples'], 1):.0f}%"
+                        if source.has_trunk
+                        else ""
+                    )
                     status = getattr(source, "status", "")
-                    line.show(f"recording {clock(t)}  {measured:6.1f} Hz  samples {stats['samples']}  "
-                              f"gaps {stats['gaps']}{trunk}  {status}")
+                    line.show(
+                        f"recording {clock(t)}  {measured:6.1f} Hz  samples {stats['samples']}  "
+                        f"gaps {stats['gaps']}{trunk}  {status}"
+                    )
                     if seconds is not None and t >= seconds - 0.5 / rate:
                         reason = f"{seconds:g} s recorded"
                         break

@@ -18,10 +18,18 @@ if TYPE_CHECKING:
 
 #: the report's short column name -> the stride event's field
 COLUMNS = {
-    "t_start": "t_start", "t_end": "t_end", "cadence": "cadence_spm", "tilt": "pelvic_tilt_deg",
-    "lean": "trunk_lean_deg", "stack": "stack_deg", "obl": "pelvic_obliquity_range_deg",
-    "rot": "pelvic_rotation_range_deg", "drop_l": "pelvic_drop_left_deg", "drop_r": "pelvic_drop_right_deg",
-    "ct_l": "contact_time_left_s", "ct_r": "contact_time_right_s",
+    "t_start": "t_start",
+    "t_end": "t_end",
+    "cadence": "cadence_spm",
+    "tilt": "pelvic_tilt_deg",
+    "lean": "trunk_lean_deg",
+    "stack": "stack_deg",
+    "obl": "pelvic_obliquity_range_deg",
+    "rot": "pelvic_rotation_range_deg",
+    "drop_l": "pelvic_drop_left_deg",
+    "drop_r": "pelvic_drop_right_deg",
+    "ct_l": "contact_time_left_s",
+    "ct_r": "contact_time_right_s",
 }
 
 #: (kind, alert t, clear t or the end, cleared)
@@ -83,8 +91,13 @@ def load_run(book, session: dict) -> Run:
     strides = book.strides(sid)
     if not strides:
         cal = session.get("calibration") or {}
-        why = (f": the calibration was refused ({cal.get('reason')})" if cal and not cal.get("ok") else
-               ": it never calibrated" if not cal else ": no running was detected")
+        why = (
+            f": the calibration was refused ({cal.get('reason')})"
+            if cal and not cal.get("ok")
+            else ": it never calibrated"
+            if not cal
+            else ": no running was detected"
+        )
         raise ReportError(f"session {sid} has no strides, nothing to report{why}")
     alerts = sorted((a["payload"] for a in book.alerts(sid)), key=lambda e: (num(e.get("t")), e.get("id") or 0))
     events = book.events(sid)
@@ -105,10 +118,27 @@ def load_run(book, session: dict) -> Run:
     periods = alert_periods(alerts, clears, end_t)
     reference, ref_t = _reference(cfg, events)
     al = cfg["alerts"]
-    thresholds = {kind: threshold(kind, al[f"{kind}_deg"], reference)
-                  for kind in al.get("enabled", ALERT_KINDS) if kind in ALERT_KINDS}
-    return Run(session, strides, alerts, events, cfg, cfg_note, col, steady, end_t, periods, thresholds,
-               ref_t, reference, _trunk_note(session, col))
+    thresholds = {
+        kind: threshold(kind, al[f"{kind}_deg"], reference)
+        for kind in al.get("enabled", ALERT_KINDS)
+        if kind in ALERT_KINDS
+    }
+    return Run(
+        session,
+        strides,
+        alerts,
+        events,
+        cfg,
+        cfg_note,
+        col,
+        steady,
+        end_t,
+        periods,
+        thresholds,
+        ref_t,
+        reference,
+        _trunk_note(session, col),
+    )
 
 
 def _trunk_note(session: dict, col: dict[str, np.ndarray]) -> str | None:
@@ -132,8 +162,9 @@ def alert_periods(alerts: list[dict], clears: list[dict], end_t: float) -> list[
     """
     out: list[Period] = []
     open_: dict[str, float] = {}
-    seq = sorted([(num(a["t"]), 1, a) for a in alerts] + [(num(c["t"]), 0, c) for c in clears],
-                 key=lambda x: (x[0], x[1]))
+    seq = sorted(
+        [(num(a["t"]), 1, a) for a in alerts] + [(num(c["t"]), 0, c) for c in clears], key=lambda x: (x[0], x[1])
+    )
     for t, is_alert, e in seq:
         kind = e.get("kind")
         if is_alert:
@@ -154,6 +185,7 @@ def _reference(cfg: dict, events: list[dict]) -> tuple[dict[str, float], float |
         ev = next((e for e in events if e.get("type") == "reference"), None)
         if ev is None:
             return {}, math.inf  # never set: no alert could fire
-        return {k: float(ev[k]) for k in ("pelvic_tilt_deg", "trunk_lean_deg", "stack_deg")
-                if ev.get(k) is not None}, float(ev["t"])
+        return {
+            k: float(ev[k]) for k in ("pelvic_tilt_deg", "trunk_lean_deg", "stack_deg") if ev.get(k) is not None
+        }, float(ev["t"])
     return {}, None

@@ -40,16 +40,23 @@ def write_report(book, session_id: str, output: str | os.PathLike, compare: Sequ
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """``stackcue report``'s arguments (the CLI wires ``cmd_report`` to it)."""
     r = subparsers.add_parser(
-        "report", help="write a self-contained HTML report of a logged session for the coach",
+        "report",
+        help="write a self-contained HTML report of a logged session for the coach",
         description="One HTML file (no network needed): posture over the run with the alerts, distributions, a "
-                    "per-minute table, time in each alert state, the calibration and thresholds used, and what "
-                    "changed as the runner tired.")
+        "per-minute table, time in each alert state, the calibration and thresholds used, and what "
+        "changed as the runner tired.",
+    )
     r.add_argument("session", metavar="SESSION", help="session id, a unique prefix of it, or 'latest'")
     r.add_argument("-o", "--output", metavar="FILE", help="HTML file to write (default: report-<session>.html here)")
     logbook_options(r)
-    r.add_argument("--compare", nargs="+", metavar="SESSION", default=[],
-                   help="sessions to set beside this one, or 'runner' for all of this runner's sessions up to it "
-                        "(put SESSION before --compare)")
+    r.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="SESSION",
+        default=[],
+        help="sessions to set beside this one, or 'runner' for all of this runner's sessions up to it "
+        "(put SESSION before --compare)",
+    )
     return r
 
 

@@ -46,14 +46,34 @@ class Plotter:
         self.mpl = matplotlib
         self.Figure = Figure
         self.n = 0
-        self.rc = {"svg.fonttype": "none", "font.size": 10, "font.family": "sans-serif",
-                   "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"], "axes.spines.top": False,
-                   "axes.spines.right": False, "axes.titlesize": 11, "axes.titleweight": "bold",
-                   "axes.titlelocation": "left", "legend.frameon": False, "svg.image_inline": True,
-                   "path.simplify": True}
+        self.rc = {
+            "svg.fonttype": "none",
+            "font.size": 10,
+            "font.family": "sans-serif",
+            "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.titlesize": 11,
+            "axes.titleweight": "bold",
+            "axes.titlelocation": "left",
+            "legend.frameon": False,
+            "svg.image_inline": True,
+            "path.simplify": True,
+        }
 
-    def figure(self, w: float, h: float, rows: int, cols: int = 1, top: float = 0.35, bottom: float = 0.55,
-               left: float = 0.8, right: float = 0.25, hgap: float = 0.6, wgap: float = 0.9):
+    def figure(
+        self,
+        w: float,
+        h: float,
+        rows: int,
+        cols: int = 1,
+        top: float = 0.35,
+        bottom: float = 0.55,
+        left: float = 0.8,
+        right: float = 0.25,
+        hgap: float = 0.6,
+        wgap: float = 0.9,
+    ):
         """A figure with a ``rows`` x ``cols`` grid of axes, margins and gaps in inches.
 
         Fixed margins instead of constrained layout: the same look, a third of the drawing time.
@@ -62,8 +82,14 @@ class Plotter:
             fig = self.Figure(figsize=(w, h))
             ah = (h - top - bottom - (rows - 1) * hgap) / rows
             aw = (w - left - right - (cols - 1) * wgap) / cols
-            fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h,
-                                hspace=hgap / ah, wspace=wgap / aw)
+            fig.subplots_adjust(
+                left=left / w,
+                right=1 - right / w,
+                top=1 - top / h,
+                bottom=bottom / h,
+                hspace=hgap / ah,
+                wspace=wgap / aw,
+            )
             axes = fig.subplots(rows, cols, squeeze=False)
         return fig, axes.ravel()
 
@@ -81,7 +107,7 @@ class Plotter:
         with self.mpl.rc_context({**self.rc, "svg.hashsalt": f"stackcue-report-{self.n}"}):
             fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
         text = buf.getvalue()
-        text = text[text.index("<svg"):]  # no XML declaration or DTD (with its URL) inside HTML
+        text = text[text.index("<svg") :]  # no XML declaration or DTD (with its URL) inside HTML
         text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
         text = _SVG_ID.sub("", text)
         text = _PATH_D.sub(lambda m: 'd="' + _DECIMALS.sub(r"\1", m.group(1)).replace("\n", "") + '"', text)
@@ -89,7 +115,7 @@ class Plotter:
         if m is None:
             raise ReportError("matplotlib wrote an SVG root without a width and height in pt")
         root = Markup('<svg class="plot" role="img" aria-label="{}" ').format(label) + Markup(m.group(1))
-        return root + Markup(text[m.end():].rstrip())
+        return root + Markup(text[m.end() :].rstrip())
 
 
 def _moving_mean(t: np.ndarray, x: np.ndarray, window_s: float) -> np.ndarray:
@@ -123,8 +149,16 @@ def _no_data(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=11, color="#666")
 
 
-def _series_panel(ax, run: Run, series: Sequence[tuple[str, str]], title: str, unit: str, kinds: Sequence[str],
-                  gaps: list[tuple[float, float]], min_span: float = 6.0) -> None:
+def _series_panel(
+    ax,
+    run: Run,
+    series: Sequence[tuple[str, str]],
+    title: str,
+    unit: str,
+    kinds: Sequence[str],
+    gaps: list[tuple[float, float]],
+    min_span: float = 6.0,
+) -> None:
     """One quantity over the run: per-stride line, unsteady dots, moving mean, thresholds, alert and gap marks."""
     import numpy as np
 
@@ -191,25 +225,46 @@ def time_figure(p: Plotter, run: Run) -> str:
     rows = 5 if has_drop else 4
     fig, axes = p.figure(10, 2.1 * rows + 1.5, rows, top=1.0)
     with p.context():
-        _series_panel(axes[0], run, [("tilt", "#c0601a")], "Pelvic tilt (+ forward, − tucked under)", DEG,
-                      ("anterior_tilt", "posterior_tilt"), gaps)
+        _series_panel(
+            axes[0],
+            run,
+            [("tilt", "#c0601a")],
+            "Pelvic tilt (+ forward, − tucked under)",
+            DEG,
+            ("anterior_tilt", "posterior_tilt"),
+            gaps,
+        )
         _series_panel(axes[1], run, [("lean", "#b83232")], "Trunk lean (+ forward)", DEG, ("trunk_lean",), gaps)
-        _series_panel(axes[2], run, [("stack", "#16806f")],
-                      "Stack angle: trunk lean − pelvic tilt (+ ribs ahead, − ribs behind)", DEG,
-                      ("ribs_behind_pelvis", "ribs_ahead_of_pelvis"), gaps)
+        _series_panel(
+            axes[2],
+            run,
+            [("stack", "#16806f")],
+            "Stack angle: trunk lean − pelvic tilt (+ ribs ahead, − ribs behind)",
+            DEG,
+            ("ribs_behind_pelvis", "ribs_ahead_of_pelvis"),
+            gaps,
+        )
         _series_panel(axes[3], run, [("cadence", "#3a5fa8")], "Cadence", "steps/min", (), gaps, min_span=16.0)
         if has_drop:
-            _series_panel(axes[4], run, [("drop_l", "#7a4a9a"), ("drop_r", "#d08a1e")],
-                          "Pelvic drop in stance (purple: left stance, orange: right stance)", DEG, ("pelvic_drop",),
-                          gaps)
+            _series_panel(
+                axes[4],
+                run,
+                [("drop_l", "#7a4a9a"), ("drop_r", "#d08a1e")],
+                "Pelvic drop in stance (purple: left stance, orange: right stance)",
+                DEG,
+                ("pelvic_drop",),
+                gaps,
+            )
         axes[-1].set_xlabel("minutes on the session clock")
         for ax in axes:
             ax.tick_params(labelbottom=True)
-        handles = [Line2D([], [], color="#555", lw=0.6, alpha=0.6, label="each steady stride"),
-                   Line2D([], [], color="#555", ls="none", marker="o", ms=3, alpha=0.35, label="unsteady stride"),
-                   Line2D([], [], color="#555", lw=1.8, label="30-s moving mean"),
-                   Line2D([], [], color="#555", lw=1.0, ls="--", label="alert threshold"),
-                   Line2D([], [], color="#888", lw=0.8, ls=":", label="gap in the data")]
+        handles = [
+            Line2D([], [], color="#555", lw=0.6, alpha=0.6, label="each steady stride"),
+            Line2D([], [], color="#555", ls="none", marker="o", ms=3, alpha=0.35, label="unsteady stride"),
+            Line2D([], [], color="#555", lw=1.8, label="30-s moving mean"),
+            Line2D([], [], color="#555", lw=1.0, ls="--", label="alert threshold"),
+            Line2D([], [], color="#888", lw=0.8, ls=":", label="gap in the data"),
+        ]
         kinds = [k for k in KIND_COLOURS if any(pk == k for pk, *_ in run.periods)]
         handles += [Patch(color=KIND_COLOURS[k], alpha=0.35, label=ALERT_KINDS[k].label) for k in kinds]
         fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=9)
@@ -221,10 +276,12 @@ def hist_figure(p: Plotter, run: Run) -> str:
 
     fig, axes = p.figure(10, 6.0, 2, 2, top=0.4, bottom=0.6, hgap=0.9)
     c, st = run.col, run.steady
-    panels = [("tilt", "Pelvic tilt", ("anterior_tilt", "posterior_tilt"), "#c0601a"),
-              ("lean", "Trunk lean", ("trunk_lean",), "#b83232"),
-              ("stack", "Stack angle", ("ribs_behind_pelvis", "ribs_ahead_of_pelvis"), "#16806f"),
-              ("drop", "Pelvic drop (left and right stance)", ("pelvic_drop",), "#7a4a9a")]
+    panels = [
+        ("tilt", "Pelvic tilt", ("anterior_tilt", "posterior_tilt"), "#c0601a"),
+        ("lean", "Trunk lean", ("trunk_lean",), "#b83232"),
+        ("stack", "Stack angle", ("ribs_behind_pelvis", "ribs_ahead_of_pelvis"), "#16806f"),
+        ("drop", "Pelvic drop (left and right stance)", ("pelvic_drop",), "#7a4a9a"),
+    ]
     with p.context():
         for ax, (key, title, kinds, colour) in zip(axes, panels, strict=True):
             ax.set_title(title)
@@ -257,8 +314,11 @@ def compare_figure(p: Plotter, rows: list[dict]) -> str:
     x = np.arange(len(rows))
     labels = [r["label"] for r in rows]
     with p.context():
-        for key, name, colour in (("tilt", "pelvic tilt", "#c0601a"), ("lean", "trunk lean", "#b83232"),
-                                  ("stack", "stack angle", "#16806f")):
+        for key, name, colour in (
+            ("tilt", "pelvic tilt", "#c0601a"),
+            ("lean", "trunk lean", "#b83232"),
+            ("stack", "stack angle", "#16806f"),
+        ):
             y = np.array([r[key] for r in rows], dtype=float)
             if np.isfinite(y).any():
                 a1.plot(x, y, marker="o", color=colour, label=name)

@@ -36,6 +36,7 @@ NO_DATA = "—"
 
 # ---------------------------------------------------------------------------------------------- formatting
 
+
 def fmt(x: float | None, spec: str = "+.1f", unit: str = "") -> str:
     """A number for the page: ``spec`` then ``unit``; a dash for none; never "-0.0"."""
     if x is None or not math.isfinite(x):
@@ -73,29 +74,46 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("stackcue.service", "templates/report"),
         autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters.update(num=fmt, hms=hms, clock=clock, when=when)
-    env.globals.update(kind_label=label, kind_colour=lambda k: getattr(ALERT_KINDS.get(k), "colour", GENERIC_COLOUR),
-                       DEG=DEG, NO_DATA=NO_DATA)
+    env.globals.update(
+        kind_label=label,
+        kind_colour=lambda k: getattr(ALERT_KINDS.get(k), "colour", GENERIC_COLOUR),
+        DEG=DEG,
+        NO_DATA=NO_DATA,
+    )
     return env
 
 
 # ---------------------------------------------------------------------------------------------- overview
 
+
 def _overview(run: Run) -> dict[str, Any]:
     s, summ = run.session, run.summary or {}
     origin = {"live": "live run", "analyze": "recording analysed afterwards", "import": "imported"}.get(
-        s.get("origin") or "", s.get("origin") or "")
+        s.get("origin") or "", s.get("origin") or ""
+    )
     src_text = _source_text(s.get("source"))
     return {
-        "runner": s.get("runner"), "started_epoch": s.get("started_epoch"), "sync": s.get("clock_synchronised"),
+        "runner": s.get("runner"),
+        "started_epoch": s.get("started_epoch"),
+        "sync": s.get("clock_synchronised"),
         "recorded_s": run.end_t if not summ.get("duration_s") else summ["duration_s"],
-        "running_s": stats.running_s(run), "strides": len(run.strides), "steady": int(run.steady.sum()),
+        "running_s": stats.running_s(run),
+        "strides": len(run.strides),
+        "steady": int(run.steady.sum()),
         "distance_m": s.get("distance_m"),
         "sensors": "pelvis + trunk" if run.trunk_note is None else f"pelvis only ({run.trunk_note})",
         "source": f"{origin}; {src_text}" if origin and src_text else origin or src_text or "unknown",
-        "ended_how": s.get("ended_how"), "ended": summ.get("ended"), "end_t": run.end_t,
-        "calibration": _calibration_brief(run), "thresholds": _thresholds_brief(run),
+        "ended_how": s.get("ended_how"),
+        "ended": summ.get("ended"),
+        "end_t": run.end_t,
+        "calibration": _calibration_brief(run),
+        "thresholds": _thresholds_brief(run),
         "notes": s.get("notes").split("\n") if s.get("notes") else [],  # `stackcue note --append` adds lines
         "glance": _glance(run),
     }
@@ -127,8 +145,9 @@ def _calibration_brief(run: Run) -> str:
     segs = []
     for seg, d in (cal.get("segments") or {}).items():
         hinge = num(d.get("hinge_deg"))
-        segs.append(f"{seg} hinge {hinge:.0f}{DEG} quality {num(d.get('quality')):.2f}" if math.isfinite(hinge)
-                    else seg)
+        segs.append(
+            f"{seg} hinge {hinge:.0f}{DEG} quality {num(d.get('quality')):.2f}" if math.isfinite(hinge) else seg
+        )
     how = "saved calibration" if cal.get("source") == "saved" else "routine"
     return f"{how}, accepted at {clock(num(cal.get('t')))}: " + "; ".join(segs)
 
@@ -138,14 +157,21 @@ def _thresholds_brief(run: Run) -> str:
         return "no reference was set: no posture alert could fire"
     th = run.thresholds
     parts = []
-    for name, lo, hi in (("tilt", "posterior_tilt", "anterior_tilt"), ("lean", None, "trunk_lean"),
-                         ("stack", "ribs_behind_pelvis", "ribs_ahead_of_pelvis"), ("drop", None, "pelvic_drop")):
+    for name, lo, hi in (
+        ("tilt", "posterior_tilt", "anterior_tilt"),
+        ("lean", None, "trunk_lean"),
+        ("stack", "ribs_behind_pelvis", "ribs_ahead_of_pelvis"),
+        ("drop", None, "pelvic_drop"),
+    ):
         vals = [f"{th[k]:+.1f}{DEG}" for k in (lo, hi) if k in th]
         if vals:
             parts.append(f"{name} {' / '.join(vals)}")
     mode = run.cfg.get("reference", {}).get("mode", "neutral")
-    ref = {"neutral": "from the standing neutral", "targets": "around coach-set targets",
-           "first_minutes": "around the runner's first minutes"}.get(mode, mode)
+    ref = {
+        "neutral": "from the standing neutral",
+        "targets": "around coach-set targets",
+        "first_minutes": "around the runner's first minutes",
+    }.get(mode, mode)
     return (", ".join(parts) + f" ({ref})") if parts else "all alerts off"
 
 
@@ -156,33 +182,59 @@ def _glance(run: Run) -> list[dict[str, str]]:
     c, st = run.col, run.steady
     short_of = {v: k for k, v in COLUMNS.items()}
     rows = []
-    for field, name, unit, signed in (("cadence_spm", "Cadence", " spm", False),
-                                      ("pelvic_tilt_deg", "Pelvic tilt", DEG, True),
-                                      ("trunk_lean_deg", "Trunk lean", DEG, True),
-                                      ("stack_deg", "Stack angle", DEG, True),
-                                      ("pelvic_obliquity_range_deg", "Obliquity range", DEG, False),
-                                      ("pelvic_rotation_range_deg", "Rotation range", DEG, False)):
+    for field, name, unit, signed in (
+        ("cadence_spm", "Cadence", " spm", False),
+        ("pelvic_tilt_deg", "Pelvic tilt", DEG, True),
+        ("trunk_lean_deg", "Trunk lean", DEG, True),
+        ("stack_deg", "Stack angle", DEG, True),
+        ("pelvic_obliquity_range_deg", "Obliquity range", DEG, False),
+        ("pelvic_rotation_range_deg", "Rotation range", DEG, False),
+    ):
         short = short_of[field]
         stt = stats.summary_stat(run, field, short)
         f = "+.1f" if signed else ".1f"
         if not stt:
-            rows.append({"name": name, "note": run.trunk_note if short in ("lean", "stack") and run.trunk_note
-                         else "not measured"})
+            rows.append(
+                {
+                    "name": name,
+                    "note": run.trunk_note if short in ("lean", "stack") and run.trunk_note else "not measured",
+                }
+            )
             continue
-        rows.append({"name": name, "mean": fmt(stt["mean"], f, unit), "sd": fmt(stt["sd"], ".1f", unit),
-                     "range": f"{fmt(stt['p10'], f)} to {fmt(stt['p90'], f, unit)}"})
+        rows.append(
+            {
+                "name": name,
+                "mean": fmt(stt["mean"], f, unit),
+                "sd": fmt(stt["sd"], ".1f", unit),
+                "range": f"{fmt(stt['p10'], f)} to {fmt(stt['p90'], f, unit)}",
+            }
+        )
     d = stats.stat(np.concatenate([c["drop_l"][st], c["drop_r"][st]]))
     if d is not None:
         dl, dr = stats.mean(c["drop_l"][st]), stats.mean(c["drop_r"][st])
-        rows.append({"name": "Pelvic drop", "mean": f"{fmt(dl, '.1f', DEG)} left, {fmt(dr, '.1f', DEG)} right",
-                     "sd": fmt(d["sd"], ".1f", DEG), "range": f"{fmt(d['p10'], '.1f')} to {fmt(d['p90'], '.1f', DEG)}"})
+        rows.append(
+            {
+                "name": "Pelvic drop",
+                "mean": f"{fmt(dl, '.1f', DEG)} left, {fmt(dr, '.1f', DEG)} right",
+                "sd": fmt(d["sd"], ".1f", DEG),
+                "range": f"{fmt(d['p10'], '.1f')} to {fmt(d['p90'], '.1f', DEG)}",
+            }
+        )
     if np.isfinite(np.concatenate([c["ct_l"][st], c["ct_r"][st]])).any():
-        rows.append({"name": "Ground contact", "mean": f"{stats.mean(c['ct_l'][st]) * 1000:.0f} ms left, "
-                     f"{stats.mean(c['ct_r'][st]) * 1000:.0f} ms right", "sd": "", "range": ""})
+        rows.append(
+            {
+                "name": "Ground contact",
+                "mean": f"{stats.mean(c['ct_l'][st]) * 1000:.0f} ms left, "
+                f"{stats.mean(c['ct_r'][st]) * 1000:.0f} ms right",
+                "sd": "",
+                "range": "",
+            }
+        )
     return rows
 
 
 # ---------------------------------------------------------------------------------------------- what changed
+
 
 def _stack_note(run: Run, key: str, d: float, b: float) -> str:
     """For the stack angle: name the fault once the end mean is at least half-way to its alert threshold."""
@@ -223,52 +275,93 @@ def _what_changed(run: Run) -> dict[str, Any] | None:
         rows.append({"name": name, "a": fmt(a, f, DEG), "b": fmt(b, f, DEG), "d": fmt(d, "+.1f", DEG), "big": big})
         if big and signed:
             toward = "closer to" if abs(b) < abs(a) else "further from"
-            said.append(f"{up if d > 0 else down} by {abs(d):.1f}{DEG} ({what}{a:+.1f}{DEG} → {b:+.1f}{DEG}), "
-                        f"{toward} the standing neutral (0{DEG}){_stack_note(run, key, d, b)}.")
+            said.append(
+                f"{up if d > 0 else down} by {abs(d):.1f}{DEG} ({what}{a:+.1f}{DEG} → {b:+.1f}{DEG}), "
+                f"{toward} the standing neutral (0{DEG}){_stack_note(run, key, d, b)}."
+            )
         elif big:
             said.append(f"{up if d > 0 else down}: {a:.1f}{DEG} → {b:.1f}{DEG}.")
 
-    angle("tilt", "Pelvic tilt", "The pelvis tipped further forward (more anterior tilt)",
-          "The pelvis tipped back, tucking under (less anterior tilt)")
-    angle("lean", "Trunk lean", "The trunk leaned further forward",
-          "The trunk leaned back" if mean(c["lean"][last]) < 0 else "The trunk came more upright")
-    angle("stack", "Stack angle", "The ribs moved forward relative to the pelvis",
-          "The ribs moved back relative to the pelvis", "stack ")
+    angle(
+        "tilt",
+        "Pelvic tilt",
+        "The pelvis tipped further forward (more anterior tilt)",
+        "The pelvis tipped back, tucking under (less anterior tilt)",
+    )
+    angle(
+        "lean",
+        "Trunk lean",
+        "The trunk leaned further forward",
+        "The trunk leaned back" if mean(c["lean"][last]) < 0 else "The trunk came more upright",
+    )
+    angle(
+        "stack",
+        "Stack angle",
+        "The ribs moved forward relative to the pelvis",
+        "The ribs moved back relative to the pelvis",
+        "stack ",
+    )
     a, b = mean(c["cadence"][first]), mean(c["cadence"][last])
     d = b - a
-    rows.append({"name": "Cadence", "a": fmt(a, ".0f", " spm"), "b": fmt(b, ".0f", " spm"),
-                 "d": fmt(d, "+.1f", " spm"), "big": abs(d) >= CHANGE_MIN_SPM})
+    rows.append(
+        {
+            "name": "Cadence",
+            "a": fmt(a, ".0f", " spm"),
+            "b": fmt(b, ".0f", " spm"),
+            "d": fmt(d, "+.1f", " spm"),
+            "big": abs(d) >= CHANGE_MIN_SPM,
+        }
+    )
     if abs(d) >= CHANGE_MIN_SPM:
         said.append(f"Cadence {'rose' if d > 0 else 'dropped'} by {abs(d):.1f} steps/min ({a:.1f} → {b:.1f}).")
-    for key, name, up, down in (("obl", "Obliquity range", "The hips rocked more from side to side",
-                                 "The hips rocked less from side to side"),
-                                ("rot", "Rotation range", "The pelvis turned more with each stride",
-                                 "The pelvis turned less with each stride"),
-                                ("drop_l", "Pelvic drop, left stance", "The hip dropped more in left stance",
-                                 "The hip dropped less in left stance"),
-                                ("drop_r", "Pelvic drop, right stance", "The hip dropped more in right stance",
-                                 "The hip dropped less in right stance")):
+    for key, name, up, down in (
+        ("obl", "Obliquity range", "The hips rocked more from side to side", "The hips rocked less from side to side"),
+        ("rot", "Rotation range", "The pelvis turned more with each stride", "The pelvis turned less with each stride"),
+        (
+            "drop_l",
+            "Pelvic drop, left stance",
+            "The hip dropped more in left stance",
+            "The hip dropped less in left stance",
+        ),
+        (
+            "drop_r",
+            "Pelvic drop, right stance",
+            "The hip dropped more in right stance",
+            "The hip dropped less in right stance",
+        ),
+    ):
         angle(key, name, up, down, signed=False)
     ct_a = mean(np.concatenate([c["ct_l"][first], c["ct_r"][first]]))
     ct_b = mean(np.concatenate([c["ct_l"][last], c["ct_r"][last]]))
     if math.isfinite(ct_a) and math.isfinite(ct_b):
         d = ct_b - ct_a
         big = abs(d) >= CHANGE_MIN_CONTACT_S
-        rows.append({"name": "Ground contact", "a": f"{ct_a * 1000:.0f} ms", "b": f"{ct_b * 1000:.0f} ms",
-                     "d": fmt(d * 1000, "+.0f", " ms"), "big": big})
+        rows.append(
+            {
+                "name": "Ground contact",
+                "a": f"{ct_a * 1000:.0f} ms",
+                "b": f"{ct_b * 1000:.0f} ms",
+                "d": fmt(d * 1000, "+.0f", " ms"),
+                "big": big,
+            }
+        )
         if big:
-            said.append(f"Ground contact got {'longer' if d > 0 else 'shorter'}: {ct_a * 1000:.0f} → "
-                        f"{ct_b * 1000:.0f} ms.")
+            said.append(
+                f"Ground contact got {'longer' if d > 0 else 'shorter'}: {ct_a * 1000:.0f} → {ct_b * 1000:.0f} ms."
+            )
     n_a = sum(1 for e in run.alerts if not e.get("reminder") and span[0][0] <= e["t"] <= span[0][1])
     n_b = sum(1 for e in run.alerts if not e.get("reminder") and span[1][0] <= e["t"] <= span[1][1])
     rows.append({"name": "Alerts raised", "a": str(n_a), "b": str(n_b), "d": f"{n_b - n_a:+d}", "big": None})
     if n_a != n_b:
-        said.append(f"{'More' if n_b > n_a else 'Fewer'} posture alerts late in the run: {n_a} in the first window, "
-                    f"{n_b} in the last.")
+        said.append(
+            f"{'More' if n_b > n_a else 'Fewer'} posture alerts late in the run: {n_a} in the first window, "
+            f"{n_b} in the last."
+        )
     return {"w": w, "span": span, "rows": rows, "said": said}
 
 
 # ---------------------------------------------------------------------------------------------- alerts
+
 
 def _alerts(run: Run) -> dict[str, Any]:
     import numpy as np
@@ -281,11 +374,19 @@ def _alerts(run: Run) -> dict[str, Any]:
             kinds.append({"kind": kind, "off": True})
             continue
         s = tia.get(kind, 0.0)
-        kinds.append({"kind": kind, "off": False, "threshold": run.thresholds[kind] if run.thresholds_set else None,
-                      "n": sum(1 for e in run.alerts if e.get("kind") == kind and not e.get("reminder")),
-                      "reminders": sum(1 for e in run.alerts if e.get("kind") == kind and e.get("reminder")),
-                      "seconds": s, "no_trunk": k.needs_trunk and run.trunk_note is not None,
-                      "share": 100 * s / running_s if running_s else None, "when": k.when})
+        kinds.append(
+            {
+                "kind": kind,
+                "off": False,
+                "threshold": run.thresholds[kind] if run.thresholds_set else None,
+                "n": sum(1 for e in run.alerts if e.get("kind") == kind and not e.get("reminder")),
+                "reminders": sum(1 for e in run.alerts if e.get("kind") == kind and e.get("reminder")),
+                "seconds": s,
+                "no_trunk": k.needs_trunk and run.trunk_note is not None,
+                "share": 100 * s / running_s if running_s else None,
+                "when": k.when,
+            }
+        )
     clears: dict[str, list[float]] = {}
     for e in run.events:
         if e.get("type") == "clear":
@@ -299,8 +400,17 @@ def _alerts(run: Run) -> dict[str, Any]:
             cleared, lasted = clock(later[0]), clock(later[0] - e["t"])
         else:
             cleared, lasted = "not cleared", f"{clock(run.end_t - e['t'])}+"
-        listed.append({"id": e.get("id", i), "t": e["t"], "kind": e["kind"], "value": num(e.get("value_deg")),
-                       "threshold": num(e.get("threshold_deg")), "cleared": cleared, "lasted": lasted})
+        listed.append(
+            {
+                "id": e.get("id", i),
+                "t": e["t"],
+                "kind": e["kind"],
+                "value": num(e.get("value_deg")),
+                "threshold": num(e.get("threshold_deg")),
+                "cleared": cleared,
+                "lasted": lasted,
+            }
+        )
     gaps = [e for e in run.events if e.get("type") == "gap"]
     gap = None
     if gaps:
@@ -308,11 +418,19 @@ def _alerts(run: Run) -> dict[str, Any]:
         i = int(np.argmax(lens))
         gap = {"n": len(gaps), "total_s": sum(lens), "longest_s": lens[i], "at": float(gaps[i]["t_start"])}
     suspects = [e for e in run.events if e.get("type") == "calibration_suspect"]
-    return {"kinds": kinds, "source": src, "any_s": stats.union_s(run.periods), "running_s": running_s,
-            "listed": listed, "gap": gap, "suspects": suspects}
+    return {
+        "kinds": kinds,
+        "source": src,
+        "any_s": stats.union_s(run.periods),
+        "running_s": running_s,
+        "listed": listed,
+        "gap": gap,
+        "suspects": suspects,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- per minute
+
 
 def _minutes(run: Run) -> dict[str, Any]:
     """The per-minute table: bins of 1, 2, 5, 10 or 15 minutes; cells whose mean is past a threshold are marked."""
@@ -331,8 +449,7 @@ def _minutes(run: Run) -> dict[str, Any]:
 
     def cell(kinds: Sequence[str], v: float, text: str) -> dict[str, Any]:
         """A cell; ``over`` names the first kind whose threshold ``v`` is past."""
-        over = next((kind for kind in kinds
-                     if kind in thr and ALERT_KINDS[kind].sign * (v - thr[kind]) > 0), None)
+        over = next((kind for kind in kinds if kind in thr and ALERT_KINDS[kind].sign * (v - thr[kind]) > 0), None)
         return {"text": text, "over": over}
 
     rows = []
@@ -340,29 +457,50 @@ def _minutes(run: Run) -> dict[str, Any]:
         m = k == b
         ms = m & st
         t0, t1 = b * w, (b + 1) * w
-        row: dict[str, Any] = {"t0": t0, "t1": t1, "raised": [e for e in run.alerts if t0 <= e["t"] < t1],
-                               "strides": int(m.sum()), "steady": int(ms.sum())}
+        row: dict[str, Any] = {
+            "t0": t0,
+            "t1": t1,
+            "raised": [e for e in run.alerts if t0 <= e["t"] < t1],
+            "strides": int(m.sum()),
+            "steady": int(ms.sum()),
+        }
         rows.append(row)
         if not m.any():
             continue
         tilt, lean, stack = mean(c["tilt"][ms]), mean(c["lean"][ms]), mean(c["stack"][ms])
-        cells = [{"text": fmt(mean(c["cadence"][ms]), ".0f"), "over": None},
-                 cell(("anterior_tilt", "posterior_tilt"), tilt, fmt(tilt))]
+        cells = [
+            {"text": fmt(mean(c["cadence"][ms]), ".0f"), "over": None},
+            cell(("anterior_tilt", "posterior_tilt"), tilt, fmt(tilt)),
+        ]
         if has_trunk:
-            cells += [cell(("trunk_lean",), lean, fmt(lean)),
-                      cell(("ribs_behind_pelvis", "ribs_ahead_of_pelvis"), stack, fmt(stack))]
-        cells += [{"text": fmt(mean(c["obl"][ms]), ".1f"), "over": None},
-                  {"text": fmt(mean(c["rot"][ms]), ".1f"), "over": None}]
+            cells += [
+                cell(("trunk_lean",), lean, fmt(lean)),
+                cell(("ribs_behind_pelvis", "ribs_ahead_of_pelvis"), stack, fmt(stack)),
+            ]
+        cells += [
+            {"text": fmt(mean(c["obl"][ms]), ".1f"), "over": None},
+            {"text": fmt(mean(c["rot"][ms]), ".1f"), "over": None},
+        ]
         if has_drop:
             dl, dr = mean(c["drop_l"][ms]), mean(c["drop_r"][ms])
-            cells.append(cell(("pelvic_drop",), max(dl, dr) if math.isfinite(dl) and math.isfinite(dr) else math.nan,
-                              f"{fmt(dl, '.1f')} / {fmt(dr, '.1f')}"))
+            cells.append(
+                cell(
+                    ("pelvic_drop",),
+                    max(dl, dr) if math.isfinite(dl) and math.isfinite(dr) else math.nan,
+                    f"{fmt(dl, '.1f')} / {fmt(dr, '.1f')}",
+                )
+            )
         row["cells"] = cells
-    return {"per": "minute" if bin_min == 1 else f"{bin_min} minutes", "has_trunk": has_trunk,
-            "has_drop": has_drop, "rows": rows}
+    return {
+        "per": "minute" if bin_min == 1 else f"{bin_min} minutes",
+        "has_trunk": has_trunk,
+        "has_drop": has_drop,
+        "rows": rows,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- calibration
+
 
 def _calibration(run: Run) -> dict[str, Any]:
     cal = run.calibration() or {}
@@ -370,34 +508,64 @@ def _calibration(run: Run) -> dict[str, Any]:
     segments = []
     for seg, d in (cal.get("segments") or {}).items():
         hinge = num(d.get("hinge_deg"))
-        segments.append({"name": seg, "hinge": fmt(hinge, ".0f", DEG) if math.isfinite(hinge) else "saved",
-                         "quality": fmt(num(d.get("quality")), ".2f")})
-    kinds = [{"kind": kind, "when": k.when, "setting": k.sign * float(al.get(f"{kind}_deg", math.nan)),
-              "on": kind in run.thresholds, "threshold": run.thresholds.get(kind)}
-             for kind, k in ALERT_KINDS.items()]
+        segments.append(
+            {
+                "name": seg,
+                "hinge": fmt(hinge, ".0f", DEG) if math.isfinite(hinge) else "saved",
+                "quality": fmt(num(d.get("quality")), ".2f"),
+            }
+        )
+    kinds = [
+        {
+            "kind": kind,
+            "when": k.when,
+            "setting": k.sign * float(al.get(f"{kind}_deg", math.nan)),
+            "on": kind in run.thresholds,
+            "threshold": run.thresholds.get(kind),
+        }
+        for kind, k in ALERT_KINDS.items()
+    ]
     mode = ref.get("mode", "neutral")
     if mode == "targets":
-        rtxt = (f"coach-set targets: tilt {ref.get('pelvic_tilt_deg', 0):+.1f}{DEG}, lean "
-                f"{ref.get('trunk_lean_deg', 0):+.1f}{DEG}, stack {ref.get('stack_deg', 0):+.1f}{DEG}")
+        rtxt = (
+            f"coach-set targets: tilt {ref.get('pelvic_tilt_deg', 0):+.1f}{DEG}, lean "
+            f"{ref.get('trunk_lean_deg', 0):+.1f}{DEG}, stack {ref.get('stack_deg', 0):+.1f}{DEG}"
+        )
     elif mode == "first_minutes":
         if not run.thresholds_set:
-            rtxt = (f"the runner's own first {ref.get('first_minutes', 3):g} minutes of steady running, which this "
-                    "run never completed: no posture alert could fire")
+            rtxt = (
+                f"the runner's own first {ref.get('first_minutes', 3):g} minutes of steady running, which this "
+                "run never completed: no posture alert could fire"
+            )
         else:
-            vals = ", ".join(f"{k.split('_')[1] if k != 'stack_deg' else 'stack'} {v:+.1f}{DEG}"
-                             for k, v in run.reference.items())
-            rtxt = (f"the runner's own first {ref.get('first_minutes', 3):g} minutes of steady running ({vals}), "
-                    f"set at {clock(run.ref_t or 0.0)}; no alerts before")
+            vals = ", ".join(
+                f"{k.split('_')[1] if k != 'stack_deg' else 'stack'} {v:+.1f}{DEG}" for k, v in run.reference.items()
+            )
+            rtxt = (
+                f"the runner's own first {ref.get('first_minutes', 3):g} minutes of steady running ({vals}), "
+                f"set at {clock(run.ref_t or 0.0)}; no alerts before"
+            )
     else:
         rtxt = f"the standing neutral from the calibration (0{DEG})"
-    return {"cal": cal, "t": num(cal.get("t")) if cal.get("t") is not None else 0.0, "segments": segments,
-            "refused": [{"t": num(e.get("t")), "reason": e.get("reason", "")} for e in run.events
-                        if e.get("type") == "calibration" and e.get("ok") is False],
-            "kinds": kinds, "reference": rtxt, "alerts": al, "thresholds_set": run.thresholds_set,
-            "cfg_note": run.cfg_note}
+    return {
+        "cal": cal,
+        "t": num(cal.get("t")) if cal.get("t") is not None else 0.0,
+        "segments": segments,
+        "refused": [
+            {"t": num(e.get("t")), "reason": e.get("reason", "")}
+            for e in run.events
+            if e.get("type") == "calibration" and e.get("ok") is False
+        ],
+        "kinds": kinds,
+        "reference": rtxt,
+        "alerts": al,
+        "thresholds_set": run.thresholds_set,
+        "cfg_note": run.cfg_note,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- compare
+
 
 def _compare_sessions(book, this: dict, compare: Sequence[str]) -> list[dict]:
     chosen: dict[str, dict] = {this["id"]: this}
@@ -423,6 +591,7 @@ def _compare(book, run: Run, compare: Sequence[str], p: Plotter) -> dict[str, An
 
 # ---------------------------------------------------------------------------------------------- the page
 
+
 def build_report(book, session_id: str, compare: Sequence[str] = ()) -> str:
     """The report of one session (id, unique prefix or ``latest``) as one self-contained HTML page.
 
@@ -439,13 +608,19 @@ def build_report(book, session_id: str, compare: Sequence[str] = ()) -> str:
     except Exception:  # not installed (a source checkout): the report is still good
         ver = "?"
     page = {
-        "version": ver, "sid": run.sid, "runner": session.get("runner"),
+        "version": ver,
+        "sid": run.sid,
+        "runner": session.get("runner"),
         "title": f"stackcue · {session.get('runner') or 'run'} · {day(session.get('started_epoch'))}",
-        "overview": _overview(run), "changed": _what_changed(run),
+        "overview": _overview(run),
+        "changed": _what_changed(run),
         "change_min": {"deg": CHANGE_MIN_DEG, "spm": CHANGE_MIN_SPM, "contact_ms": CHANGE_MIN_CONTACT_S * 1000},
         "window_min_total_min": stats.WINDOW_MIN_TOTAL_S / 60,
-        "time_svg": time_figure(p, run), "hist_svg": hist_figure(p, run),
-        "alerts": _alerts(run), "minutes": _minutes(run), "calibration": _calibration(run),
+        "time_svg": time_figure(p, run),
+        "hist_svg": hist_figure(p, run),
+        "alerts": _alerts(run),
+        "minutes": _minutes(run),
+        "calibration": _calibration(run),
         "compare": _compare(book, run, compare, p) if compare else None,
     }
     return environment().get_template("page.html").render(page)

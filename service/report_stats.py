@@ -53,8 +53,10 @@ def time_in_alert(run: Run) -> tuple[dict[str, float], str]:
     if isinstance(tia, dict):
         return {k: float(v) for k, v in tia.items()}, "the pipeline's summary (from confirmation to clearing)"
     periods = [(kind, t0, t1) for kind, t0, t1, _ in run.periods]
-    return (drift.time_in_alert(periods, run.end_t, run.thresholds),
-            "the alerts and clears stored (the session has no summary)")
+    return (
+        drift.time_in_alert(periods, run.end_t, run.thresholds),
+        "the alerts and clears stored (the session has no summary)",
+    )
 
 
 def union_s(periods: Iterable[Period]) -> float:
@@ -120,9 +122,20 @@ def session_figures(book, s: dict, this_id: str) -> dict:
         alerts = sum(1 for a in book.alerts(sid) if not a["payload"].get("reminder"))
         tia = math.nan
         n = len(strides)
-    return {"id": sid, "started_epoch": s.get("started_epoch"), "clock_synchronised": s.get("clock_synchronised"),
-            "this": sid == this_id, "duration": s.get("duration_s") or summ.get("duration_s"), "running": running,
-            "strides": n, "cadence": cad, "tilt": tilt, "lean": lean, "stack": stack, "alerts": alerts,
-            "alerts_h": alerts / (running / 3600) if running > 0 else math.nan,
-            "alert_share": tia / running if running > 0 and math.isfinite(tia) else math.nan,
-            "ended": s.get("ended_how") or "open"}
+    return {
+        "id": sid,
+        "started_epoch": s.get("started_epoch"),
+        "clock_synchronised": s.get("clock_synchronised"),
+        "this": sid == this_id,
+        "duration": s.get("duration_s") or summ.get("duration_s"),
+        "running": running,
+        "strides": n,
+        "cadence": cad,
+        "tilt": tilt,
+        "lean": lean,
+        "stack": stack,
+        "alerts": alerts,
+        "alerts_h": alerts / (running / 3600) if running > 0 else math.nan,
+        "alert_share": tia / running if running > 0 and math.isfinite(tia) else math.nan,
+        "ended": s.get("ended_how") or "open",
+    }

@@ -21,16 +21,20 @@ def _stat(name: str, st: dict | None, unit: str = "°", signed: bool = True) -> 
     if not st:
         return f"{name:<14} no data"
     f = "+.1f" if signed else ".1f"
-    return (f"{name:<14} mean {st['mean']:{f}}{unit}  sd {st['sd']:.1f}{unit}  "
-            f"(10–90%: {st['p10']:{f}} to {st['p90']:{f}}{unit})")
+    return (
+        f"{name:<14} mean {st['mean']:{f}}{unit}  sd {st['sd']:.1f}{unit}  "
+        f"(10–90%: {st['p10']:{f}} to {st['p90']:{f}}{unit})"
+    )
 
 
 def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
     summ = next((e for e in events if e["type"] == "summary"), None)
     cal = [e for e in events if e["type"] == "calibration"]
-    lines = [f"{name}: {clock(summ['duration_s']) if summ else '?'} recorded"
-             + (f", {meta['rate']} Hz" if "rate" in meta else "")
-             + (f", runner {meta['runner']}" if "runner" in meta else "")]
+    lines = [
+        f"{name}: {clock(summ['duration_s']) if summ else '?'} recorded"
+        + (f", {meta['rate']} Hz" if "rate" in meta else "")
+        + (f", runner {meta['runner']}" if "runner" in meta else "")
+    ]
     for c in cal:
         if not c.get("ok"):
             lines.append(f"Calibration refused at {clock(c['t'])}: {c['reason']}")
@@ -45,8 +49,7 @@ def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
             lines.append(f"  trunk not calibrated: {c['trunk_reason']}")
     if summ is None:
         return "\n".join(lines)
-    lines.append(f"Running: {clock(summ['running_s'])} in {summ['strides']} strides "
-                 f"({summ['steady_strides']} steady)")
+    lines.append(f"Running: {clock(summ['running_s'])} in {summ['strides']} strides ({summ['steady_strides']} steady)")
     lines.append(_stat("Cadence", summ["cadence_spm"], " spm", signed=False))
     lines.append(_stat("Pelvic tilt", summ["pelvic_tilt_deg"]))
     lines.append(_stat("Trunk lean", summ["trunk_lean_deg"]))
@@ -54,8 +57,9 @@ def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
     lines.append(_stat("Obliquity rng", summ["pelvic_obliquity_range_deg"], signed=False))
     lines.append(_stat("Rotation rng", summ["pelvic_rotation_range_deg"], signed=False))
     tia = {k: v for k, v in summ["time_in_alert_s"].items() if v > 0}
-    lines.append("Time in alert: " + (", ".join(f"{KIND_NAMES[k]} {clock(v)}" for k, v in tia.items())
-                                      if tia else "none"))
+    lines.append(
+        "Time in alert: " + (", ".join(f"{KIND_NAMES[k]} {clock(v)}" for k, v in tia.items()) if tia else "none")
+    )
     alerts = [e for e in events if e["type"] in ("alert", "clear")]
     if alerts:
         lines.append("Alerts:")
@@ -64,8 +68,10 @@ def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
             if e["type"] == "alert":
                 raised.setdefault(e["kind"], e["t"])
                 extra = " (reminder)" if e.get("reminder") else ""
-                lines.append(f"  {clock(e['t']):>9}  {KIND_NAMES[e['kind']]:<22} {e['value_deg']:+.1f}° "
-                             f"(threshold {e['threshold_deg']:+.1f}°){extra}")
+                lines.append(
+                    f"  {clock(e['t']):>9}  {KIND_NAMES[e['kind']]:<22} {e['value_deg']:+.1f}° "
+                    f"(threshold {e['threshold_deg']:+.1f}°){extra}"
+                )
             else:
                 since = raised.pop(e["kind"], None)
                 lasted = f" after {clock(e['t'] - since)}" if since is not None else ""

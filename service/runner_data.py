@@ -38,16 +38,22 @@ def export_runner(book: Logbook, runner: str, out: Path) -> tuple[int, int]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z, \
-                tempfile.TemporaryDirectory() as work:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z, tempfile.TemporaryDirectory() as work:
             manifest = {"runner": runner, "logbook": str(book.path), "sessions": []}
             for s in sessions:
                 buf = io.StringIO()
                 write_jsonl(book, s["id"], buf)
                 z.writestr(f"{s['id']}/events.jsonl", buf.getvalue())
-                entry = {"id": s["id"], "started_epoch": s["started_epoch"], "duration_s": s["duration_s"],
-                         "source": s["source"], "origin": s["origin"], "ended_how": s["ended_how"],
-                         "notes": s["notes"], "events": f"{s['id']}/events.jsonl"}
+                entry = {
+                    "id": s["id"],
+                    "started_epoch": s["started_epoch"],
+                    "duration_s": s["duration_s"],
+                    "source": s["source"],
+                    "origin": s["origin"],
+                    "ended_how": s["ended_how"],
+                    "notes": s["notes"],
+                    "events": f"{s['id']}/events.jsonl",
+                }
                 if book.has_raw(s["id"]):
                     csv_path = Path(work) / "samples.csv"
                     write_samples_csv(book, s["id"], csv_path)

@@ -24,13 +24,21 @@ from .argtypes import positive_float
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sc = subparsers.add_parser("scan", help="list the supported BLE IMUs in range (WitMotion, stackcue sensors)")
-    sc.add_argument("--seconds", type=positive_float, default=10.0,
-                    help="how long to listen for advertisements (default 10)")
-    sc.add_argument("--listen", type=positive_float, default=2.0,
-                    help="seconds to listen for notifications on each sensor found (default 2)")
+    sc.add_argument(
+        "--seconds", type=positive_float, default=10.0, help="how long to listen for advertisements (default 10)"
+    )
+    sc.add_argument(
+        "--listen",
+        type=positive_float,
+        default=2.0,
+        help="seconds to listen for notifications on each sensor found (default 2)",
+    )
     sc.add_argument("--no-connect", action="store_true", help="only list what advertises; do not connect")
-    sc.add_argument("--emulate", action="store_true",
-                    help="scan an emulated air (two stackcue sensors on the synthetic runner) instead of the radio")
+    sc.add_argument(
+        "--emulate",
+        action="store_true",
+        help="scan an emulated air (two stackcue sensors on the synthetic runner) instead of the radio",
+    )
     return sc
 
 
@@ -75,16 +83,22 @@ def cmd_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
             raise SensorError(problem) from None
         raise SensorError(f"scanning failed: {type(exc).__name__}: {exc}") from None
     if not rows:
-        print("no supported sensor in range (WitMotion WT901BLE…, stackcue…): are they switched on, charged, "
-              "and not connected to a phone?", file=out)
+        print(
+            "no supported sensor in range (WitMotion WT901BLE…, stackcue…): are they switched on, charged, "
+            "and not connected to a phone?",
+            file=out,
+        )
         return 0
     w = max(4, *(len(a.name) for a, _ in rows))
     print(f"{'NAME':<{w}}  {'ADDRESS':<17}  {'KIND':<9}  {'RSSI':>8}  STREAMS (as configured now)", file=out)
     for a, streams in rows:
         print(f"{a.name:<{w}}  {a.address:<17}  {a.kind:<9}  {a.rssi:>4} dBm  {streams}", file=out)
     n = len(rows)
-    print(f"{n} supported sensor{'s' if n != 1 else ''}. In the configuration: [source] kind = \"ble\", "
-          f"[ble] pelvis = \"{rows[0][0].address}\" (an address or a name; trunk likewise)", file=out)
+    print(
+        f'{n} supported sensor{"s" if n != 1 else ""}. In the configuration: [source] kind = "ble", '
+        f'[ble] pelvis = "{rows[0][0].address}" (an address or a name; trunk likewise)',
+        file=out,
+    )
     return 0
 
 
@@ -97,18 +111,28 @@ def ble_options(cfg: Any) -> dict[str, Any]:
     data = cfg.data if hasattr(cfg, "data") else cfg
     b = data["ble"]
     if not b["pelvis"]:
-        raise ConfigError('[source] kind = "ble" needs [ble] pelvis: a sensor address or name (stackcue scan '
-                            'lists them), or "i2c"')
+        raise ConfigError(
+            '[source] kind = "ble" needs [ble] pelvis: a sensor address or name (stackcue scan lists them), or "i2c"'
+        )
     m = data.get("mpu6050", {})
     opts: dict[str, Any] = {
-        "pelvis": b["pelvis"], "trunk": b["trunk"], "pelvis_kind": b["pelvis_kind"], "trunk_kind": b["trunk_kind"],
-        "rate_hz": float(b["rate_hz"]), "scan_s": float(b["scan_s"]),
+        "pelvis": b["pelvis"],
+        "trunk": b["trunk"],
+        "pelvis_kind": b["pelvis_kind"],
+        "trunk_kind": b["trunk_kind"],
+        "rate_hz": float(b["rate_hz"]),
+        "scan_s": float(b["scan_s"]),
         "connect_timeout_s": float(b["connect_timeout_s"]),
-        "backoff_s": (1.0, float(b["reconnect_max_s"])), "decision_delay_s": float(b["decision_delay_s"]),
+        "backoff_s": (1.0, float(b["reconnect_max_s"])),
+        "decision_delay_s": float(b["decision_delay_s"]),
     }
     if "accel_range_g" in m:
         opts["accel_range_g"], opts["gyro_range_dps"] = m["accel_range_g"], m["gyro_range_dps"]
     if str(b["pelvis"]).lower() == "i2c":
-        opts.update(bus=data.get("source", {}).get("bus", 1), pelvis_address=m.get("pelvis_address", 0x68),
-                    i2c_rate_hz=float(m.get("rate_hz", 200.0)), accept_who_am_i=tuple(m.get("accept_who_am_i", ())))
+        opts.update(
+            bus=data.get("source", {}).get("bus", 1),
+            pelvis_address=m.get("pelvis_address", 0x68),
+            i2c_rate_hz=float(m.get("rate_hz", 200.0)),
+            accept_who_am_i=tuple(m.get("accept_who_am_i", ())),
+        )
     return opts

@@ -34,8 +34,10 @@ from .sinks import Sink, SinkWorker
 
 log = logging.getLogger("stackcue.session")
 
-SAY_START = ("Stand tall and still for three seconds. Then bow forward from the hips and come back up. "
-             "Then stand still for two seconds.")
+SAY_START = (
+    "Stand tall and still for three seconds. Then bow forward from the hips and come back up. "
+    "Then stand still for two seconds."
+)
 SAY_OK = "Calibrated. Off you go."
 SAY_LOST = "Sensor lost."
 SAY_BACK = "Sensor back."
@@ -85,13 +87,27 @@ class Session:
     facts to the summary event before the sinks see it (the rows a file reader rejected).
     """
 
-    def __init__(self, source: Source, pipeline: Pipeline, sinks: Sequence[Sink], *, runner_id: str,
-                 live: bool = True, session_id: str | None = None, started_epoch: float | None = None,
-                 clock_synchronised: str = "unknown", cue_owner: str = "pi", origin: str | None = None,
-                 block_sinks: Sequence[Any] = (), notifier: SdNotify | None = None, sensor_lost_s: float = 3.0,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 on_block: Callable[[Block], None] | None = None,
-                 on_summary: Callable[[dict], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: Source,
+        pipeline: Pipeline,
+        sinks: Sequence[Sink],
+        *,
+        runner_id: str,
+        live: bool = True,
+        session_id: str | None = None,
+        started_epoch: float | None = None,
+        clock_synchronised: str = "unknown",
+        cue_owner: str = "pi",
+        origin: str | None = None,
+        block_sinks: Sequence[Any] = (),
+        notifier: SdNotify | None = None,
+        sensor_lost_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        on_block: Callable[[Block], None] | None = None,
+        on_summary: Callable[[dict], None] | None = None,
+    ) -> None:
         self.source = source
         self.pipeline = pipeline
         self.live = live
@@ -138,9 +154,15 @@ class Session:
 
     # --------------------------------------------------------------- run
     def run(self) -> int:
-        start = {"type": "session", "t": 0.0, "state": "started", "session": self.session_id,
-                 "runner": self.runner_id, "started_epoch": round(self.started_epoch, 3),
-                 "clock_synchronised": self.clock_synchronised}
+        start = {
+            "type": "session",
+            "t": 0.0,
+            "state": "started",
+            "session": self.session_id,
+            "runner": self.runner_id,
+            "started_epoch": round(self.started_epoch, 3),
+            "clock_synchronised": self.clock_synchronised,
+        }
         if self.origin is not None:
             start["origin"] = self.origin
         if self.live:
@@ -174,8 +196,15 @@ class Session:
                         self.on_block(block)
                 elif self.live and not lost and now - last_data > self.sensor_lost_s:
                     lost = True
-                    self.emit({"type": "sensor", "t": round(self.t_data, 3), "state": "lost", "say": SAY_LOST,
-                               "reason": self.source.status})
+                    self.emit(
+                        {
+                            "type": "sensor",
+                            "t": round(self.t_data, 3),
+                            "state": "lost",
+                            "say": SAY_LOST,
+                            "reason": self.source.status,
+                        }
+                    )
                 if self.live and self.notifier.watchdog_s and now >= next_dog:
                     self.notifier.watchdog()
                     next_dog = now + self.notifier.watchdog_s / 2
@@ -209,15 +238,23 @@ class Session:
                 if self.live:
                     self.notifier.status("coaching")
             else:
-                self.say("calibrate", f"Calibration not accepted: {short_reason(ev.get('reason', ''))}. "
-                         "Stand still and try again.", ev.get("t"))
+                self.say(
+                    "calibrate",
+                    f"Calibration not accepted: {short_reason(ev.get('reason', ''))}. Stand still and try again.",
+                    ev.get("t"),
+                )
             return
         self.emit(ev)
 
     def _summarise(self, ev: dict, why: str) -> None:
         if self.live:  # who and how it ended: a live summary is read without its session event at hand
-            ev.update(session=self.session_id, runner=self.runner_id, ended=why,
-                      started_epoch=round(self.started_epoch, 3), clock_synchronised=self.clock_synchronised)
+            ev.update(
+                session=self.session_id,
+                runner=self.runner_id,
+                ended=why,
+                started_epoch=round(self.started_epoch, 3),
+                clock_synchronised=self.clock_synchronised,
+            )
         stats = self.source.stats
         if stats is not None:
             ev["source_stats"] = stats  # per segment: lost samples, bad packets, reconnects ...
@@ -237,8 +274,18 @@ class Session:
                 raise
             # a live run that never calibrated still closes cleanly, with what it knows
             log.warning("session ended without a summary: %s", exc)
-            self.emit({"type": "summary", "session": self.session_id, "runner": self.runner_id, "ended": why,
-                       "calibrated": False, "strides": 0, "alerts": self.alerts, "reason": str(exc)})
+            self.emit(
+                {
+                    "type": "summary",
+                    "session": self.session_id,
+                    "runner": self.runner_id,
+                    "ended": why,
+                    "calibrated": False,
+                    "strides": 0,
+                    "alerts": self.alerts,
+                    "reason": str(exc),
+                }
+            )
         self._close(why)
 
     def _close(self, why: str) -> None:

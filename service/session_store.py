@@ -98,10 +98,19 @@ class _FlushEvery:
             self.queued = 0
 
 
-def store_recording(path: str | Path, cfg: Config, *, origin: str = "analyze", jsonl: bool = False,
-                    out: IO[str] | None = None, err: IO[str] | None = None, strict: bool = False,
-                    calibration: Calibration | None = None, progress: bool | None = None,
-                    logbook: str | None = None) -> tuple[str, list[dict]]:
+def store_recording(
+    path: str | Path,
+    cfg: Config,
+    *,
+    origin: str = "analyze",
+    jsonl: bool = False,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+    strict: bool = False,
+    calibration: Calibration | None = None,
+    progress: bool | None = None,
+    logbook: str | None = None,
+) -> tuple[str, list[dict]]:
     """Analyse ``path`` and store it as a session; returns (session id, events).
 
     The analysis streams into the logbook as it goes (the writer thread batches it); a write failure (full
@@ -124,18 +133,34 @@ def store_recording(path: str | Path, cfg: Config, *, origin: str = "analyze", j
         sid = new_session_id(started, key=f"{p.resolve()}|{size}")
         with Logbook(book_path) as book:
             if book.session(sid) is not None:
-                raise InputError(f"{p} is already in {book_path} as session {sid} "
-                                 f"(to store it again, first: stackcue sessions --delete {sid} --yes)")
+                raise InputError(
+                    f"{p} is already in {book_path} as session {sid} "
+                    f"(to store it again, first: stackcue sessions --delete {sid} --yes)"
+                )
         source.meta = {"kind": "file", "path": str(p.resolve()), **meta}
         sink = LogbookSink(book_path, config=cfg.data)  # after the check: its writer opens the file at once
         opened.append(sink)
-        facts.update(session_id=sid, started_epoch=started, clock_synchronised=how, origin=origin,
-                     runner_id=meta.get("runner") or cfg.runner_id)
+        facts.update(
+            session_id=sid,
+            started_epoch=started,
+            clock_synchronised=how,
+            origin=origin,
+            runner_id=meta.get("runner") or cfg.runner_id,
+        )
         return {**facts, "sinks": [sink], "block_sinks": [_FlushEvery(sink)]}
 
     try:
-        events, source = analyze_recording(p, cfg, jsonl=jsonl, out=out, err=err, strict=strict,
-                                           calibration=calibration, progress=progress, prepare=prepare)
+        events, source = analyze_recording(
+            p,
+            cfg,
+            jsonl=jsonl,
+            out=out,
+            err=err,
+            strict=strict,
+            calibration=calibration,
+            progress=progress,
+            prepare=prepare,
+        )
     finally:
         for sink in opened:
             sink.close()
@@ -147,8 +172,15 @@ def store_recording(path: str | Path, cfg: Config, *, origin: str = "analyze", j
     return facts["session_id"], events
 
 
-def analyze_session(book: Logbook, session: str, cfg: Config, *, jsonl: bool, out: IO[str] | None = None,
-                    calibration: Calibration | None = None) -> list[dict]:
+def analyze_session(
+    book: Logbook,
+    session: str,
+    cfg: Config,
+    *,
+    jsonl: bool,
+    out: IO[str] | None = None,
+    calibration: Calibration | None = None,
+) -> list[dict]:
     """Re-run the pipeline over a stored session's raw samples (other settings, a saved calibration)."""
     s = find_session(book, session)
     if not book.has_raw(s["id"]):

@@ -40,22 +40,40 @@ def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float 
     stats = book.stats()
     for s in book.sessions(runner=runner, since_epoch=since_epoch):
         st = stats.get(s["id"], {})
-        started = "-" if s["started_epoch"] is None else \
-            f"{dt.datetime.fromtimestamp(s['started_epoch']):%Y-%m-%d %H:%M}"
+        started = (
+            "-" if s["started_epoch"] is None else f"{dt.datetime.fromtimestamp(s['started_epoch']):%Y-%m-%d %H:%M}"
+        )
         if s["clock_synchronised"] != "yes":
             started += "?"  # the clock was not known to be synchronised, or the date is the file's: may be off
         ended = s["ended_how"] or "running"
-        rows.append((s["id"], started, clock(s["duration_s"]) if s["duration_s"] is not None else "-",
-                     str(st.get("strides", 0)), _num(st.get("cadence_spm"), ".0f"),
-                     _num(st.get("pelvic_tilt_deg"), "+.1f"), _num(st.get("trunk_lean_deg"), "+.1f"),
-                     _num(st.get("stack_deg"), "+.1f"), str(st.get("alerts", 0)), ended, _short(s["notes"])))
+        rows.append(
+            (
+                s["id"],
+                started,
+                clock(s["duration_s"]) if s["duration_s"] is not None else "-",
+                str(st.get("strides", 0)),
+                _num(st.get("cadence_spm"), ".0f"),
+                _num(st.get("pelvic_tilt_deg"), "+.1f"),
+                _num(st.get("trunk_lean_deg"), "+.1f"),
+                _num(st.get("stack_deg"), "+.1f"),
+                str(st.get("alerts", 0)),
+                ended,
+                _short(s["notes"]),
+            )
+        )
     if not rows:
         who = f" for runner {runner!r}" if runner else ""
         return f"no sessions{who} in {book.path}" + (" since then" if since_epoch is not None else "")
     widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
     left = {0, 1, 9, 10}
-    lines = ["  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             .rstrip() for r in [HEADER, *rows]]
-    lines.append("cadence in steps/min; tilt, lean and stack: mean degrees over steady strides; "
-                 "'?' after a date: the clock was not known to be synchronised")
+    lines = [
+        "  ".join(
+            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in [HEADER, *rows]
+    ]
+    lines.append(
+        "cadence in steps/min; tilt, lean and stack: mean degrees over steady strides; "
+        "'?' after a date: the clock was not known to be synchronised"
+    )
     return "\n".join(lines)

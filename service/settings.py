@@ -37,37 +37,44 @@ class RunnerSection:
 
 @dataclass(frozen=True)
 class SourceSection:
-    kind: str = setting("mpu6050", doc='"mpu6050" | "ble" (see [ble]) | "emulated" | "replay"',
-                        choices=LIVE_SOURCE_KINDS)
+    kind: str = setting(
+        "mpu6050", doc='"mpu6050" | "ble" (see [ble]) | "emulated" | "replay"', choices=LIVE_SOURCE_KINDS
+    )
     path: str = setting("", doc="replay: the exchange CSV")
     speed: float = setting(1.0, 0.01, 1000.0, "replay and emulated: 1.0 = real time, 20.0 = twenty times faster")
-    bus: int = setting(
-        1, 0, 255, "mpu6050: I2C bus number (/dev/i2c-N); the Pi's header pins 3/5 are bus 1")
+    bus: int = setting(1, 0, 255, "mpu6050: I2C bus number (/dev/i2c-N); the Pi's header pins 3/5 are bus 1")
     emulated_minutes: float = setting(10.0, 0.5, 600.0, "emulated: length of the synthetic run, min")
-    sensor_lost_s: float = setting(
-        3.0, 0.5, 60.0, "s without samples before the runner is told the sensor is lost")
+    sensor_lost_s: float = setting(3.0, 0.5, 60.0, "s without samples before the runner is told the sensor is lost")
 
 
 @dataclass(frozen=True)
 class BleSection:
     pelvis: str = setting(
-        "", doc='address ("C4:11:22:33:44:55") or advertised name ("WT901BLE68") of the sacrum sensor; '
-                '"i2c" = the MPU-6050 of [mpu6050]')
+        "",
+        doc='address ("C4:11:22:33:44:55") or advertised name ("WT901BLE68") of the sacrum sensor; '
+        '"i2c" = the MPU-6050 of [mpu6050]',
+    )
     trunk: str = setting("", doc="address or name of the sternum sensor; empty = none")
     pelvis_kind: str = setting(
-        "auto", doc='"auto" (from the advertisement) | "witmotion" | "stackcue"', choices=_BLE_KINDS)
+        "auto", doc='"auto" (from the advertisement) | "witmotion" | "stackcue"', choices=_BLE_KINDS
+    )
     trunk_kind: str = setting("auto", doc="likewise", choices=_BLE_KINDS)
     rate_hz: float = setting(
-        200.0, 0.2, 1000, "Hz asked of the sensors: 200 is the WitMotion's fastest; stackcue sensors make 1000/(1+d)")
+        200.0, 0.2, 1000, "Hz asked of the sensors: 200 is the WitMotion's fastest; stackcue sensors make 1000/(1+d)"
+    )
     scan_s: float = setting(4.0, 1, 60, "s each (re)connect attempt scans for the sensor")
     connect_timeout_s: float = setting(10.0, 2, 60, "s, bleak's connect timeout")
     reconnect_max_s: float = setting(
-        10.0, 1, 300, "s, longest wait between attempts while a sensor stays away (starts at 1 s, doubles)")
+        10.0, 1, 300, "s, longest wait between attempts while a sensor stays away (starts at 1 s, doubles)"
+    )
     decision_delay_s: float = setting(
-        1.0, 0.2, 4,
+        1.0,
+        0.2,
+        4,
         "s, WitMotion samples are held at least this long to tell a lost notification from a late one "
         "(longer, up to 4 s, when arrivals are scattered; at least one beat of the sample phase against "
-        "the connection events, ~1.25 s at 200 Hz)")
+        "the connection events, ~1.25 s at 200 Hz)",
+    )
 
 
 @dataclass(frozen=True)
@@ -82,55 +89,57 @@ class MqttSection:
     tls_key: str = setting("", doc="client key (optional)")
     keepalive_s: int = setting(30, 5, 3600, "s, MQTT keepalive")
     stride_queue_max: int = setting(
-        200, 1, 100000, "strides kept while the broker is away (oldest dropped first; alerts never)")
+        200, 1, 100000, "strides kept while the broker is away (oldest dropped first; alerts never)"
+    )
     homeassistant: bool = setting(False, doc="publish Home Assistant MQTT discovery under homeassistant/")
-    outbox: str = setting(
-        "", doc="durable outbox file for undelivered alerts (empty: next to nothing, memory only)")
+    outbox: str = setting("", doc="durable outbox file for undelivered alerts (empty: next to nothing, memory only)")
 
 
 @dataclass(frozen=True)
 class LogbookSection:
     path: str = setting(
         "~/.local/share/stackcue/logbook.sqlite",
-        doc="the database; empty = no logbook. On the Pi: /var/lib/stackcue/logbook.sqlite")
+        doc="the database; empty = no logbook. On the Pi: /var/lib/stackcue/logbook.sqlite",
+    )
     raw: bool = setting(
-        True, doc="also keep the raw samples (compressed), so a run can be re-analysed (~34 MB/h, 2 sensors, 200 Hz)")
+        True, doc="also keep the raw samples (compressed), so a run can be re-analysed (~34 MB/h, 2 sensors, 200 Hz)"
+    )
     flush_s: float = setting(
-        1.0, 0.2, 5.0, "s, writes are committed at least this often (a pulled battery loses at most this)")
+        1.0, 0.2, 5.0, "s, writes are committed at least this often (a pulled battery loses at most this)"
+    )
     max_mb: int = setting(
-        0, 0, 1_000_000, "MB, cap on the database size (0 = none); when full, the run and its cues go on")
+        0, 0, 1_000_000, "MB, cap on the database size (0 = none); when full, the run and its cues go on"
+    )
 
 
 @dataclass(frozen=True)
 class CueSection:
     owner: str = setting(
-        "pi", doc='"pi" (stackcue cue on the Pi: earbuds or buzzer) | "phone" | "none"',
-        choices=("pi", "phone", "none"))
+        "pi", doc='"pi" (stackcue cue on the Pi: earbuds or buzzer) | "phone" | "none"', choices=("pi", "phone", "none")
+    )
     audio: bool = setting(True, doc="speak cues with espeak-ng through the default audio output")
     voice: str = setting("en", doc="espeak-ng voice")
     speed_wpm: int = setting(170, 80, 450, "words per minute")
     gpio_pin: int = setting(0, 0, 27, "GPIO (BCM) pin of a buzzer or vibration motor; 0 = none")
-    max_age_s: float = setting(
-        10.0, 0.5, 3600.0, "s, an alert older than this when it arrives is logged, not cued")
+    max_age_s: float = setting(10.0, 0.5, 3600.0, "s, an alert older than this when it arrives is logged, not cued")
 
 
 @dataclass(frozen=True)
 class Mpu6050Section:
-    rate_hz: float = setting(
-        200.0, 50, 1000, "Hz, one of 1000/(1+d): 1000, 500, 333.33, 250, 200, ... 100, ... 50")
-    accel_range_g: int = setting(
-        8, doc="g, ±2/4/8/16; running impacts exceed ±4 g", choices=(2, 4, 8, 16))
+    rate_hz: float = setting(200.0, 50, 1000, "Hz, one of 1000/(1+d): 1000, 500, 333.33, 250, 200, ... 100, ... 50")
+    accel_range_g: int = setting(8, doc="g, ±2/4/8/16; running impacts exceed ±4 g", choices=(2, 4, 8, 16))
     gyro_range_dps: int = setting(1000, doc="°/s, ±250/500/1000/2000", choices=(250, 500, 1000, 2000))
-    pelvis_address: int = setting(
-        0x68, 0x03, 0x77, "I2C address of the sacrum sensor (AD0 low)", hex=True)
-    trunk_address: int = setting(
-        0x69, 0x03, 0x77, "I2C address of the sternum sensor (AD0 high)", hex=True)
+    pelvis_address: int = setting(0x68, 0x03, 0x77, "I2C address of the sacrum sensor (AD0 low)", hex=True)
+    trunk_address: int = setting(0x69, 0x03, 0x77, "I2C address of the sternum sensor (AD0 high)", hex=True)
     trunk: str = setting(
-        "auto", doc='"auto" (use it if it answers), "on" (required) or "off"', choices=("auto", "on", "off"))
+        "auto", doc='"auto" (use it if it answers), "on" (required) or "off"', choices=("auto", "on", "off")
+    )
     accept_who_am_i: tuple[int, ...] = setting(
-        (), doc="extra WHO_AM_I values to accept, e.g. [0x98] for a register-compatible clone")
+        (), doc="extra WHO_AM_I values to accept, e.g. [0x98] for a register-compatible clone"
+    )
     poll_s: float = setting(
-        0.02, 0.002, 0.4, "s, how often the FIFOs are read (the FIFO holds 85 samples: 0.42 s at 200 Hz)")
+        0.02, 0.002, 0.4, "s, how often the FIFOs are read (the FIFO holds 85 samples: 0.42 s at 200 Hz)"
+    )
 
 
 @dataclass(frozen=True)
@@ -146,25 +155,38 @@ class Section:
 SCHEMA: tuple[Section, ...] = (
     Section("runner", RunnerSection),
     Section("source", SourceSection, ("What `stackcue run` reads.",)),
-    Section("ble", BleSection,
-            ('BLE IMUs, used when [source] kind = "ble". `stackcue scan` lists the sensors in range.',)),
+    Section(
+        "ble", BleSection, ('BLE IMUs, used when [source] kind = "ble". `stackcue scan` lists the sensors in range.',)
+    ),
     Section("mqtt", MqttSection),
-    Section("logbook", LogbookSection,
-            ("Every live run is kept (SQLite, WAL, synchronous=FULL, file mode 0600: posture data is personal).",)),
+    Section(
+        "logbook",
+        LogbookSection,
+        ("Every live run is kept (SQLite, WAL, synchronous=FULL, file mode 0600: posture data is personal).",),
+    ),
     Section("cue", CueSection, ("One cue owner a session, so the runner never hears an alert twice.",)),
-    Section("mpu6050", Mpu6050Section,
-            ("Two sensors at high rates need the Pi's I2C at 400 kHz: "
-             "dtparam=i2c_arm_baudrate=400000 in config.txt.",)),
-    Section("calibration", CalibrationParams,
-            ("The routine: stand still >= still_before_s, hip hinge, stand still >= still_after_s.",)),
+    Section(
+        "mpu6050",
+        Mpu6050Section,
+        ("Two sensors at high rates need the Pi's I2C at 400 kHz: dtparam=i2c_arm_baudrate=400000 in config.txt.",),
+    ),
+    Section(
+        "calibration",
+        CalibrationParams,
+        ("The routine: stand still >= still_before_s, hip hinge, stand still >= still_after_s.",),
+    ),
     Section("orientation", OrientationParams),
     Section("gait", GaitParams),
     Section("steady", SteadyParams),
     Section("alerts", AlertParams),
-    Section("reference", ReferenceParams, (
-        'What the thresholds are measured from: "neutral" (the calibration stance: run as stacked as you stand),',
-        '"first_minutes" (the median of this run\'s first steady minutes), or "targets" (coach-set values below).',
-    )),
+    Section(
+        "reference",
+        ReferenceParams,
+        (
+            'What the thresholds are measured from: "neutral" (the calibration stance: run as stacked as you stand),',
+            '"first_minutes" (the median of this run\'s first steady minutes), or "targets" (coach-set values below).',
+        ),
+    ),
     Section("calibration_check", CalibrationCheckParams),
 )
 

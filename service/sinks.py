@@ -125,12 +125,14 @@ class LogSink:
         t = event.get("t", event.get("t_start", 0.0)) or 0.0
         line = None
         if et == "alert":
-            line = (f"ALERT {KIND_NAMES.get(event['kind'], event['kind'])} {event['value_deg']:+.1f}° "
-                    f"(threshold {event['threshold_deg']:+.1f}°)" + (" reminder" if event.get("reminder") else ""))
+            line = (
+                f"ALERT {KIND_NAMES.get(event['kind'], event['kind'])} {event['value_deg']:+.1f}° "
+                f"(threshold {event['threshold_deg']:+.1f}°)" + (" reminder" if event.get("reminder") else "")
+            )
         elif et == "clear":
             line = f"clear {KIND_NAMES.get(event['kind'], event['kind'])}"
         elif et == "calibration":
-            line = ("calibration accepted" if event.get("ok") else f"calibration refused: {event.get('reason')}")
+            line = "calibration accepted" if event.get("ok") else f"calibration refused: {event.get('reason')}"
         elif et in ("guide", "sensor", "calibration_suspect"):
             line = event.get("say") or event.get("reason") or json.dumps(event)
         elif et == "gap":
@@ -139,8 +141,9 @@ class LogSink:
             self._last_stride = t
             tilt = event.get("pelvic_tilt_deg")
             stack = event.get("stack_deg")
-            line = (f"running {event.get('cadence_spm')} spm, tilt {tilt:+.1f}°"
-                    + (f", stack {stack:+.1f}°" if stack is not None else ""))
+            line = f"running {event.get('cadence_spm')} spm, tilt {tilt:+.1f}°" + (
+                f", stack {stack:+.1f}°" if stack is not None else ""
+            )
         elif et == "summary":
             line = f"session ended: {event.get('strides')} strides, {event.get('alerts')} alerts"
         if line:

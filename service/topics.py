@@ -26,35 +26,87 @@ class Topic:
     under_prefix: bool = True
 
 
-TOPICS: dict[str, Topic] = {t.name: t for t in (
-    Topic("status", 1, True, "daemon", ("home assistant",),
-          '"online" on connect; "offline" at stop and as the last will',
-          "is the device up (Home Assistant availability)"),
-    Topic("alert", 1, False, "daemon", ("cue", "phone"),
-          "JSON: the alert event plus session, alert_id, raised_at, sent_at (epoch s), age_s (raise to send, "
-          "Pi monotonic s), replayed (from the durable outbox after a restart)",
-          "a posture alert to cue; at least once, de-duplicated on (session, alert_id)"),
-    Topic("stride", 0, False, "daemon", ("home assistant",),
-          "JSON: the stride event (at most stride_queue_max kept while the broker is away)",
-          "per-stride telemetry"),
-    Topic("session", 1, True, "daemon", ("phone",),
-          "JSON: the summary event plus session",
-          "summary of the current or last run"),
-    Topic("alert_state", 1, True, "daemon", ("home assistant",),
-          '"ON" while any alert kind is active, "OFF" once all cleared',
-          "the posture-alert binary sensor"),
-    Topic("event", 1, False, "daemon", ("cue", "phone"),
-          "JSON: system events (session start with the cue owner, calibration steps and result, "
-          "calibration_suspect, reference, guide, sensor lost/back, clear) plus session and sent_at",
-          "what the runner must hear about the system itself"),
-    Topic("homeassistant/sensor/{uid}/config", 1, True, "daemon (homeassistant = true)", ("home assistant",),
-          "JSON: Home Assistant MQTT discovery config of the tilt, stack and cadence sensors",
-          "Home Assistant builds its entities without custom code", under_prefix=False),
-    Topic("homeassistant/binary_sensor/{uid}/config", 1, True, "daemon (homeassistant = true)",
-          ("home assistant",),
-          "JSON: Home Assistant MQTT discovery config of the posture-alert binary sensor",
-          "Home Assistant builds its entities without custom code", under_prefix=False),
-)}
+TOPICS: dict[str, Topic] = {
+    t.name: t
+    for t in (
+        Topic(
+            "status",
+            1,
+            True,
+            "daemon",
+            ("home assistant",),
+            '"online" on connect; "offline" at stop and as the last will',
+            "is the device up (Home Assistant availability)",
+        ),
+        Topic(
+            "alert",
+            1,
+            False,
+            "daemon",
+            ("cue", "phone"),
+            "JSON: the alert event plus session, alert_id, raised_at, sent_at (epoch s), age_s (raise to send, "
+            "Pi monotonic s), replayed (from the durable outbox after a restart)",
+            "a posture alert to cue; at least once, de-duplicated on (session, alert_id)",
+        ),
+        Topic(
+            "stride",
+            0,
+            False,
+            "daemon",
+            ("home assistant",),
+            "JSON: the stride event (at most stride_queue_max kept while the broker is away)",
+            "per-stride telemetry",
+        ),
+        Topic(
+            "session",
+            1,
+            True,
+            "daemon",
+            ("phone",),
+            "JSON: the summary event plus session",
+            "summary of the current or last run",
+        ),
+        Topic(
+            "alert_state",
+            1,
+            True,
+            "daemon",
+            ("home assistant",),
+            '"ON" while any alert kind is active, "OFF" once all cleared',
+            "the posture-alert binary sensor",
+        ),
+        Topic(
+            "event",
+            1,
+            False,
+            "daemon",
+            ("cue", "phone"),
+            "JSON: system events (session start with the cue owner, calibration steps and result, "
+            "calibration_suspect, reference, guide, sensor lost/back, clear) plus session and sent_at",
+            "what the runner must hear about the system itself",
+        ),
+        Topic(
+            "homeassistant/sensor/{uid}/config",
+            1,
+            True,
+            "daemon (homeassistant = true)",
+            ("home assistant",),
+            "JSON: Home Assistant MQTT discovery config of the tilt, stack and cadence sensors",
+            "Home Assistant builds its entities without custom code",
+            under_prefix=False,
+        ),
+        Topic(
+            "homeassistant/binary_sensor/{uid}/config",
+            1,
+            True,
+            "daemon (homeassistant = true)",
+            ("home assistant",),
+            "JSON: Home Assistant MQTT discovery config of the posture-alert binary sensor",
+            "Home Assistant builds its entities without custom code",
+            under_prefix=False,
+        ),
+    )
+}
 
 HA_SENSOR = "homeassistant/sensor/{uid}/config"
 HA_BINARY_SENSOR = "homeassistant/binary_sensor/{uid}/config"

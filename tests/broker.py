@@ -82,23 +82,59 @@ def make_tls_files(d: Path) -> TlsFiles:
     d.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for name, cn in (("ca", "stackcue test CA"), ("rogue", "someone else's CA")):
-        _openssl("req", "-x509", *ec, "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
-                 "-subj", f"/CN={cn}", cwd=d)
+        _openssl(
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={cn}",
+            cwd=d,
+        )
     _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost", cwd=d)
     (d / "server.ext").write_text(
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
         "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "server.crt", "-days", "2", "-extfile", "server.ext", cwd=d)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        cwd=d,
+    )
     return TlsFiles(d / "ca.crt", d / "server.crt", d / "server.key", d / "rogue.crt")
 
 
 class Broker:
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, *, tls: TlsFiles | None = None, users: dict[str, str] | None = None,
-                 acl: str | None = None, extra: tuple[str, ...] = (), listeners=None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        tls: TlsFiles | None = None,
+        users: dict[str, str] | None = None,
+        acl: str | None = None,
+        extra: tuple[str, ...] = (),
+        listeners=None,
+    ) -> None:
         """``listeners(broker) -> str``: replaces the generated listener/auth lines (e.g. a rendering of
         config/mosquitto/stackcue.conf); it may use ``broker.data`` and ``broker.port``."""
         self.workdir = workdir
@@ -129,8 +165,12 @@ class Broker:
         if users is not None:
             pwfile = self.data / "passwd"
             for i, (user, password) in enumerate(users.items()):
-                subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(pwfile), user, password],
-                               check=True, capture_output=True, timeout=30)
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(pwfile), user, password],
+                    check=True,
+                    capture_output=True,
+                    timeout=30,
+                )
             os.chmod(pwfile, 0o600)
             lines += [f"password_file {pwfile}", "allow_anonymous false"]
         else:
@@ -154,8 +194,9 @@ class Broker:
     def start(self, timeout: float = 10.0) -> Broker:
         assert not self.running
         with open(self.log_path, "ab") as logf:
-            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=logf, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.conf)], stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

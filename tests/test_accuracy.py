@@ -29,8 +29,10 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 # 100 Hz stays in the fast set; the higher rates take a few seconds each
-PARAMS = [pytest.param(c, id=f"{c[0]}Hz-{'trunk' if c[1] else 'pelvis'}",
-                       marks=[pytest.mark.slow] if c[0] > 100 else []) for c in CASES]
+PARAMS = [
+    pytest.param(c, id=f"{c[0]}Hz-{'trunk' if c[1] else 'pelvis'}", marks=[pytest.mark.slow] if c[0] > 100 else [])
+    for c in CASES
+]
 
 
 @pytest.fixture(scope="module", params=PARAMS)
@@ -52,8 +54,7 @@ def steady(events):
 def record(case, name, value):
     ARTIFACTS.mkdir(exist_ok=True)
     with open(ARTIFACTS / "accuracy.jsonl", "a") as fh:
-        fh.write(json.dumps({"case": f"{case['rate']}Hz-{'trunk' if case['trunk'] else 'pelvis'}",
-                             name: value}) + "\n")
+        fh.write(json.dumps({"case": f"{case['rate']}Hz-{'trunk' if case['trunk'] else 'pelvis'}", name: value}) + "\n")
 
 
 def test_calibration_found_mounting(analysed):
@@ -113,12 +114,14 @@ def test_every_drift_alerted_and_cleared_in_time(analysed):
         eps = expected_episodes(ts, kind, thr, MARGIN_DEG)
         n_expected += len(eps)
         for ep in eps:
-            hit = [a for a in alerts
-                   if a["kind"] == kind and ep.t_cross - 3.0 <= a["decided_t"] <= ep.t_cross + LATENCY_S]
+            hit = [
+                a for a in alerts if a["kind"] == kind and ep.t_cross - 3.0 <= a["decided_t"] <= ep.t_cross + LATENCY_S
+            ]
             assert hit, f"{kind} crossing at {ep.t_cross:.1f} s not alerted within {LATENCY_S} s"
             latencies.append(hit[0]["decided_t"] - ep.t_cross)
-            back = [c for c in clears
-                    if c["kind"] == kind and ep.t_back - 3.0 <= c["decided_t"] <= ep.t_back + LATENCY_S]
+            back = [
+                c for c in clears if c["kind"] == kind and ep.t_back - 3.0 <= c["decided_t"] <= ep.t_back + LATENCY_S
+            ]
             assert back, f"{kind} back inside at {ep.t_back:.1f} s not cleared within {LATENCY_S} s"
         # no alert of this kind where the truth was clearly inside the threshold
         spans = ambiguous_spans(ts, kind, thr, MARGIN_DEG)
@@ -151,12 +154,13 @@ def test_ideal_sensor_mounting_is_exact(tmp_path, trunk):
 
     from stackcue.dsp.pipeline import Pipeline
 
-    run = simulate(SimParams(minutes=0.5, rate_hz=200, trunk=trunk, seed=21, sensor_errors=False, gaps=False,
-                             episodes=False))
+    run = simulate(
+        SimParams(minutes=0.5, rate_hz=200, trunk=trunk, seed=21, sensor_errors=False, gaps=False, episodes=False)
+    )
     pipe = Pipeline(strict_calibration=False)
     events = pipe.feed(run.block) + pipe.finish()
     cal = next(e for e in events if e["type"] == "calibration")
-    for seg in (["pelvis", "trunk"] if trunk else ["pelvis"]):
+    for seg in ["pelvis", "trunk"] if trunk else ["pelvis"]:
         w, x, y, z = cal["segments"][seg]["q_body_from_sensor_wxyz"]
         tw, tx, ty, tz = run.info["mounting"][seg]["q_body_from_sensor_wxyz"]
         est, tru = Rotation.from_quat([x, y, z, w]), Rotation.from_quat([tx, ty, tz, tw])

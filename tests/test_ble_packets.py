@@ -28,6 +28,7 @@ MPY = _load_micropython()
 
 # --- WitMotion --------------------------------------------------------------------------------------
 
+
 def _frames(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
     return [(rng.uniform(-30, 30, 3), rng.uniform(-10, 10, 3), rng.uniform(-170, 170, 3)) for _ in range(n)]
@@ -81,7 +82,7 @@ def test_frames_split_across_notifications():
     dec = wm.WitDecoder()
     out = []
     for cut in range(0, len(stream), 13):  # cuts land everywhere, also between 0x55 and 0x61
-        out += dec.feed(stream[cut:cut + 13])
+        out += dec.feed(stream[cut : cut + 13])
     assert len(out) == 7
     for f, (acc, gyr, _) in zip(out, truth, strict=True):
         np.testing.assert_allclose(f.acc, acc, atol=0.005)
@@ -89,7 +90,7 @@ def test_frames_split_across_notifications():
     assert dec.stats.skipped_bytes == 0 and dec.stats.bad_frames == 0
     # byte by byte too
     dec2 = wm.WitDecoder()
-    assert sum(len(dec2.feed(stream[i:i + 1])) for i in range(len(stream))) == 7
+    assert sum(len(dec2.feed(stream[i : i + 1])) for i in range(len(stream))) == 7
 
 
 def test_garbage_is_skipped_and_counted():
@@ -151,6 +152,7 @@ def test_unsupported_rate_names_the_valid_ones():
 
 # --- stackcue profile -------------------------------------------------------------------------------
 
+
 def _raw(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(-32768, 32768, (n, 6)).astype(np.int16)
 
@@ -179,8 +181,9 @@ def test_batch_sizes_fit_the_mtu():
 
 def test_batch_round_trip_full_and_compact():
     raw = _raw(19, seed=4)
-    b = bp.decode_batch(bp.encode_batch(123456, raw, rate_mhz=208_333, acc_code=3, gyr_code=1, boot_id=0xBEEF,
-                                        flags=bp.FLAG_RESTART))
+    b = bp.decode_batch(
+        bp.encode_batch(123456, raw, rate_mhz=208_333, acc_code=3, gyr_code=1, boot_id=0xBEEF, flags=bp.FLAG_RESTART)
+    )
     assert (b.counter, b.rate_mhz, b.acc_code, b.gyr_code, b.boot_id) == (123456, 208_333, 3, 1, 0xBEEF)
     assert b.restart and not b.overflow and not b.compact and len(b) == 19
     np.testing.assert_array_equal(b.raw, raw)
@@ -205,18 +208,21 @@ def _resealed(p: bytes) -> bytes:
     return body + bp.crc16(body).to_bytes(2, "little")
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda p: bytes([2]) + p[1:], "version 2"),
-    (lambda p: p[:-1], "length"),
-    (lambda p: p + b"\x00" * 12, "length"),
-    (lambda p: _resealed(p[:2] + bytes([20]) + p[3:]), "20 samples"),
-    (lambda p: _resealed(p[:1] + bytes([0x10]) + p[2:]), "unknown flags"),
-    (lambda p: _resealed(p[:3] + bytes([0x05]) + p[4:]), "accel range code 5"),
-    (lambda p: _resealed(p[:3] + bytes([0x42]) + p[4:]), "gyro range code 4"),
-    (lambda p: p[:5], "too short"),
-    (lambda p: _resealed(p[:8] + b"\x00\x00\x00\x00" + p[12:]), "rate of 0"),
-    (lambda p: p[:20] + bytes([p[20] ^ 0x04]) + p[21:], "checksum"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda p: bytes([2]) + p[1:], "version 2"),
+        (lambda p: p[:-1], "length"),
+        (lambda p: p + b"\x00" * 12, "length"),
+        (lambda p: _resealed(p[:2] + bytes([20]) + p[3:]), "20 samples"),
+        (lambda p: _resealed(p[:1] + bytes([0x10]) + p[2:]), "unknown flags"),
+        (lambda p: _resealed(p[:3] + bytes([0x05]) + p[4:]), "accel range code 5"),
+        (lambda p: _resealed(p[:3] + bytes([0x42]) + p[4:]), "gyro range code 4"),
+        (lambda p: p[:5], "too short"),
+        (lambda p: _resealed(p[:8] + b"\x00\x00\x00\x00" + p[12:]), "rate of 0"),
+        (lambda p: p[:20] + bytes([p[20] ^ 0x04]) + p[21:], "checksum"),
+    ],
+)
 def test_decode_batch_is_strict(mutate, message):
     good = bp.encode_batch(0, _raw(3))
     with pytest.raises(ValueError, match=message):
@@ -260,9 +266,9 @@ def test_control_and_info_round_trip():
 
 # --- counters ---------------------------------------------------------------------------------------
 
+
 def _b(counter, n=10, flags=0, boot=1, rate=200_000, compact=False):
-    return bp.decode_batch(bp.encode_batch(counter, _raw(n), flags=flags, boot_id=boot, rate_mhz=rate,
-                                           compact=compact))
+    return bp.decode_batch(bp.encode_batch(counter, _raw(n), flags=flags, boot_id=boot, rate_mhz=rate, compact=compact))
 
 
 def test_counter_contiguous_and_gaps():
@@ -323,13 +329,15 @@ def test_counter_compact_batches_use_known_config():
 
 # --- the MicroPython sensor's encoder ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("compact", [False, True])
 def test_micropython_encoder_equals_the_receiver_encoder(compact):
     n = 1 if compact else 19
     raw = _raw(n, seed=9)
     for counter, flags in [(0, bp.FLAG_RESTART), (2**32 - 3, 0), (77, bp.FLAG_OVERFLOW)]:
-        ours = bp.encode_batch(counter, raw, rate_mhz=200_000, acc_code=2, gyr_code=2, boot_id=0xA5A5,
-                               flags=flags, compact=compact)
+        ours = bp.encode_batch(
+            counter, raw, rate_mhz=200_000, acc_code=2, gyr_code=2, boot_id=0xA5A5, flags=flags, compact=compact
+        )
         theirs = MPY.encode_batch(counter, raw.astype("<i2").tobytes(), 200_000, 0x22, 0xA5A5, flags, compact)
         assert theirs == ours
         b = bp.decode_batch(theirs)
@@ -363,6 +371,8 @@ def test_no_garbage_frame_from_a_truncated_frame_before_a_damaged_one():
     d[19] = 0x55
     dec = wm.WitDecoder()
     out = dec.feed(bytes(d) + b"\x61" + c)
-    assert all(np.array_equal(f.acc, wm.decode_frame(bytes(d)).acc) or np.array_equal(f.acc, wm.decode_frame(c).acc)
-               for f in out)
+    assert all(
+        np.array_equal(f.acc, wm.decode_frame(bytes(d)).acc) or np.array_equal(f.acc, wm.decode_frame(c).acc)
+        for f in out
+    )
     assert np.array_equal(out[-1].acc, wm.decode_frame(c).acc)

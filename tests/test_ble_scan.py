@@ -19,8 +19,13 @@ from stackcue.service.scan import add_parser, ble_options, cmd_scan
 
 
 def args(air: Air, **kw) -> argparse.Namespace:
-    return argparse.Namespace(seconds=kw.get("seconds", 10.0), listen=2.0, no_connect=kw.get("no_connect", False),
-                              bleak=air.bleak, speed=air.speed)
+    return argparse.Namespace(
+        seconds=kw.get("seconds", 10.0),
+        listen=2.0,
+        no_connect=kw.get("no_connect", False),
+        bleak=air.bleak,
+        speed=air.speed,
+    )
 
 
 def test_scan_lists_supported_sensors_with_rssi_and_streaming():
@@ -61,8 +66,10 @@ def test_scan_without_connecting_and_with_nothing_in_range():
     assert "no supported sensor in range" in empty.getvalue()
 
 
-@pytest.mark.parametrize("kw,words", [({"adapter": False}, "no usable Bluetooth adapter"),
-                                      ({"bluez_running": False}, "BlueZ is not running")])
+@pytest.mark.parametrize(
+    "kw,words",
+    [({"adapter": False}, "no usable Bluetooth adapter"), ({"bluez_running": False}, "BlueZ is not running")],
+)
 def test_scan_without_adapter_or_bluez_is_one_line(kw, words):
     air = Air(speed=20.0, **kw)
     with pytest.raises(StackcueError) as ei:
@@ -110,8 +117,15 @@ def test_sensor_off_is_a_status_not_a_crash_and_close_is_fast():
     import time
 
     air = Air(speed=10.0)
-    src = open_source("ble", pelvis="C4:11:22:33:44:99", bleak=air.bleak, clock=air.now, sleep=air.clock.sleep,
-                      speed=air.speed, scan_s=2.0)
+    src = open_source(
+        "ble",
+        pelvis="C4:11:22:33:44:99",
+        bleak=air.bleak,
+        clock=air.now,
+        sleep=air.clock.sleep,
+        speed=air.speed,
+        scan_s=2.0,
+    )
     t0 = time.monotonic()
     blocks = [src.read() for _ in range(30)]
     assert all(b is not None and len(b) == 0 for b in blocks)

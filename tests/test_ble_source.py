@@ -112,8 +112,17 @@ def check_accuracy(res: dict, run, label: str) -> dict:
 
 def source(air: Air, pelvis: str, trunk: str = "", seconds: float | None = None, **kw) -> BLESource:
     kw.setdefault("tap", Tap())
-    return BLESource(pelvis=pelvis, trunk=trunk, bleak=air.bleak, clock=air.now, sleep=air.clock.sleep,
-                     speed=air.speed, duration_s=seconds, scan_s=3.0, **kw)
+    return BLESource(
+        pelvis=pelvis,
+        trunk=trunk,
+        bleak=air.bleak,
+        clock=air.now,
+        sleep=air.clock.sleep,
+        speed=air.speed,
+        duration_s=seconds,
+        scan_s=3.0,
+        **kw,
+    )
 
 
 # --------------------------------------------------------------------------- units (no radio)
@@ -186,8 +195,10 @@ def test_witmotion_losses_found_from_arrival_times_alone(osc):
     err = t - t_frames[idx]
     err -= np.median(err)
     settled = err[t > 10]
-    print(f"\nWitMotion timestamps, osc {osc:+.3f}, 0.5 ms jitter: error std {settled.std() * 1e3:.3f} ms, "
-          f"max {np.abs(settled).max() * 1e3:.3f} ms; rate error {s.clock.period / period - 1:+.1e}")
+    print(
+        f"\nWitMotion timestamps, osc {osc:+.3f}, 0.5 ms jitter: error std {settled.std() * 1e3:.3f} ms, "
+        f"max {np.abs(settled).max() * 1e3:.3f} ms; rate error {s.clock.period / period - 1:+.1e}"
+    )
     assert np.abs(settled).max() < 0.0015
 
 
@@ -203,13 +214,15 @@ def test_witmotion_loss_next_to_a_high_stretch_is_placed_whole():
     floor = 0.00075 * (1 - np.cos(2 * np.pi * events / 0.8)) * (np.floor(events / 0.4) % 2)
     phase = (events - t_frames[0]) / period % 1  # the newest sample's wait, in periods
     high = np.flatnonzero((phase > 0.8) & (floor > 0.0009) & (events > 12))
-    lost_at = set(high[::max(1, len(high) // 12)][:12].tolist())  # whole notifications lost where it is hardest
+    lost_at = set(high[:: max(1, len(high) // 12)][:12].tolist())  # whole notifications lost where it is hardest
     assert len(lost_at) >= 8
     latency = floor + np.abs(np.random.default_rng(8).normal(0, 0.0003, len(events)))
     s, t, idx, n_lost = stream_witmotion(t_frames, events, latency, lost_at)
     steps, true_steps = np.diff(t) / period, np.diff(idx)
-    print(f"\nWitMotion, {len(lost_at)} losses next to high stretches: {s.lost} of {n_lost} lost samples found, "
-          f"step deviation max {np.abs(steps - true_steps)[t[1:] > 12].max():.2f} periods")
+    print(
+        f"\nWitMotion, {len(lost_at)} losses next to high stretches: {s.lost} of {n_lost} lost samples found, "
+        f"step deviation max {np.abs(steps - true_steps)[t[1:] > 12].max():.2f} periods"
+    )
     assert abs(s.lost - n_lost) <= 1  # one sample may be misjudged while the envelope forms in the first seconds
     np.testing.assert_allclose(steps[t[1:] > 12], true_steps[t[1:] > 12], atol=0.5)
 
@@ -238,10 +251,12 @@ def test_stackcue_counter_stamps_are_exact():
     err = t - idx * period
     err -= np.median(err)
     early, late = err[(t > 10) & (t <= 60)], err[t > 60]
-    print(f"\nstackcue profile timestamps (exact counter, rate fitted against arrivals with 0-30 ms batch wait and "
-          f"2 ms jitter): 10-60 s error max {np.abs(early).max() * 1e3:.2f} ms; after 60 s std "
-          f"{late.std() * 1e6:.0f} µs, max {np.abs(late).max() * 1e6:.0f} µs; "
-          f"rate error {s.clock.period / period - 1:+.1e}")
+    print(
+        f"\nstackcue profile timestamps (exact counter, rate fitted against arrivals with 0-30 ms batch wait and "
+        f"2 ms jitter): 10-60 s error max {np.abs(early).max() * 1e3:.2f} ms; after 60 s std "
+        f"{late.std() * 1e6:.0f} µs, max {np.abs(late).max() * 1e6:.0f} µs; "
+        f"rate error {s.clock.period / period - 1:+.1e}"
+    )
     assert np.abs(early).max() < 0.005 and np.abs(late).max() < 0.002
 
 
@@ -263,7 +278,7 @@ def received_indices(sensor, payloads: list[bytes]) -> np.ndarray:
     data = [n for n in sensor.trace if n.count > 0 and n.delivered is not None]
     k0 = next(i for i, n in enumerate(data) if n.delivered == payloads[0])
     assert all(n.delivered == p for n, p in zip(data[k0:], payloads, strict=False))
-    return np.concatenate([np.arange(n.first, n.first + n.count) for n in data[k0:k0 + len(payloads)]])
+    return np.concatenate([np.arange(n.first, n.first + n.count) for n in data[k0 : k0 + len(payloads)]])
 
 
 @pytest.mark.slow
@@ -271,8 +286,7 @@ def received_indices(sensor, payloads: list[bytes]) -> np.ndarray:
 def test_stackcue_pair_live(capsys):
     pel, trk, run = simulation(4, seed=2)
     air = Air(speed=20.0, seed=1)
-    p = air.add(EmulatedStackcueSensor("D0:8C:00:00:00:01", pel, name="stackcue-pelvis", osc_error=0.006,
-                                       record=True))
+    p = air.add(EmulatedStackcueSensor("D0:8C:00:00:00:01", pel, name="stackcue-pelvis", osc_error=0.006, record=True))
     t = air.add(EmulatedStackcueSensor("D0:8C:00:00:00:02", trk, name="stackcue-trunk", osc_error=-0.004))
     src = source(air, "stackcue-pelvis", "D0:8C:00:00:00:02", seconds=pel.t[-1] + 2)
     pay = src.tap.seen["pelvis"]
@@ -290,16 +304,18 @@ def test_stackcue_pair_live(capsys):
     data = [n for n in p.trace if n.count > 0 and n.delivered is not None]
     k0 = next(i for i, n in enumerate(data) if n.delivered == pay[0])
     pos = 0
-    for n in data[k0:k0 + len(pay)]:
+    for n in data[k0 : k0 + len(pay)]:
         if n.fate.startswith("corrupt"):
-            ok[pos:pos + n.count] = False
+            ok[pos : pos + n.count] = False
         pos += n.count
     idx = idx[ok][: len(tt)]
     period = 1 / p.true_rate_hz
     steps, true_steps = np.diff(tt) / period, np.diff(idx)
     later = tt[1:] > 30  # once the rate fit has settled
-    print(f"\nstackcue pelvis: {int((true_steps > 1).sum())} gaps; step/true max deviation "
-          f"{np.abs(steps - true_steps)[later].max():.3f} periods")
+    print(
+        f"\nstackcue pelvis: {int((true_steps > 1).sum())} gaps; step/true max deviation "
+        f"{np.abs(steps - true_steps)[later].max():.3f} periods"
+    )
     np.testing.assert_allclose(steps[later], true_steps[later], atol=0.1)
     assert st["pelvis"]["lost_samples"] == int((np.diff(idx) - 1).sum())
 
@@ -326,8 +342,10 @@ def test_witmotion_pair_live():
     d = st["trunk"]
     frames_damaged = bad["header"] + bad["truncated"]  # a damaged header or a cut tail costs one frame each
     sent = sum(n.count for n in t.trace if n.count > 0 and n.delivered is not None)
-    print(f"WitMotion trunk: {sum(bad.values())} malformed notifications {dict(bad)}; decoder {d['malformed']}; "
-          f"{d['frames']} frames decoded of {sent} delivered")
+    print(
+        f"WitMotion trunk: {sum(bad.values())} malformed notifications {dict(bad)}; decoder {d['malformed']}; "
+        f"{d['frames']} frames decoded of {sent} delivered"
+    )
     assert sum(bad.values()) > 5
     assert d["malformed"]["bad_frames"] + d["malformed"]["skipped_bytes"] > 0
     assert sent - frames_damaged - 100 <= d["frames"] <= sent - frames_damaged  # 100: before streaming was set up
@@ -356,10 +374,12 @@ def test_witmotion_200hz_lost_notifications_and_timing():
     steps, true_steps = np.diff(tt) / period, np.diff(idx)
     lost_true = int((true_steps - 1).sum())
     settled = tt > 15
-    print(f"\nWitMotion 200 Hz at {air.speed:g}x: {int((true_steps > 1).sum())} lost notifications ({lost_true} "
-          f"samples), found {st['lost_samples']}; timing error after 15 s: std {err[settled].std() * 1e3:.2f} ms, "
-          f"max {np.abs(err[settled]).max() * 1e3:.2f} ms; rate fitted {st['rate_fitted_hz']} Hz, "
-          f"true {p.true_rate_hz:.3f} Hz")
+    print(
+        f"\nWitMotion 200 Hz at {air.speed:g}x: {int((true_steps > 1).sum())} lost notifications ({lost_true} "
+        f"samples), found {st['lost_samples']}; timing error after 15 s: std {err[settled].std() * 1e3:.2f} ms, "
+        f"max {np.abs(err[settled]).max() * 1e3:.2f} ms; rate fitted {st['rate_fitted_hz']} Hz, "
+        f"true {p.true_rate_hz:.3f} Hz"
+    )
     assert lost_true > 0 and abs(st["lost_samples"] - lost_true) <= 3
     # every loss a gap of its length (±1 sample: the air's arrival jitter), placed within
     # 0.15 s of where it happened
@@ -401,8 +421,11 @@ def test_three_disconnects_session_goes_on():
     eps = run.info["episodes"]
     air = Air(speed=20.0, seed=5)  # the stand-in's latency scales with speed: 40x was timing-sensitive under load
     # out of range away from each episode's onset (+ PAD_S: track time), one inside a hold
-    dropouts = [(PAD_S + 60.0, PAD_S + 62.0), (PAD_S + eps[1]["t_start"] + 45.0, PAD_S + eps[1]["t_start"] + 51.0),
-                (PAD_S + 500.0, PAD_S + 540.0)]
+    dropouts = [
+        (PAD_S + 60.0, PAD_S + 62.0),
+        (PAD_S + eps[1]["t_start"] + 45.0, PAD_S + eps[1]["t_start"] + 51.0),
+        (PAD_S + 500.0, PAD_S + 540.0),
+    ]
     p = air.add(EmulatedStackcueSensor("D0:8C:00:00:00:05", pel, name="stackcue-pelvis", dropouts=dropouts))
     air.add(EmulatedStackcueSensor("D0:8C:00:00:00:06", trk, name="stackcue-trunk"))
     src = source(air, "stackcue-pelvis", "stackcue-trunk", seconds=pel.t[-1] + 2)
@@ -410,8 +433,10 @@ def test_three_disconnects_session_goes_on():
     st = res["stats"]["pelvis"]
     assert st["disconnects"] >= 3 and st["connects"] >= 4
     gaps = [(a + res["shift"], b + res["shift"]) for a, b in st["dropouts"]]
-    print(f"\ndropouts (track time): {[(round(a - PAD_S, 1), round(b - PAD_S, 1)) for a, b in dropouts]}; "
-          f"gaps reported by the source: {[(round(a, 1), round(b, 1)) for a, b in gaps]}")
+    print(
+        f"\ndropouts (track time): {[(round(a - PAD_S, 1), round(b - PAD_S, 1)) for a, b in dropouts]}; "
+        f"gaps reported by the source: {[(round(a, 1), round(b, 1)) for a, b in gaps]}"
+    )
     assert len(gaps) == 3
     for (d0, d1), (g0, g1) in zip(dropouts, gaps, strict=True):
         assert g0 <= d0 - PAD_S + 0.25 and d1 - PAD_S <= g1 <= d1 - PAD_S + 12.0  # covers it; back within 12 s
@@ -429,8 +454,10 @@ def test_three_disconnects_session_goes_on():
     ref = off.feed(Block(tt, a, g, ta, tg, np.ones(len(tt), bool))) + off.finish()
     ref_alerts = [(e["kind"], e["decided_t"] - PAD_S) for e in ref if e["type"] == "alert" and not e["reminder"]]
     live_alerts = [(e["kind"], e["decided_t"]) for e in res["events"] if e["type"] == "alert" and not e["reminder"]]
-    print(f"alerts offline: {[(k, round(x, 1)) for k, x in ref_alerts]}; live: "
-          f"{[(k, round(x, 1)) for k, x in live_alerts]}")
+    print(
+        f"alerts offline: {[(k, round(x, 1)) for k, x in ref_alerts]}; live: "
+        f"{[(k, round(x, 1)) for k, x in live_alerts]}"
+    )
     assert len(ref_alerts) >= 3
     for kind, t_ref in ref_alerts:
         assert any(k == kind and abs(t - t_ref) < 8.0 for k, t in live_alerts), f"{kind} at {t_ref:.1f} s missing live"

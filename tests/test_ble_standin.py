@@ -257,8 +257,13 @@ def test_own_profile_control_writes_are_answered_and_restart_the_counter():
         await client.start_notify(bp.CONTROL_UUID, lambda _c, d: replies.append(bp.decode_reply(d)))
         await client.start_notify(bp.DATA_UUID, lambda _c, d: data.append(bp.decode_batch(d)))
         boot = sensor.boot_id
-        for req in (bp.set_rate_request(1, 333.0), bp.set_rate_request(2, 2000.0),
-                    bp.set_ranges_request(3, 3, 3), bytes((0x09, 4)), bytes((bp.OP_SET_RATE, 5, 1))):
+        for req in (
+            bp.set_rate_request(1, 333.0),
+            bp.set_rate_request(2, 2000.0),
+            bp.set_ranges_request(3, 3, 3),
+            bytes((0x09, 4)),
+            bytes((bp.OP_SET_RATE, 5, 1)),
+        ):
             await client.write_gatt_char(bp.CONTROL_UUID, req)
         await air.sleep(1.0)
         n_before_stop = len(data)
@@ -324,8 +329,9 @@ def test_witmotion_damage_is_rejected_and_counted_without_losing_sync():
 
     async def stream(kinds: tuple[str, ...], corrupt: float, seed: int):
         air = Air(speed=50, seed=seed)
-        sensor = air.add(EmulatedWitMotion(WIT, motion, rate_hz=50.0, corrupt=corrupt, corrupt_kinds=kinds,
-                                           record=True))
+        sensor = air.add(
+            EmulatedWitMotion(WIT, motion, rate_hz=50.0, corrupt=corrupt, corrupt_kinds=kinds, record=True)
+        )
         dec = wm.WitDecoder()
         frames: list[wm.WitFrame] = []
         client = await connect(air, WIT)
@@ -338,7 +344,7 @@ def test_witmotion_damage_is_rejected_and_counted_without_losing_sync():
         sent = {}
         for n in sensor.trace:
             for k in range(n.count):
-                sent[n.payload[20 * k:20 * k + 20]] = n.first + k
+                sent[n.payload[20 * k : 20 * k + 20]] = n.first + k
         idx = [sent.get(wm.encode_frame(f.acc, f.gyr, f.angle), -1) for f in frames]
         good = [i for i in idx if i >= 0]
         return good, len(idx) - len(good), len(sent)
@@ -403,8 +409,11 @@ def test_dropout_fires_the_callback_old_client_cannot_reconnect_new_one_after_a_
     async def main():
         air = Air(speed=40, seed=11)
         s1 = air.add(EmulatedStackcueSensor(OWN, motion, dropouts=[(t_start, t_start + length)], record=True))
-        s2 = air.add(EmulatedStackcueSensor(OWN2, motion, dropouts=[(t_start, t_start + length)],
-                                            restart_on_connect=False, record=True))
+        s2 = air.add(
+            EmulatedStackcueSensor(
+                OWN2, motion, dropouts=[(t_start, t_start + length)], restart_on_connect=False, record=True
+            )
+        )
         events: list[tuple[str, float, bool]] = []
         batches: dict[str, list[tuple[float, bp.Batch]]] = {OWN: [], OWN2: []}
 
@@ -527,9 +536,11 @@ def test_powered_off_or_removed_sensor_is_gone():
 def test_no_adapter_or_no_bluez_raise_what_bleak_raises():
     async def main(air: Air):
         errors = []
-        for attempt in (air.bleak.BleakScanner.discover(timeout=1.0),
-                        air.bleak.BleakClient(OWN).connect(),
-                        air.bleak.BleakScanner.find_device_by_name("stackcue")):
+        for attempt in (
+            air.bleak.BleakScanner.discover(timeout=1.0),
+            air.bleak.BleakClient(OWN).connect(),
+            air.bleak.BleakScanner.find_device_by_name("stackcue"),
+        ):
             try:
                 await attempt
             except bleak.exc.BleakError as e:
@@ -582,11 +593,13 @@ def test_bleak_api_scanner_and_client_behave_like_bleak():
             await client._backend._acquire_mtu()
             res["mtu"] = client.mtu_size
             await client.start_notify(wm.NOTIFY_UUID, acb)
-            for name, coro in (("twice", client.connect()),
-                               ("unknown", client.start_notify("0000abcd-0000-1000-8000-00805f9b34fb", acb)),
-                               ("write_notify", client.write_gatt_char(wm.NOTIFY_UUID, b"\x00", response=True)),
-                               ("notify_write", client.start_notify(wm.WRITE_UUID, acb)),
-                               ("read", client.read_gatt_char(wm.NOTIFY_UUID))):
+            for name, coro in (
+                ("twice", client.connect()),
+                ("unknown", client.start_notify("0000abcd-0000-1000-8000-00805f9b34fb", acb)),
+                ("write_notify", client.write_gatt_char(wm.NOTIFY_UUID, b"\x00", response=True)),
+                ("notify_write", client.start_notify(wm.WRITE_UUID, acb)),
+                ("read", client.read_gatt_char(wm.NOTIFY_UUID)),
+            ):
                 try:
                     await coro
                 except Exception as e:

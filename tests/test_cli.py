@@ -65,9 +65,19 @@ def test_analyze_jsonl_contract(sim, capsys):
     assert 25 < seg["hinge_deg"] < 50 and 0 < seg["quality"] <= 1
     assert events[-1]["type"] == "summary" and events[-1]["strides"] > 100
     stride = next(e for e in events if e["type"] == "stride")
-    for key in ("t_start", "t_end", "cadence_spm", "pelvic_tilt_deg", "pelvic_obliquity_range_deg",
-                "pelvic_rotation_range_deg", "trunk_lean_deg", "stack_deg", "pelvic_drop_left_deg",
-                "pelvic_drop_right_deg", "steady"):
+    for key in (
+        "t_start",
+        "t_end",
+        "cadence_spm",
+        "pelvic_tilt_deg",
+        "pelvic_obliquity_range_deg",
+        "pelvic_rotation_range_deg",
+        "trunk_lean_deg",
+        "stack_deg",
+        "pelvic_drop_left_deg",
+        "pelvic_drop_right_deg",
+        "steady",
+    ):
         assert key in stride
     for e in events:
         if e["type"] == "alert":
@@ -119,10 +129,16 @@ def test_saved_calibration_replaces_the_routine(sim, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("content", "fragment"),
-    [("{not json", "not JSON"), ('{"type": "stride"}', "holds no accepted calibration"),
-     ('{"type": "calibration", "segments": {}}', "segments.pelvis is missing"),
-     ('{"type": "calibration", "segments": {"pelvis": {"q_body_from_sensor_wxyz": [1, 0, 0, 0.5], '
-      '"gyro_bias_rad_s": [0, 0, 0]}}}', "not a unit quaternion")],
+    [
+        ("{not json", "not JSON"),
+        ('{"type": "stride"}', "holds no accepted calibration"),
+        ('{"type": "calibration", "segments": {}}', "segments.pelvis is missing"),
+        (
+            '{"type": "calibration", "segments": {"pelvis": {"q_body_from_sensor_wxyz": [1, 0, 0, 0.5], '
+            '"gyro_bias_rad_s": [0, 0, 0]}}}',
+            "not a unit quaternion",
+        ),
+    ],
 )
 def test_bad_saved_calibration(sim, tmp_path, capsys, content, fragment):
     cal = tmp_path / "cal.json"
@@ -137,7 +153,7 @@ def test_malformed_rows_are_reported_and_the_rest_analysed(sim, tmp_path, capsys
     bad = {
         header + 5001: "12.5,abc,0,9.81,0,0,0",  # too few fields (and non-numeric)
         header + 7001: lines[header + 7001].replace(",", ",x", 1),  # non-numeric
-        header + 9001: "1.0" + lines[header + 9001][lines[header + 9001].index(","):],  # t goes back
+        header + 9001: "1.0" + lines[header + 9001][lines[header + 9001].index(",") :],  # t goes back
     }
     for i, text in bad.items():
         lines[i] = text

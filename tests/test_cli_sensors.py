@@ -55,8 +55,12 @@ def test_record_emulated_for_some_seconds(tmp_path, capsys):
 @pytest.mark.serial
 def test_record_ends_cleanly_on_ctrl_c_or_sigterm(tmp_path, sig):
     out = tmp_path / "rec.csv"
-    p = subprocess.Popen([EXE, "record", "-o", str(out), "--emulate", "--speed", "5", "--minutes", "2"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [EXE, "record", "-o", str(out), "--emulate", "--speed", "5", "--minutes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
         time.sleep(0.2)

@@ -103,8 +103,10 @@ def test_user_file_overrides_key_by_key(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[alerts]\nanterior_tilt = 7\n",
-         "unknown key 'alerts.anterior_tilt' (did you mean 'alerts.anterior_tilt_deg'?)"),
+        (
+            "[alerts]\nanterior_tilt = 7\n",
+            "unknown key 'alerts.anterior_tilt' (did you mean 'alerts.anterior_tilt_deg'?)",
+        ),
         ("[alert]\nx = 1\n", "unknown key 'alert' (did you mean 'alerts'?)"),
         ("[alerts]\nconfirm_strides = 'three'\n", "alerts.confirm_strides must be an integer, got 'three'"),
         ("[alerts]\nconfirm_strides = 2.5\n", "alerts.confirm_strides must be an integer, got 2.5"),
@@ -137,8 +139,9 @@ def test_cli_reports_config_error_without_traceback(tmp_path):
     p = write(tmp_path, "[alerts]\nconfirm_stride = 3\n")
     csv = tmp_path / "x.csv"
     csv.write_text("t,ax,ay,az,gx,gy,gz\n0,0,0,9.81,0,0,0\n")
-    r = subprocess.run([sys.executable, "-m", "stackcue", "analyze", str(csv), "--config", str(p)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "stackcue", "analyze", str(csv), "--config", str(p)], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0, r.stderr
     assert "unknown key 'alerts.confirm_stride'" in r.stderr and "Traceback" not in r.stderr

@@ -218,9 +218,7 @@ def test_refuses_header_without_data(tmp_path: Path) -> None:
 
 def test_refuses_file_with_only_bad_rows(tmp_path: Path) -> None:
     path = write_text(tmp_path / "n.csv", f"{HEADER}\n1,2,3\nnan,0,0,0,0,0,0\n")
-    assert refusal(path) == (
-        f"{path}: no samples: all 2 data rows are bad (first, line 2: expected 7 fields, got 3)"
-    )
+    assert refusal(path) == (f"{path}: no samples: all 2 data rows are bad (first, line 2: expected 7 fields, got 3)")
 
 
 # -- bad rows -------------------------------------------------------------------------------------

@@ -59,16 +59,34 @@ class FakeSpeaker:
 
 def client(device="pi", owner="pi", speaker=None, haptic=None, clock=lambda: NOW, **cue) -> CueClient:
     cfg = {**CUE_CFG, "owner": owner, **cue}
-    return CueClient(MqttSettings(runner_id="ana"), cfg, device, speaker if speaker is not None else FakeSpeaker(),
-                     haptic, clock=clock)
+    return CueClient(
+        MqttSettings(runner_id="ana"),
+        cfg,
+        device,
+        speaker if speaker is not None else FakeSpeaker(),
+        haptic,
+        clock=clock,
+    )
 
 
 def alert(aid: int, kind="anterior_tilt", *, session="S1", age_s=0.02, sent_at=NOW - 0.01, reminder=False) -> dict:
     """An alert payload as MqttPublisher sends it."""
-    return {"type": "alert", "t": 30.0 + aid, "decided_t": 32.0 + aid, "kind": kind, "value_deg": 8.2,
-            "threshold_deg": 6.0, "id": aid, "reminder": reminder, "session": session, "alert_id": aid,
-            "raised_at": sent_at - age_s if sent_at else None, "sent_at": sent_at, "age_s": age_s,
-            "replayed": False}
+    return {
+        "type": "alert",
+        "t": 30.0 + aid,
+        "decided_t": 32.0 + aid,
+        "kind": kind,
+        "value_deg": 8.2,
+        "threshold_deg": 6.0,
+        "id": aid,
+        "reminder": reminder,
+        "session": session,
+        "alert_id": aid,
+        "raised_at": sent_at - age_s if sent_at else None,
+        "sent_at": sent_at,
+        "age_s": age_s,
+        "replayed": False,
+    }
 
 
 def enc(obj) -> bytes:
@@ -113,8 +131,9 @@ def test_stale_alert_is_logged_not_cued(caplog):
         d = c.handle(A, enc(alert(7, age_s=400.0)))
     assert d.cue is None and d.reason.startswith("stale: 400.0 s old")
     assert "max_age_s = 10" in d.reason
-    assert any("alert anterior_tilt #7 not cued" in r.getMessage() and "helps nobody" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "alert anterior_tilt #7 not cued" in r.getMessage() and "helps nobody" in r.getMessage() for r in caplog.records
+    )
     assert c.counts["stale"] == 1 and c.counts["queued"] == 0
 
 
@@ -157,8 +176,12 @@ def test_non_owner_device_is_silent_and_says_why_once(caplog):
     with caplog.at_level(logging.INFO, logger="stackcue.cue"):
         d1 = c.handle(A, enc(alert(1)))
         d2 = c.handle(A, enc(alert(2, "pelvic_drop")))
-        d3 = c.handle(E, enc({"type": "guide", "t": 0.0, "step": "calibrate", "say": "Stand tall.",
-                              "session": "S1", "sent_at": NOW}))
+        d3 = c.handle(
+            E,
+            enc(
+                {"type": "guide", "t": 0.0, "step": "calibrate", "say": "Stand tall.", "session": "S1", "sent_at": NOW}
+            ),
+        )
     assert (d1.cue, d2.cue, d3.cue) == (None, None, None)
     assert d1.reason.startswith("silent: [cue] owner = 'phone'")
     msgs = [r.getMessage() for r in caplog.records]
@@ -212,15 +235,28 @@ def test_unknown_topics_types_and_malformed_json_are_ignored():
 
 def test_system_events():
     c = client(haptic=Haptic(17, pin_factory=MockFactory()))
-    guide = {"type": "guide", "t": 0.0, "step": "calibrate", "say": "Stand tall and still.", "session": "S1",
-             "sent_at": NOW}
+    guide = {
+        "type": "guide",
+        "t": 0.0,
+        "step": "calibrate",
+        "say": "Stand tall and still.",
+        "session": "S1",
+        "sent_at": NOW,
+    }
     d = c.handle(E, enc(guide))
     assert d.cue is not None and d.cue.text == "Stand tall and still." and d.cue.pattern is None
     assert c.handle(E, enc(guide)).reason == "duplicate"
     assert c.handle(E, enc({**guide, "session": "S2"})).cue is not None
 
-    lost = {"type": "sensor", "t": 40.0, "state": "lost", "say": "Sensor lost.", "reason": "bus", "session": "S1",
-            "sent_at": NOW}
+    lost = {
+        "type": "sensor",
+        "t": 40.0,
+        "state": "lost",
+        "say": "Sensor lost.",
+        "reason": "bus",
+        "session": "S1",
+        "sent_at": NOW,
+    }
     d = c.handle(E, enc(lost))
     assert d.cue.text == "Sensor lost." and d.cue.pattern == SYSTEM_PATTERNS["sensor_lost"]
     assert len(SYSTEM_PATTERNS["sensor_lost"]) == 4
@@ -230,8 +266,12 @@ def test_system_events():
 
     ok = c.handle(E, enc({"type": "calibration", "t": 9.4, "ok": True, "session": "S1", "sent_at": NOW})).cue
     assert ok.text is None and ok.pattern == ((0.15, 0.0),)
-    refused = c.handle(E, enc({"type": "calibration", "t": 5.0, "ok": False, "reason": "hinge too small",
-                               "session": "S1", "sent_at": NOW})).cue
+    refused = c.handle(
+        E,
+        enc(
+            {"type": "calibration", "t": 5.0, "ok": False, "reason": "hinge too small", "session": "S1", "sent_at": NOW}
+        ),
+    ).cue
     assert refused.pattern == SYSTEM_PATTERNS["calibration_refused"]
     assert len(refused.pattern) == 3 and all(on >= 0.4 for on, _ in refused.pattern)
     # a guide event that sat an hour in the broker is not said
@@ -239,8 +279,9 @@ def test_system_events():
 
 
 def test_haptic_only_and_audio_only():
-    haptic_only = CueClient(MqttSettings(runner_id="ana"), CUE_CFG, "pi", None,
-                            Haptic(17, pin_factory=MockFactory()), clock=lambda: NOW)
+    haptic_only = CueClient(
+        MqttSettings(runner_id="ana"), CUE_CFG, "pi", None, Haptic(17, pin_factory=MockFactory()), clock=lambda: NOW
+    )
     guide = {"type": "guide", "t": 0.0, "step": "calibrate", "say": "Stand tall.", "session": "S1"}
     assert haptic_only.handle(E, enc(guide)).cue is None  # nothing to play it on
     assert haptic_only.handle(E, enc({"type": "calibration", "t": 1.0, "ok": True, "session": "S1"})).cue
@@ -249,8 +290,16 @@ def test_haptic_only_and_audio_only():
 
 
 def test_rules_decide_without_devices_or_network():
-    rules = CueRules("pi", "pi", 10.0, {"alert": A, "event": E}, can_say=True, can_buzz=False,
-                     clock=lambda: NOW, monotonic=lambda: 100.0)
+    rules = CueRules(
+        "pi",
+        "pi",
+        10.0,
+        {"alert": A, "event": E},
+        can_say=True,
+        can_buzz=False,
+        clock=lambda: NOW,
+        monotonic=lambda: 100.0,
+    )
     d = rules.decide(A, enc(alert(1, age_s=2.0, sent_at=NOW - 1.0)))
     assert d.reason == "queued" and d.cue.deadline == pytest.approx(107.0)  # 10 s minus 3 s old
     assert rules.decide(A, enc(alert(1, age_s=2.0, sent_at=NOW - 1.0))).reason == "duplicate"
@@ -315,8 +364,13 @@ def test_every_phrase_renders_to_audible_speech_of_plausible_length(tmp_path):
         wav = tmp_path / f"{kind}.wav"
         speaker.render(phrase, wav)
         st = sox_stat(wav)
-        figures[kind] = {"phrase": phrase, "words": len(phrase.split()), "length_s": st["Length"],
-                         "rms": st["RMS amplitude"], "max": st["Maximum amplitude"]}
+        figures[kind] = {
+            "phrase": phrase,
+            "words": len(phrase.split()),
+            "length_s": st["Length"],
+            "rms": st["RMS amplitude"],
+            "max": st["Maximum amplitude"],
+        }
     ARTIFACTS.mkdir(exist_ok=True)
     with open(ARTIFACTS / "cue_audio.jsonl", "w") as fh:
         for kind, f in figures.items():
@@ -407,16 +461,18 @@ from test_mqtt import wait_until  # noqa: E402  (one helper for every broker tes
 
 
 def settings_for(broker, **kw) -> MqttSettings:
-    return MqttSettings(host=broker.host, port=broker.port, runner_id="ana", reconnect_min_s=0.2,
-                        reconnect_max_s=1.0, **kw)
+    return MqttSettings(
+        host=broker.host, port=broker.port, runner_id="ana", reconnect_min_s=0.2, reconnect_max_s=1.0, **kw
+    )
 
 
 class RawPublisher:
     """Publishes exactly like the daemon's publisher does on the wire: JSON, QoS 1, not retained."""
 
     def __init__(self, broker) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311
+        )
         self.client.connect(broker.host, broker.port, 30)
         self.client.loop_start()
 
@@ -448,8 +504,14 @@ def test_end_to_end_through_a_real_broker(broker):
     pub = RawPublisher(broker)
     now = time.time()
     sess = "20250101T000000Z-abc123"
-    guide = {"type": "guide", "t": 0.0, "step": "calibrate", "say": "Stand tall and still.", "session": sess,
-             "sent_at": now}
+    guide = {
+        "type": "guide",
+        "t": 0.0,
+        "step": "calibrate",
+        "say": "Stand tall and still.",
+        "session": sess,
+        "sent_at": now,
+    }
     a1 = alert(1, "anterior_tilt", session=sess, sent_at=now)
     stale = alert(2, "pelvic_drop", session=sess, age_s=400.0, sent_at=now)
     a3 = alert(3, "anterior_tilt", session=sess, sent_at=time.time(), reminder=True)
@@ -464,25 +526,51 @@ def test_end_to_end_through_a_real_broker(broker):
     # and one straight from the daemon's publisher, in its own format
     real = MqttPublisher(settings_for(broker), session_id=sess)
     real.start()
-    real.publish_event({"type": "alert", "t": 90.0, "decided_t": 92.0, "kind": "ribs_ahead_of_pelvis",
-                        "value_deg": 12.0, "threshold_deg": 10.0, "id": 4, "reminder": False})
+    real.publish_event(
+        {
+            "type": "alert",
+            "t": 90.0,
+            "decided_t": 92.0,
+            "kind": "ribs_ahead_of_pelvis",
+            "value_deg": 12.0,
+            "threshold_deg": 10.0,
+            "id": 4,
+            "reminder": False,
+        }
+    )
     real.publish_event({"type": "sensor", "t": 95.0, "state": "lost", "say": "Sensor lost.", "reason": "bus"})
-    wait_until(lambda: c.counts["queued"] >= 6 and c.counts["duplicate"] >= 2, 10,
-               f"cues queued ({c.counts})")
+    wait_until(lambda: c.counts["queued"] >= 6 and c.counts["duplicate"] >= 2, 10, f"cues queued ({c.counts})")
     assert c.wait_idle(20)
     real.stop()
     pub.close()
     c.stop()
-    assert speaker.texts == ["Stand tall and still.", PHRASES["anterior_tilt"], PHRASES["anterior_tilt"],
-                             PHRASES["ribs_ahead_of_pelvis"], "Sensor lost."]
-    assert [cue.what for cue in c.played] == ["guide calibrate", "calibration accepted", "alert anterior_tilt",
-                                              "alert anterior_tilt (reminder)", "alert ribs_ahead_of_pelvis",
-                                              "sensor lost"]
+    assert speaker.texts == [
+        "Stand tall and still.",
+        PHRASES["anterior_tilt"],
+        PHRASES["anterior_tilt"],
+        PHRASES["ribs_ahead_of_pelvis"],
+        "Sensor lost.",
+    ]
+    assert [cue.what for cue in c.played] == [
+        "guide calibrate",
+        "calibration accepted",
+        "alert anterior_tilt",
+        "alert anterior_tilt (reminder)",
+        "alert ribs_ahead_of_pelvis",
+        "sensor lost",
+    ]
     assert c.counts == {"queued": 6, "duplicate": 2, "stale": 1, "silent": 0, "ignored": 0}
     # the pin went on once per pulse of every pattern played, in order
-    pulses = [len(p) for p in (SYSTEM_PATTERNS["calibration_ok"], ALERT_PATTERNS["anterior_tilt"],
-                               ALERT_PATTERNS["anterior_tilt"], ALERT_PATTERNS["ribs_ahead_of_pelvis"],
-                               SYSTEM_PATTERNS["sensor_lost"])]
+    pulses = [
+        len(p)
+        for p in (
+            SYSTEM_PATTERNS["calibration_ok"],
+            ALERT_PATTERNS["anterior_tilt"],
+            ALERT_PATTERNS["anterior_tilt"],
+            ALERT_PATTERNS["ribs_ahead_of_pelvis"],
+            SYSTEM_PATTERNS["sensor_lost"],
+        )
+    ]
     assert sum(1 for s in pin.states if s.state) == sum(pulses)
 
 
@@ -507,8 +595,13 @@ def test_broker_unreachable_is_one_clear_status(caplog):
     from broker import free_port
 
     port = free_port()
-    c = CueClient(MqttSettings(host="127.0.0.1", port=port, runner_id="ana", reconnect_min_s=0.2,
-                               reconnect_max_s=0.5), CUE_CFG, "pi", FakeSpeaker(), None)
+    c = CueClient(
+        MqttSettings(host="127.0.0.1", port=port, runner_id="ana", reconnect_min_s=0.2, reconnect_max_s=0.5),
+        CUE_CFG,
+        "pi",
+        FakeSpeaker(),
+        None,
+    )
     with caplog.at_level(logging.WARNING, logger="stackcue.cue"):
         c.start()
         wait_until(lambda: "cannot reach" in c.status, 5, "status")
@@ -529,11 +622,19 @@ def test_refused_by_the_broker(broker_factory):
 
 def test_cli_cue_exits_0_on_sigterm(broker, tmp_path):
     cfg = tmp_path / "cue.toml"
-    cfg.write_text(f'[runner]\nid = "ana"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
-                   "[cue]\naudio = false\ngpio_pin = 0\n")
+    cfg.write_text(
+        f'[runner]\nid = "ana"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        "[cue]\naudio = false\ngpio_pin = 0\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "stackcue", "cue", "--config", str(cfg)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stackcue", "cue", "--config", str(cfg)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()

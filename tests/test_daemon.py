@@ -58,8 +58,11 @@ def test_subscriber_gets_exactly_the_alerts_analyze_gives(broker, recording, tmp
     cfg = config_for(tmp_path, broker, path=str(csv), speed=100.0)
     r = subprocess.run([EXE, "run", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    wait_until(lambda: sub.on("stackcue/ana/status") and sub.on("stackcue/ana/status")[-1][1] == "offline",
-               10, "offline status")
+    wait_until(
+        lambda: sub.on("stackcue/ana/status") and sub.on("stackcue/ana/status")[-1][1] == "offline",
+        10,
+        "offline status",
+    )
     alerts = sub.json("stackcue/ana/alert")
     got = [(a["kind"], a["t"]) for a in alerts]
     assert got == expected  # same kinds and times, in order, none lost or doubled
@@ -91,8 +94,9 @@ def test_sigterm_mid_run_publishes_summary_and_offline_and_exits_within_two_seco
     sub = Sub(broker, ["stackcue/ana/#"])
     cfg = config_for(tmp_path, broker, path=str(csv), speed=5.0)
     p = subprocess.Popen([EXE, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: any(e.get("type") == "calibration" for e in sub.json("stackcue/ana/event")), 30,
-               "calibration published")
+    wait_until(
+        lambda: any(e.get("type") == "calibration" for e in sub.json("stackcue/ana/event")), 30, "calibration published"
+    )
     time.sleep(1.0)
     t0 = time.monotonic()
     p.send_signal(signal.SIGTERM)
@@ -127,8 +131,9 @@ def test_systemd_notifications(tmp_path, recording):
     th.start()
     notifier = SdNotify({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
     src = ReplaySource(csv, speed=50.0)
-    daemon = Session(src, Pipeline(strict_calibration=False), [LogSink(io.StringIO())], runner_id="ana",
-                    notifier=notifier)
+    daemon = Session(
+        src, Pipeline(strict_calibration=False), [LogSink(io.StringIO())], runner_id="ana", notifier=notifier
+    )
     assert daemon.run() == 0
     time.sleep(0.3)
     stop.set()

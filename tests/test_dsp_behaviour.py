@@ -31,8 +31,9 @@ G = 9.81
 DPS = np.pi / 180.0
 
 
-def run_pipeline(block: Block, params: PipelineParams | None = None, calibration: Calibration | None = None,
-                 strict: bool = True) -> list[dict]:
+def run_pipeline(
+    block: Block, params: PipelineParams | None = None, calibration: Calibration | None = None, strict: bool = True
+) -> list[dict]:
     pipe = Pipeline(params, calibration, strict_calibration=strict)
     return pipe.feed(block) + pipe.finish()
 
@@ -132,8 +133,7 @@ def test_synthetic_routine_calibrates_to_the_mounting():
     err = np.degrees((Rotation.from_quat([x, y, z, w]) * MOUNT).magnitude())
     assert err < 1.0, f"mounting off by {err:.2f}°"
     assert abs(cal["segments"]["pelvis"]["hinge_deg"] - 35.0) < 1.0
-    np.testing.assert_allclose(cal["segments"]["pelvis"]["gyro_bias_rad_s"], np.array([8, -8, 8]) * DPS,
-                               atol=0.1 * DPS)
+    np.testing.assert_allclose(cal["segments"]["pelvis"]["gyro_bias_rad_s"], np.array([8, -8, 8]) * DPS, atol=0.1 * DPS)
 
 
 @pytest.mark.parametrize(
@@ -209,8 +209,14 @@ def test_first_minutes_reference(main_run):
     before = [s for s in steady(events) if s["t_end"] <= ref["t"]]
     span = sum(s["t_end"] - s["t_start"] for s in before)
     assert 60.0 <= span < 62.0  # one minute of steady running, then the reference
-    truth_med = float(np.median([window_mean(main_run.truth["t"], main_run.truth["pelvic_tilt_deg"],
-                                             s["t_start"], s["t_end"]) for s in before]))
+    truth_med = float(
+        np.median(
+            [
+                window_mean(main_run.truth["t"], main_run.truth["pelvic_tilt_deg"], s["t_start"], s["t_end"])
+                for s in before
+            ]
+        )
+    )
     assert abs(ref["pelvic_tilt_deg"] - truth_med) < 1.0, (ref, truth_med)
     # the pelvic-drop episode is under way before then: still no alert until the reference exists
     assert not [e for e in events if e["type"] == "alert" and e["t"] <= ref["t"]]
@@ -258,8 +264,10 @@ def test_slipped_belt_is_reported(main_run, main_events):
     sus = of_type(bad, "calibration_suspect")
     assert len(sus) == 1  # reported once, not every stride
     latency = sus[0]["t"] - t_steady
-    print(f"slipped belt flagged {latency:.1f} s into steady running, forward axis off "
-          f"{sus[0]['forward_axis_error_deg']}°")
+    print(
+        f"slipped belt flagged {latency:.1f} s into steady running, forward axis off "
+        f"{sus[0]['forward_axis_error_deg']}°"
+    )
     assert latency < 30.0
     assert 45.0 < sus[0]["forward_axis_error_deg"] < 75.0
     assert "belt" in sus[0]["reason"]
@@ -301,8 +309,9 @@ def test_long_gap_restarts_drift_confirmation(main_run, main_events):
 # --------------------------------------------------------------------------- drift detector rules
 
 
-def feed(det: DriftDetector, values, t0: float = 0.0, dt: float = 0.7, steady_: bool = True,
-         field: str = "pelvic_tilt_deg") -> tuple[list[dict], float]:
+def feed(
+    det: DriftDetector, values, t0: float = 0.0, dt: float = 0.7, steady_: bool = True, field: str = "pelvic_tilt_deg"
+) -> tuple[list[dict], float]:
     out, t = [], t0
     for v in values:
         t += dt
@@ -422,8 +431,13 @@ def stance_pairs(main_run, main_events):
 
 
 def test_contact_times(stance_pairs):
-    errs = np.array([[s["contact_time_left_s"] - tr["L"][0], s["contact_time_right_s"] - tr["R"][0]]
-                     for s, tr in stance_pairs if s["contact_time_left_s"] is not None]).ravel()
+    errs = np.array(
+        [
+            [s["contact_time_left_s"] - tr["L"][0], s["contact_time_right_s"] - tr["R"][0]]
+            for s, tr in stance_pairs
+            if s["contact_time_left_s"] is not None
+        ]
+    ).ravel()
     mean, sd = float(errs.mean()), float(errs.std())
     print(f"contact time error: mean {mean * 1000:.1f} ms, sd {sd * 1000:.1f} ms, n {len(errs)}")
     # The pipeline times stance as |f| > 0.5 g: the stance force rises from and falls to ~0 g, so the
@@ -479,8 +493,9 @@ def test_obliquity_and_rotation_ranges(main_run, main_events):
         a, b = s["t_start"], s["t_end"]
         obl.append((s["pelvic_obliquity_range_deg"], window_range(t, main_run.truth["pelvic_obliquity_deg"], a, b)))
         # the pipeline removes a linear trend of heading over the stride: so does the truth here
-        rot.append((s["pelvic_rotation_range_deg"],
-                    window_range(t, main_run.truth["pelvic_rotation_deg"], a, b, detrend=True)))
+        rot.append(
+            (s["pelvic_rotation_range_deg"], window_range(t, main_run.truth["pelvic_rotation_deg"], a, b, detrend=True))
+        )
     r_obl, r_rot = rmse(*zip(*obl, strict=True)), rmse(*zip(*rot, strict=True))
     print(f"obliquity range RMSE {r_obl:.3f}°, rotation range RMSE {r_rot:.3f}°, n {len(obl)}")
     assert r_obl <= 1.0

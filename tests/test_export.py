@@ -60,18 +60,27 @@ def stored(tmp_path_factory, sim_csv):
     out = io.StringIO()
     analyze_file(rec, cfg, jsonl=True, out=out, err=io.StringIO(), progress=False)
     sid, _ = store_recording(rec, cfg, out=io.StringIO(), err=io.StringIO(), progress=False)
-    return {"dir": d, "rec": rec, "book": book_path, "cfg": cfg_path, "sid": sid,
-            "jsonl": out.getvalue().splitlines()}
+    return {"dir": d, "rec": rec, "book": book_path, "cfg": cfg_path, "sid": sid, "jsonl": out.getvalue().splitlines()}
 
 
-def _live_session(sim_run, path: Path, sid: str, minutes: float, trunk: bool, seed: int, sync: str = "yes",
-                  raw: bool = True) -> list[dict]:
+def _live_session(
+    sim_run, path: Path, sid: str, minutes: float, trunk: bool, seed: int, sync: str = "yes", raw: bool = True
+) -> list[dict]:
     """A session as the daemon writes it: float64 sensor blocks and the pipeline's events into LogbookSink."""
     block = sim_run(minutes=minutes, rate_hz=200, trunk=trunk, seed=seed).block
     sink = LogbookSink(path)
-    sink.handle({"type": "session", "t": 0.0, "state": "started", "session": sid, "runner": "ann",
-                 "started_epoch": START, "clock_synchronised": sync,
-                 "source": {"sensor": "simulated", "rate": "200"}})
+    sink.handle(
+        {
+            "type": "session",
+            "t": 0.0,
+            "state": "started",
+            "session": sid,
+            "runner": "ann",
+            "started_epoch": START,
+            "clock_synchronised": sync,
+            "source": {"sensor": "simulated", "rate": "200"},
+        }
+    )
     pipe = Pipeline(load_config().pipeline)
     events: list[dict] = []
     for i in range(0, len(block), 997):  # blocks of odd size, as a FIFO gives them
@@ -97,6 +106,7 @@ def live(tmp_path_factory, sim_run):
 
 
 # ---------------------------------------------------------------------------------------------- CSV tables
+
 
 def _float(cell: str) -> float | None:
     return None if cell == "" else float(cell)
@@ -143,9 +153,15 @@ def test_alerts_csv_rows_equal_the_logbook_with_clear_and_delivery(live):
     want = [e for e in live["both"] if e["type"] == "alert"]
     assert len(rows) == len(want) >= 2 and clears
     for row, a in zip(rows, want, strict=True):
-        assert (int(row["alert_id"]), row["kind"], float(row["t"]), float(row["value_deg"]),
-                float(row["threshold_deg"]), row["reminder"], float(row["decided_t"])) == (
-            a["id"], a["kind"], a["t"], a["value_deg"], a["threshold_deg"], "0", a["decided_t"])
+        assert (
+            int(row["alert_id"]),
+            row["kind"],
+            float(row["t"]),
+            float(row["value_deg"]),
+            float(row["threshold_deg"]),
+            row["reminder"],
+            float(row["decided_t"]),
+        ) == (a["id"], a["kind"], a["t"], a["value_deg"], a["threshold_deg"], "0", a["decided_t"])
         clear = next((c["t"] for c in clears if c["kind"] == a["kind"] and c["t"] > a["t"]), None)
         assert _float(row["cleared_t"]) == clear
         assert abs(_utc(row["time_utc"]) - (START + a["t"])) <= 0.0005 + 1e-6  # to the nearest ms
@@ -155,6 +171,7 @@ def test_alerts_csv_rows_equal_the_logbook_with_clear_and_delivery(live):
 
 
 # ---------------------------------------------------------------------------------------------- JSON lines
+
 
 def test_jsonl_lines_equal_analyze_jsonl_of_the_same_recording(stored):
     with Logbook(stored["book"]) as book:
@@ -180,15 +197,34 @@ def test_jsonl_of_a_live_session_gives_analyze_shaped_alerts_even_when_the_outbo
     sid = "20250101T000000Z-outbox"
     events = live["both"]
     sink = LogbookSink(path)
-    sink.handle({"type": "session", "t": 0.0, "state": "started", "session": sid, "runner": "ann",
-                 "started_epoch": START, "clock_synchronised": "yes", "source": {}})
+    sink.handle(
+        {
+            "type": "session",
+            "t": 0.0,
+            "state": "started",
+            "session": sid,
+            "runner": "ann",
+            "started_epoch": START,
+            "clock_synchronised": "yes",
+            "source": {},
+        }
+    )
     sink.flush()
     book = Logbook(path)
     box = LogbookOutbox(book, sid)
     for e in events:
         if e["type"] == "alert":  # as MqttPublisher hands them to the outbox
-            box.add({**e, "session": sid, "alert_id": e["id"], "raised_at": START + 70, "sent_at": None,
-                     "age_s": None, "replayed": False})
+            box.add(
+                {
+                    **e,
+                    "session": sid,
+                    "alert_id": e["id"],
+                    "raised_at": START + 70,
+                    "sent_at": None,
+                    "age_s": None,
+                    "replayed": False,
+                }
+            )
     for e in events:
         sink.handle(e)
     sink.close()
@@ -201,6 +237,7 @@ def test_jsonl_of_a_live_session_gives_analyze_shaped_alerts_even_when_the_outbo
 
 
 # ---------------------------------------------------------------------------------------------- raw samples
+
 
 def test_samples_round_trip_of_a_saved_recording_is_exact(stored, tmp_path):
     """A recording stored from CSV comes back as the same digits, so re-analysis gives the same events.
@@ -230,8 +267,14 @@ def test_samples_of_a_live_session_reanalysed_give_the_stored_strides(live, tmp_
     digit (0.01° for angles, 0.1 step/min, 1e-4 s, 1 ms of contact). That is the tolerance, and it is
     needed (see the check that some field did move, or not, below); counts, steadiness and alerts are exact.
     """
-    tol = {"t_start": 1e-4, "t_end": 1e-4, "cadence_spm": 0.1, "contact_time_left_s": 1e-3,
-           "contact_time_right_s": 1e-3, "forward_axis_error_deg": 0.1}
+    tol = {
+        "t_start": 1e-4,
+        "t_end": 1e-4,
+        "cadence_spm": 0.1,
+        "contact_time_left_s": 1e-3,
+        "contact_time_right_s": 1e-3,
+        "forward_axis_error_deg": 0.1,
+    }
     out = tmp_path / "live.csv"
     sid = "20250101T000000Z-both"
     with Logbook(live["book"]) as book:
@@ -250,8 +293,9 @@ def test_samples_of_a_live_session_reanalysed_give_the_stored_strides(live, tmp_
             else:
                 assert a[k] == v, k
     assert moved < len(strides)  # nearly everything is equal to the digit
-    assert [(e["kind"], e["t"]) for e in again if e["type"] == "alert"] == \
-        [(e["kind"], e["t"]) for e in live["both"] if e["type"] == "alert"]
+    assert [(e["kind"], e["t"]) for e in again if e["type"] == "alert"] == [
+        (e["kind"], e["t"]) for e in live["both"] if e["type"] == "alert"
+    ]
 
 
 def test_exported_samples_import_as_a_new_session_with_the_same_strides(stored, tmp_path):
@@ -265,16 +309,34 @@ def test_exported_samples_import_as_a_new_session_with_the_same_strides(stored, 
     with Logbook(book_path) as other:
         s = other.session(sid)
         assert other.strides(sid) == want
-    assert s["runner"] == "sim" and s["started_epoch"] == pytest.approx(Logbook(stored["book"]).session(
-        stored["sid"])["started_epoch"], abs=0.001)  # the start travels in the started_utc line
+    assert s["runner"] == "sim" and s["started_epoch"] == pytest.approx(
+        Logbook(stored["book"]).session(stored["sid"])["started_epoch"], abs=0.001
+    )  # the start travels in the started_utc line
 
 
 # ---------------------------------------------------------------------------------------------- FIT
 
+
 def _crc16(data: bytes, crc: int = 0) -> int:
     """The FIT SDK's CRC-16 (FitCRC_Get16), written out here so the check depends on neither library."""
-    table = [0x0000, 0xCC01, 0xD801, 0x1400, 0xF001, 0x3C00, 0x2800, 0xE401,
-             0xA001, 0x6C00, 0x7800, 0xB401, 0x5000, 0x9C01, 0x8801, 0x4400]
+    table = [
+        0x0000,
+        0xCC01,
+        0xD801,
+        0x1400,
+        0xF001,
+        0x3C00,
+        0x2800,
+        0xE401,
+        0xA001,
+        0x6C00,
+        0x7800,
+        0xB401,
+        0x5000,
+        0x9C01,
+        0x8801,
+        0x4400,
+    ]
     for byte in data:
         tmp = table[crc & 0xF]
         crc = (crc >> 4) & 0x0FFF
@@ -333,11 +395,16 @@ def test_fit_read_back_with_fitparse_gives_the_strides(stored, tmp_path):
     assert _fit_time(fid["time_created"]) == round(s["started_epoch"])
     (dev,) = fit["developer_data_id"]
     assert bytes(dev["application_id"]) == FIT_APPLICATION_ID and dev["developer_data_index"] == 0
-    descs = {d["field_definition_number"]: (d["field_name"], d["units"], d["fit_base_type_id"], d["native_mesg_num"])
-             for d in fit["field_description"]}
-    assert descs == {0: ("pelvic_tilt", "deg", "float32", "record"), 1: ("stack_angle", "deg", "float32", "record"),
-                     2: ("trunk_lean", "deg", "float32", "record"),
-                     3: ("pelvic_obliquity_range", "deg", "float32", "record")}
+    descs = {
+        d["field_definition_number"]: (d["field_name"], d["units"], d["fit_base_type_id"], d["native_mesg_num"])
+        for d in fit["field_description"]
+    }
+    assert descs == {
+        0: ("pelvic_tilt", "deg", "float32", "record"),
+        1: ("stack_angle", "deg", "float32", "record"),
+        2: ("trunk_lean", "deg", "float32", "record"),
+        3: ("pelvic_obliquity_range", "deg", "float32", "record"),
+    }
 
     records = fit["record"]
     assert len(records) == len(strides) > 300
@@ -346,8 +413,12 @@ def test_fit_read_back_with_fitparse_gives_the_strides(stored, tmp_path):
     for r, st, t in zip(records, strides, times, strict=True):
         assert abs(t - (s["started_epoch"] + (st["t_start"] + st["t_end"]) / 2)) <= 0.5 + 1e-6
         assert abs((r["cadence"] + r["fractional_cadence"]) * 2 - st["cadence_spm"]) <= 1 / 128 + 1e-9
-        for name, key in (("pelvic_tilt", "pelvic_tilt_deg"), ("stack_angle", "stack_deg"),
-                          ("trunk_lean", "trunk_lean_deg"), ("pelvic_obliquity_range", "pelvic_obliquity_range_deg")):
+        for name, key in (
+            ("pelvic_tilt", "pelvic_tilt_deg"),
+            ("stack_angle", "stack_deg"),
+            ("trunk_lean", "trunk_lean_deg"),
+            ("pelvic_obliquity_range", "pelvic_obliquity_range_deg"),
+        ):
             if st[key] is None:
                 assert r[name] is None
             else:
@@ -385,12 +456,15 @@ def test_fit_of_a_pelvis_only_session_has_null_trunk_fields_and_says_the_clock_w
     records = _read_fit(path)["record"]
     assert len(records) == len(strides) > 150
     assert all(r["stack_angle"] is None and r["trunk_lean"] is None for r in records)
-    assert all(r["pelvic_tilt"] == pytest.approx(st["pelvic_tilt_deg"], abs=1e-5)
-               for r, st in zip(records, strides, strict=True))
+    assert all(
+        r["pelvic_tilt"] == pytest.approx(st["pelvic_tilt_deg"], abs=1e-5)
+        for r, st in zip(records, strides, strict=True)
+    )
     assert _fit_time(records[0]["timestamp"]) == round(START + (strides[0]["t_start"] + strides[0]["t_end"]) / 2)
 
 
 # ---------------------------------------------------------------------------------------------- the command
+
 
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="stackcue")
@@ -410,14 +484,22 @@ def test_command_writes_each_format(stored, tmp_path, capsys):
     book = str(stored["book"])
     prefix = stored["sid"][:12]
     for argv, check in (
-        (["latest", "--format", "fit", "-o", str(tmp_path / "a.fit"), "--logbook", book],
-         lambda p: len(_read_fit(p)["record"]) > 300),
-        ([prefix, "-o", str(tmp_path / "a.jsonl"), "--config", str(stored["cfg"])],  # format from the suffix
-         lambda p: json.loads(p.read_text().splitlines()[0])["type"] == "session"),
-        ([stored["sid"], "--format", "csv", "--what", "alerts", "-o", str(tmp_path / "a.txt"), "--logbook", book],
-         lambda p: p.read_text().startswith("alert_id,kind,t,")),
-        (["latest", "--format", "csv", "--what", "samples", "-o", str(tmp_path / "s.csv"), "--logbook", book],
-         lambda p: RecordingReader(p).meta["session"] == stored["sid"]),
+        (
+            ["latest", "--format", "fit", "-o", str(tmp_path / "a.fit"), "--logbook", book],
+            lambda p: len(_read_fit(p)["record"]) > 300,
+        ),
+        (
+            [prefix, "-o", str(tmp_path / "a.jsonl"), "--config", str(stored["cfg"])],  # format from the suffix
+            lambda p: json.loads(p.read_text().splitlines()[0])["type"] == "session",
+        ),
+        (
+            [stored["sid"], "--format", "csv", "--what", "alerts", "-o", str(tmp_path / "a.txt"), "--logbook", book],
+            lambda p: p.read_text().startswith("alert_id,kind,t,"),
+        ),
+        (
+            ["latest", "--format", "csv", "--what", "samples", "-o", str(tmp_path / "s.csv"), "--logbook", book],
+            lambda p: RecordingReader(p).meta["session"] == stored["sid"],
+        ),
     ):
         assert cmd_export(_args(*argv)) == 0
         out = Path(argv[argv.index("-o") + 1])
@@ -448,8 +530,18 @@ def test_command_mistakes_are_one_line(stored, live, tmp_path, sim_run):
 
     empty = tmp_path / "empty.sqlite"
     sink = LogbookSink(empty)  # a run that stopped before the first stride
-    sink.handle({"type": "session", "t": 0.0, "state": "started", "session": "20250101T000000Z-empty",
-                 "runner": "ann", "started_epoch": START, "clock_synchronised": "yes", "source": {}})
+    sink.handle(
+        {
+            "type": "session",
+            "t": 0.0,
+            "state": "started",
+            "session": "20250101T000000Z-empty",
+            "runner": "ann",
+            "started_epoch": START,
+            "clock_synchronised": "yes",
+            "source": {},
+        }
+    )
     sink.close()
     msg = _one_line_error("latest", "-o", str(tmp_path / "e.fit"), "--logbook", str(empty))
     assert "20250101T000000Z-empty has no strides" in msg and not (tmp_path / "e.fit").exists()

@@ -33,13 +33,25 @@ SID = "20250101T000000Z-trip"
 def session(request, sim_run, tmp_path_factory) -> dict[str, Any]:
     """One session stored as the daemon stores it: raw float64 blocks of odd size and the pipeline's events."""
     trunk = request.param
-    run = sim_run(minutes=4, rate_hz=200, trunk=True, seed=51) if trunk else \
-        sim_run(minutes=2.5, rate_hz=200, trunk=False, seed=8)
+    run = (
+        sim_run(minutes=4, rate_hz=200, trunk=True, seed=51)
+        if trunk
+        else sim_run(minutes=2.5, rate_hz=200, trunk=False, seed=8)
+    )
     path = tmp_path_factory.mktemp("trip") / "logbook.sqlite"
     sink = LogbookSink(path)
-    sink.handle({"type": "session", "t": 0.0, "state": "started", "session": SID, "runner": "ann",
-                 "started_epoch": START, "clock_synchronised": "yes",
-                 "source": {"sensor": "simulated", "rate": "200"}})
+    sink.handle(
+        {
+            "type": "session",
+            "t": 0.0,
+            "state": "started",
+            "session": SID,
+            "runner": "ann",
+            "started_epoch": START,
+            "clock_synchronised": "yes",
+            "source": {"sensor": "simulated", "rate": "200"},
+        }
+    )
     pipe = Pipeline()
     events: list[dict] = []
     for i in range(0, len(run.block), 997):
@@ -193,9 +205,12 @@ class TestFit(RoundTrip):
         for r, st in zip(got["record"], want, strict=True):
             assert abs(_fit_time(r["timestamp"]) - (START + (st["t_start"] + st["t_end"]) / 2)) <= 0.5 + 1e-6
             assert abs((r["cadence"] + r["fractional_cadence"]) * 2 - st["cadence_spm"]) <= 1 / 128 + 1e-9
-            for name, key in (("pelvic_tilt", "pelvic_tilt_deg"), ("stack_angle", "stack_deg"),
-                              ("trunk_lean", "trunk_lean_deg"),
-                              ("pelvic_obliquity_range", "pelvic_obliquity_range_deg")):
+            for name, key in (
+                ("pelvic_tilt", "pelvic_tilt_deg"),
+                ("stack_angle", "stack_deg"),
+                ("trunk_lean", "trunk_lean_deg"),
+                ("pelvic_obliquity_range", "pelvic_obliquity_range_deg"),
+            ):
                 if st[key] is None:
                     assert r[name] is None, name
                 else:

@@ -30,8 +30,9 @@ pytestmark = [
 def make(*args: str) -> subprocess.CompletedProcess[str]:
     # an outer `make test` must not pass its own variables (MAKEFLAGS) down to this one
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    r = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), *args],
-                       capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), *args], capture_output=True, text=True, env=env, timeout=600
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return r
 
@@ -87,24 +88,32 @@ def test_second_install_changes_nothing_and_keeps_the_runners_config(staged):
     assert RUNNER_EDIT in (staged.root / "etc/stackcue/config.toml").read_text()
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None or not Path("/usr/lib/systemd/system").is_dir(),
-                    reason="no systemd-analyze or system units here")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None or not Path("/usr/lib/systemd/system").is_dir(),
+    reason="no systemd-analyze or system units here",
+)
 def test_installed_units_verify(staged):
     # --root resolves ExecStart= and the units' dependencies (sysinit.target...) inside the staging root,
     # so the system's own units are copied in beside ours
     system_units = staged.root / "usr/lib/systemd/system"
     if not system_units.exists():
         shutil.copytree("/usr/lib/systemd/system", system_units, symlinks=True)
-    r = subprocess.run(["systemd-analyze", "verify", f"--root={staged.root}", *UNITS],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={staged.root}", *UNITS], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and not r.stderr.strip() and not r.stdout.strip(), r.stdout + r.stderr
 
 
 def test_wheel_holds_only_the_stackcue_namespace(staged):
     names = zipfile.ZipFile(staged.wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"stackcue", "stackcue-0.1.0.dist-info"}
-    for shipped in ("stackcue/config/default.toml", "stackcue/config/stackcue.service",
-                    "stackcue/config/mosquitto/stackcue.conf", "stackcue/service/cli.py", "stackcue/errors.py"):
+    for shipped in (
+        "stackcue/config/default.toml",
+        "stackcue/config/stackcue.service",
+        "stackcue/config/mosquitto/stackcue.conf",
+        "stackcue/service/cli.py",
+        "stackcue/errors.py",
+    ):
         assert shipped in names
     assert "stackcue/config/install.sh" not in names
     # pyproject lists the packages one by one: a module in a subfolder left out of that list is missing here
@@ -128,8 +137,14 @@ def test_installed_stackcue_runs_outside_the_clone(staged, tmp_path):
         return r.stdout
 
     python = staged.root / "opt/stackcue/venv/bin/python"
-    where = subprocess.run([python, "-c", "import stackcue; print(stackcue.__file__)"], cwd=tmp_path,
-                           capture_output=True, text=True, env=env, check=True).stdout
+    where = subprocess.run(
+        [python, "-c", "import stackcue; print(stackcue.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
     assert "site-packages" in where and str(REPO) not in where
     run("simulate", "-o", "r.csv", "--minutes", "1")
     assert run("analyze", "r.csv").strip()

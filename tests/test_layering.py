@@ -43,8 +43,9 @@ def violations(root: Path, folder: str) -> list[str]:
         if "micropython" in path.parts:  # runs on the sensor, not part of the package's imports
             continue
         for line, name in imports(path, root):
-            if name.split(".")[0] == "stackcue" and not any(name == a or name.startswith(a + ".")
-                                                               for a in ALLOWED[folder]):
+            if name.split(".")[0] == "stackcue" and not any(
+                name == a or name.startswith(a + ".") for a in ALLOWED[folder]
+            ):
                 bad.append(f"{path.relative_to(root)}:{line} imports {name}")
     return bad
 
@@ -60,5 +61,7 @@ def test_the_checker_sees_a_forbidden_import(tmp_path):
     (tmp_path / "dsp").mkdir()
     (tmp_path / "dsp" / "probe.py").write_text("def f():\n    from stackcue.service import cli\n", encoding="utf-8")
     (tmp_path / "dsp" / "rel.py").write_text("from ..service import cli\nfrom .stride import x\n", encoding="utf-8")
-    assert violations(tmp_path, "dsp") == ["dsp/probe.py:2 imports stackcue.service",
-                                           "dsp/rel.py:1 imports stackcue.service"]
+    assert violations(tmp_path, "dsp") == [
+        "dsp/probe.py:2 imports stackcue.service",
+        "dsp/rel.py:1 imports stackcue.service",
+    ]

@@ -48,15 +48,30 @@ def _block(t0: float, n: int, rate: float = 200.0, trunk: bool = False, seed: in
 
 
 def _stride(i: int) -> dict:
-    return {"type": "stride", "t_start": round(10 + 0.7 * i, 4), "t_end": round(10.7 + 0.7 * i, 4),
-            "cadence_spm": 170.0 + i % 3, "steady": i % 5 != 0, "pelvic_tilt_deg": 12.5 + 0.01 * i,
-            "trunk_lean_deg": None if i % 4 == 0 else 5.25, "stack_deg": None if i % 4 == 0 else -7.0,
-            "contact_time_left_s": 0.245}
+    return {
+        "type": "stride",
+        "t_start": round(10 + 0.7 * i, 4),
+        "t_end": round(10.7 + 0.7 * i, 4),
+        "cadence_spm": 170.0 + i % 3,
+        "steady": i % 5 != 0,
+        "pelvic_tilt_deg": 12.5 + 0.01 * i,
+        "trunk_lean_deg": None if i % 4 == 0 else 5.25,
+        "stack_deg": None if i % 4 == 0 else -7.0,
+        "contact_time_left_s": 0.245,
+    }
 
 
 def _session(sid: str = "20250101T000000Z-abcdef") -> dict:
-    return {"type": "session", "t": 0.0, "state": "started", "session": sid, "runner": "ann",
-            "started_epoch": 1735689600.0, "clock_synchronised": "yes", "source": {"kind": "simulated"}}
+    return {
+        "type": "session",
+        "t": 0.0,
+        "state": "started",
+        "session": sid,
+        "runner": "ann",
+        "started_epoch": 1735689600.0,
+        "clock_synchronised": "yes",
+        "source": {"kind": "simulated"},
+    }
 
 
 def test_schema_and_private_mode(tmp_path):
@@ -73,8 +88,22 @@ def test_schema_and_private_mode(tmp_path):
         tables = {r[0] for r in lb.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"sessions", "strides", "alerts", "raw_chunks", "events"} <= tables
         cols = {r[1] for r in lb.conn.execute("PRAGMA table_info(sessions)")}
-        assert cols == {"id", "runner", "started_epoch", "clock_synchronised", "source", "calibration", "config",
-                        "ended_epoch", "ended_how", "summary", "notes", "duration_s", "distance_m", "origin"}
+        assert cols == {
+            "id",
+            "runner",
+            "started_epoch",
+            "clock_synchronised",
+            "source",
+            "calibration",
+            "config",
+            "ended_epoch",
+            "ended_how",
+            "summary",
+            "notes",
+            "duration_s",
+            "distance_m",
+            "origin",
+        }
         lb.close()
     finally:
         os.umask(old)
@@ -119,11 +148,15 @@ def _database_at_version(path: Path, version: int) -> None:
     if version >= 1:
         cal = {"type": "calibration", "t": 8.2, "ok": True, "segments": {}}
         summ = {"type": "summary", "duration_s": 200.0, "strides": 1, "alerts": 1}
-        conn.execute("INSERT INTO sessions (id, runner, started_epoch, calibration, summary, ended_how) "
-                     "VALUES ('S', 'ann', 1735689600.0, ?, ?, 'clean')", (json.dumps(cal), json.dumps(summ)))
+        conn.execute(
+            "INSERT INTO sessions (id, runner, started_epoch, calibration, summary, ended_how) "
+            "VALUES ('S', 'ann', 1735689600.0, ?, ?, 'clean')",
+            (json.dumps(cal), json.dumps(summ)),
+        )
         conn.execute("INSERT INTO strides (session, t_start, t_end, event) VALUES ('S', 10, 10.7, '{\"t_start\":10}')")
-        conn.execute("INSERT INTO alerts (session, alert_id, t, kind, payload) VALUES ('S', 1, 95.4, "
-                     "'anterior_tilt', '{}')")
+        conn.execute(
+            "INSERT INTO alerts (session, alert_id, t, kind, payload) VALUES ('S', 1, 95.4, 'anterior_tilt', '{}')"
+        )
     conn.close()
 
 
@@ -167,8 +200,9 @@ def test_chunk_encoding_round_trip():
     assert np.array_equal(out["trunk_gyr"], b.trunk_gyr.astype(np.float32), equal_nan=True)
     assert np.array_equal(out["trunk_valid"], b.trunk_valid)
     one = _block(0.0, 1)
-    assert np.array_equal(decode_chunk(encode_chunk(one.t, one.acc, one.gyr), 1, False)["gyr"],
-                          one.gyr.astype(np.float32))
+    assert np.array_equal(
+        decode_chunk(encode_chunk(one.t, one.acc, one.gyr), 1, False)["gyr"], one.gyr.astype(np.float32)
+    )
 
 
 def test_a_session_lands_complete(tmp_path):
@@ -187,8 +221,18 @@ def test_a_session_lands_complete(tmp_path):
         if i % 40 == 0:
             sink.add_block(blocks[1 + i // 40])
         if i == 100:
-            sink.handle({"type": "alert", "t": 80.0, "decided_t": 79.0, "kind": "pelvic_tilt", "value_deg": 18.2,
-                         "threshold_deg": 17.0, "id": 1, "reminder": False})
+            sink.handle(
+                {
+                    "type": "alert",
+                    "t": 80.0,
+                    "decided_t": 79.0,
+                    "kind": "pelvic_tilt",
+                    "value_deg": 18.2,
+                    "threshold_deg": 17.0,
+                    "id": 1,
+                    "reminder": False,
+                }
+            )
             assert sink.flush()
     for b in blocks[8:]:
         sink.add_block(b)
@@ -205,8 +249,11 @@ def test_a_session_lands_complete(tmp_path):
     assert s["calibration"]["ok"] is True and s["summary"]["strides"] == 250
     assert s["ended_how"] == "clean" and s["ended_epoch"] == 1735690000.0
     assert lb.strides(sid) == fed
-    row = lb.conn.execute("SELECT cadence_spm, pelvic_tilt_deg, trunk_lean_deg, stack_deg, steady FROM strides "
-                          "WHERE session = ? AND t_start = ?", (sid, fed[1]["t_start"])).fetchone()
+    row = lb.conn.execute(
+        "SELECT cadence_spm, pelvic_tilt_deg, trunk_lean_deg, stack_deg, steady FROM strides "
+        "WHERE session = ? AND t_start = ?",
+        (sid, fed[1]["t_start"]),
+    ).fetchone()
     assert row == (171.0, 12.51, 5.25, -7.0, 1)
     [a] = lb.alerts(sid)
     assert a["alert_id"] == 1 and a["kind"] == "pelvic_tilt" and not a["delivered"] and not a["queued"]
@@ -215,8 +262,9 @@ def test_a_session_lands_complete(tmp_path):
     t = np.concatenate([c["t"] for c in pelvis])
     want = [b for b in blocks if len(b)]
     assert np.array_equal(t, np.concatenate([b.t for b in want]))
-    assert np.array_equal(np.concatenate([c["acc"] for c in pelvis]),
-                          np.concatenate([b.acc for b in want]).astype(np.float32))
+    assert np.array_equal(
+        np.concatenate([c["acc"] for c in pelvis]), np.concatenate([b.acc for b in want]).astype(np.float32)
+    )
     [tr] = [c for c in chunks if "trunk_acc" in c]
     assert np.array_equal(tr["trunk_valid"], trunk_block.trunk_valid)
     assert lb.mark_unclean_sessions() == 0
@@ -228,8 +276,18 @@ def test_outbox_add_deliver_pending(tmp_path):
     box = LogbookOutbox(lb, "A")
 
     def alert(session, i):
-        return {"type": "alert", "session": session, "alert_id": i, "id": i, "t": 10.0 * i, "kind": "pelvic_tilt",
-                "raised_at": 1.7e9 + i, "sent_at": None, "_raised_mono": 5.0 + i, "_boot_id": "b"}
+        return {
+            "type": "alert",
+            "session": session,
+            "alert_id": i,
+            "id": i,
+            "t": 10.0 * i,
+            "kind": "pelvic_tilt",
+            "raised_at": 1.7e9 + i,
+            "sent_at": None,
+            "_raised_mono": 5.0 + i,
+            "_boot_id": "b",
+        }
 
     box.add(alert("A", 1))
     box.add(alert("A", 2))
@@ -296,8 +354,9 @@ CHILD = textwrap.dedent("""
 @pytest.mark.slow
 def test_kill_9_mid_stream_loses_at_most_about_a_second(tmp_path, rep):
     path = tmp_path / "l.sqlite"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(path))],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(path))], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(1.3 + 0.35 * rep)  # ~1.5 s, at different phases of the 1 s flush
@@ -322,7 +381,7 @@ def test_kill_9_mid_stream_loses_at_most_about_a_second(tmp_path, rep):
     assert np.allclose(np.diff(t), 0.005) and t[0] == 0.0  # what is there is a complete prefix
     strides = [s["t_end"] for s in lb.strides("S")]
     assert strides == handed_strides[: len(strides)]
-    assert all(te > handed_t - 1.2 for te in handed_strides[len(strides):])
+    assert all(te > handed_t - 1.2 for te in handed_strides[len(strides) :])
     assert lb.session("S")["ended_how"] is None
     assert lb.mark_unclean_sessions() == 1
     s = lb.session("S")

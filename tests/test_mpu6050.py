@@ -30,10 +30,16 @@ DEG = np.pi / 180
 def wavy(seconds: float = 400.0) -> MotionTrack:
     """Slow, distinct motion on every axis: a misaligned or corrupted frame cannot pass for a good one."""
     t = np.arange(0, seconds, 0.001)
-    acc = np.column_stack([2.0 + np.sin(2 * np.pi * 0.3 * t), -3.0 + 0.5 * np.cos(2 * np.pi * 0.2 * t),
-                           9.0 + 0.3 * np.sin(2 * np.pi * 0.1 * t)])
-    gyr = np.column_stack([0.5 * np.sin(2 * np.pi * 0.25 * t), -0.3 + 0.2 * np.cos(2 * np.pi * 0.15 * t),
-                           0.8 * np.ones_like(t)])
+    acc = np.column_stack(
+        [
+            2.0 + np.sin(2 * np.pi * 0.3 * t),
+            -3.0 + 0.5 * np.cos(2 * np.pi * 0.2 * t),
+            9.0 + 0.3 * np.sin(2 * np.pi * 0.1 * t),
+        ]
+    )
+    gyr = np.column_stack(
+        [0.5 * np.sin(2 * np.pi * 0.25 * t), -0.3 + 0.2 * np.cos(2 * np.pi * 0.15 * t), 0.8 * np.ones_like(t)]
+    )
     return MotionTrack(t, acc, gyr)
 
 
@@ -61,14 +67,20 @@ def run_for(clock, dev, seconds, poll=0.02, seed=1):
 def test_configuration_registers_as_specified():
     clock, chip, bus, dev = rig()
     dev.start()
-    regs = {r: chip.peek(r) for r in (PWR_MGMT_1, CONFIG, SMPLRT_DIV, GYRO_CONFIG, ACCEL_CONFIG, FIFO_EN,
-                                       INT_ENABLE, USER_CTRL)}
-    assert regs == {PWR_MGMT_1: 0x01,  # awake, clock from the X gyro PLL
-                    CONFIG: 3,  # DLPF 44 Hz: well under half of 200 Hz
-                    SMPLRT_DIV: 4,  # 1 kHz / (1 + 4) = 200 Hz
-                    GYRO_CONFIG: 2 << 3, ACCEL_CONFIG: 2 << 3,  # ±1000 °/s, ±8 g
-                    FIFO_EN: 0x78,  # gyro XYZ + accel
-                    INT_ENABLE: 0x11, USER_CTRL: 0x40}
+    regs = {
+        r: chip.peek(r)
+        for r in (PWR_MGMT_1, CONFIG, SMPLRT_DIV, GYRO_CONFIG, ACCEL_CONFIG, FIFO_EN, INT_ENABLE, USER_CTRL)
+    }
+    assert regs == {
+        PWR_MGMT_1: 0x01,  # awake, clock from the X gyro PLL
+        CONFIG: 3,  # DLPF 44 Hz: well under half of 200 Hz
+        SMPLRT_DIV: 4,  # 1 kHz / (1 + 4) = 200 Hz
+        GYRO_CONFIG: 2 << 3,
+        ACCEL_CONFIG: 2 << 3,  # ±1000 °/s, ±8 g
+        FIFO_EN: 0x78,  # gyro XYZ + accel
+        INT_ENABLE: 0x11,
+        USER_CTRL: 0x40,
+    }
     assert chip.sample_rate_hz == pytest.approx(200.0)
     dev.stop()
     assert chip.peek(PWR_MGMT_1) & 0x40  # asleep
@@ -209,8 +221,9 @@ def test_chip_lost_mid_run_is_reported_and_comes_back_without_busy_loop():
 def test_two_sensors_form_one_aligned_source():
     clock = ManualClock(10.0)
     pel, tr = wavy(), MotionTrack.still(acc=(0.0, 9.80665, 0.0), gyr=(0.1, 0.2, 0.3))
-    bus = EmulatedBus([EmulatedChip(pel, address=0x68, osc_error=0.01),
-                       EmulatedChip(tr, address=0x69, osc_error=-0.01)], clock=clock)
+    bus = EmulatedBus(
+        [EmulatedChip(pel, address=0x68, osc_error=0.01), EmulatedChip(tr, address=0x69, osc_error=-0.01)], clock=clock
+    )
     src = MPU6050Source(i2c=bus, clock=clock, sleep=clock.sleep)
     assert src.has_trunk
     blocks = [src.read() for _ in range(500)]

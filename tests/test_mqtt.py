@@ -28,6 +28,7 @@ def free_port() -> int:
 
     return _free_port()
 
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -44,15 +45,17 @@ def wait_until(pred, timeout=10.0, what="condition"):
 class Sub:
     """A paho subscriber recording (topic, payload, retain, monotonic receive time)."""
 
-    def __init__(self, broker, topics, *, client_id=None, clean=True, username=None, password=None, tls_ca=None,
-                 qos=1):
+    def __init__(self, broker, topics, *, client_id=None, clean=True, username=None, password=None, tls_ca=None, qos=1):
         self.msgs: list[tuple[str, str, bool, float]] = []
         self.subscribed = threading.Event()
         self.topics = topics
         self.qos = qos
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"sub-{uuid.uuid4().hex[:8]}",
-                                  clean_session=clean, protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"sub-{uuid.uuid4().hex[:8]}",
+            clean_session=clean,
+            protocol=mqtt.MQTTv311,
+        )
         if username:
             self.client.username_pw_set(username, password)
         if tls_ca:
@@ -98,13 +101,28 @@ def started(pub: MqttPublisher, timeout=10.0) -> MqttPublisher:
 
 
 def alert(i: int, kind="anterior_tilt") -> dict:
-    return {"type": "alert", "t": 10.0 + i, "decided_t": 12.0 + i, "kind": kind, "value_deg": 8.1,
-            "threshold_deg": 6.0, "id": i, "reminder": False}
+    return {
+        "type": "alert",
+        "t": 10.0 + i,
+        "decided_t": 12.0 + i,
+        "kind": kind,
+        "value_deg": 8.1,
+        "threshold_deg": 6.0,
+        "id": i,
+        "reminder": False,
+    }
 
 
 def stride(i: int) -> dict:
-    return {"type": "stride", "t_start": float(i), "t_end": i + 0.7, "cadence_spm": 170.0, "steady": True,
-            "pelvic_tilt_deg": 2.0, "stack_deg": None}
+    return {
+        "type": "stride",
+        "t_start": float(i),
+        "t_end": i + 0.7,
+        "cadence_spm": 170.0,
+        "steady": True,
+        "pelvic_tilt_deg": 2.0,
+        "stack_deg": None,
+    }
 
 
 def first_occurrences(payloads):
@@ -118,6 +136,7 @@ def first_occurrences(payloads):
 
 
 # ---------------------------------------------------------------------- status and last will
+
 
 def test_status_online_then_offline(broker):
     pub = started(MqttPublisher(settings_for(broker, runner_id="ana"), "s1"))
@@ -168,8 +187,13 @@ time.sleep(120)
 
 
 def run_child(broker_host, port, runner, outbox="-", n=0):
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, broker_host, str(port), runner, str(outbox), str(n)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, broker_host, str(port), runner, str(outbox), str(n)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     assert line.startswith("ready"), (line, proc.stderr.read() if proc.poll() is not None else "")
     return proc, line
@@ -192,6 +216,7 @@ def test_last_will_offline_when_process_killed(broker):
 
 
 # ---------------------------------------------------------------------- routing and payloads
+
 
 def test_alerts_strides_summary(broker):
     sub = Sub(broker, ["stackcue/runner1/#"])
@@ -219,10 +244,16 @@ def test_alerts_strides_summary(broker):
     wait_until(lambda: len(sub.on("stackcue/runner1/stride")) == 50, what="strides")
     assert [s["t_start"] for s in sub.json("stackcue/runner1/stride")] == [float(i) for i in range(1, 51)]
     wait_until(lambda: sub.on("stackcue/runner1/session"), what="summary")
-    assert sub.json("stackcue/runner1/session")[-1] == {"type": "summary", "duration_s": 60.0, "strides": 50,
-                                                        "alerts": 50, "session": "sess-A"}
-    assert {m[0] for m in sub.msgs} <= {f"stackcue/runner1/{t}" for t in ("status", "alert", "stride", "session",
-                                                                           "alert_state")}
+    assert sub.json("stackcue/runner1/session")[-1] == {
+        "type": "summary",
+        "duration_s": 60.0,
+        "strides": 50,
+        "alerts": 50,
+        "session": "sess-A",
+    }
+    assert {m[0] for m in sub.msgs} <= {
+        f"stackcue/runner1/{t}" for t in ("status", "alert", "stride", "session", "alert_state")
+    }
     pub.stop()
     sub.close()
     late = Sub(broker, ["stackcue/runner1/session"])
@@ -248,8 +279,14 @@ def test_latency_loopback(broker):
     lat = sorted((m[3] - sent_at[json.loads(m[1])["alert_id"]]) * 1000 for m in sub.on("stackcue/runner1/alert"))
     p50 = statistics.median(lat)
     p99 = lat[int(0.99 * (len(lat) - 1))]
-    figures = {"test": "mqtt_latency_loopback", "alerts": n, "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
-               "max_ms": round(lat[-1], 3), "publish_event_max_ms": round(max(call_s) * 1000, 3)}
+    figures = {
+        "test": "mqtt_latency_loopback",
+        "alerts": n,
+        "p50_ms": round(p50, 3),
+        "p99_ms": round(p99, 3),
+        "max_ms": round(lat[-1], 3),
+        "publish_event_max_ms": round(max(call_s) * 1000, 3),
+    }
     ARTIFACTS.mkdir(exist_ok=True)
     with open(ARTIFACTS / "mqtt.jsonl", "a") as f:
         f.write(json.dumps(figures) + "\n")
@@ -260,6 +297,7 @@ def test_latency_loopback(broker):
 
 
 # ---------------------------------------------------------------------- broker away
+
 
 @pytest.mark.slow
 @pytest.mark.serial
@@ -287,8 +325,11 @@ def test_broker_outage_loses_nothing_and_never_blocks(broker):
         time.sleep(max(0.0, t_start + i * 0.1 - time.monotonic()))
     assert broker.running
     wait_until(lambda: len(pub.delivered) == n, timeout=20, what=f"all PUBACKs ({pub.status})")
-    wait_until(lambda: {a["alert_id"] for a in sub.json("stackcue/runner1/alert")} == set(range(1, n + 1)),
-               timeout=20, what="every alert at the subscriber")
+    wait_until(
+        lambda: {a["alert_id"] for a in sub.json("stackcue/runner1/alert")} == set(range(1, n + 1)),
+        timeout=20,
+        what="every alert at the subscriber",
+    )
     got = first_occurrences(sub.json("stackcue/runner1/alert"))
     assert [a["alert_id"] for a in got] == list(range(1, n + 1))
     assert [d["alert_id"] for d in pub.delivered] == list(range(1, n + 1))
@@ -343,9 +384,17 @@ def pw_file(tmp_path, text):
 def test_tls_password_acl(secure_broker, tls_files, tmp_path):
     b = secure_broker
     sub = Sub(b, ["stackcue/#"], username="phone1", password="phone-secret", tls_ca=tls_files.ca_crt)
-    pub = started(MqttPublisher(settings_for(b, username="stackcue-device",
-                                             password_file=pw_file(tmp_path, "device-secret"),
-                                             tls_ca=str(tls_files.ca_crt)), "tls"))
+    pub = started(
+        MqttPublisher(
+            settings_for(
+                b,
+                username="stackcue-device",
+                password_file=pw_file(tmp_path, "device-secret"),
+                tls_ca=str(tls_files.ca_crt),
+            ),
+            "tls",
+        )
+    )
     assert pub.status.startswith("connected")
     # the phone tries to raise a fake alert: the ACL drops it
     phone = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="phone-writer")
@@ -371,19 +420,25 @@ def test_tls_password_acl(secure_broker, tls_files, tmp_path):
 )
 def test_refusals_give_one_line_status(secure_broker, tls_files, tmp_path, case, capfd):
     b = secure_broker
-    good = dict(username="stackcue-device", password_file=pw_file(tmp_path, "device-secret"),
-                tls_ca=str(tls_files.ca_crt))
+    good = dict(
+        username="stackcue-device", password_file=pw_file(tmp_path, "device-secret"), tls_ca=str(tls_files.ca_crt)
+    )
     expect = {
-        "anonymous": ({"username": "", "password_file": ""},
-                      "refused: not authorised (the broker wants a username and password)"),
-        "wrong_password": ({"password_file": pw_file(tmp_path, "nope")},
-                           "refused: not authorised (bad username or password)"),
-        "untrusted_ca": ({"tls_ca": str(tls_files.rogue_ca_crt)},
-                         "TLS: certificate verify failed: "),
+        "anonymous": (
+            {"username": "", "password_file": ""},
+            "refused: not authorised (the broker wants a username and password)",
+        ),
+        "wrong_password": (
+            {"password_file": pw_file(tmp_path, "nope")},
+            "refused: not authorised (bad username or password)",
+        ),
+        "untrusted_ca": ({"tls_ca": str(tls_files.rogue_ca_crt)}, "TLS: certificate verify failed: "),
         "no_such_host": ({"host": "stackcue-broker.invalid"}, "cannot resolve host 'stackcue-broker.invalid'"),
         "nothing_listening": ({"port": free_port()}, "connection refused (is the broker running?)"),
-        "missing_password_file": ({"password_file": str(tmp_path / "absent")},
-                                  f"cannot read MQTT password file {tmp_path / 'absent'}: No such file or directory"),
+        "missing_password_file": (
+            {"password_file": str(tmp_path / "absent")},
+            f"cannot read MQTT password file {tmp_path / 'absent'}: No such file or directory",
+        ),
     }
     overrides, text = expect[case]
     settings = settings_for(b, **{**good, **overrides})
@@ -401,6 +456,7 @@ def test_refusals_give_one_line_status(secure_broker, tls_files, tmp_path, case,
 
 
 # ---------------------------------------------------------------------- durable outbox
+
 
 @pytest.mark.parametrize("kind", ["jsonl", "logbook"])
 def test_outbox_replays_after_crash_exactly_once(broker, tmp_path, kind):
@@ -467,6 +523,7 @@ def test_outbox_records_each_alert_until_acknowledged(broker):
 
 # ---------------------------------------------------------------------- Home Assistant
 
+
 def test_home_assistant_discovery(broker):
     pub = started(MqttPublisher(settings_for(broker, runner_id="ana", homeassistant=True), "ha"))
     sub = Sub(broker, ["homeassistant/#", "stackcue/ana/alert_state"])
@@ -493,14 +550,16 @@ def test_home_assistant_discovery(broker):
 
 # ---------------------------------------------------------------------- the topic table
 
+
 class QosSub:
     """Records (topic, QoS, retain) of everything under the given filters."""
 
     def __init__(self, broker, filters):
         self.msgs: list[tuple[str, int, bool]] = []
         done = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"qos-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"qos-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311
+        )
         self.client.on_connect = lambda c, *a: c.subscribe([(f, 1) for f in filters])
         self.client.on_subscribe = lambda *a: done.set()
         self.client.on_message = lambda c, u, m: self.msgs.append((m.topic, m.qos, bool(m.retain)))
@@ -525,8 +584,11 @@ def test_topic_table_is_what_is_published(broker):
 
     def entry(topic: str):
         for t in TOPICS.values():
-            pattern = ("stackcue/tbl/" + re.escape(t.name) if t.under_prefix
-                       else re.escape(t.name).replace(re.escape("{uid}"), "stackcue_tbl_[^/]+"))
+            pattern = (
+                "stackcue/tbl/" + re.escape(t.name)
+                if t.under_prefix
+                else re.escape(t.name).replace(re.escape("{uid}"), "stackcue_tbl_[^/]+")
+            )
             if re.fullmatch(pattern, topic):
                 return t
         raise AssertionError(f"{topic} is published but not in service.topics.TOPICS")
@@ -557,6 +619,7 @@ def test_topic_table_is_what_is_published(broker):
 
 # ---------------------------------------------------------------------- the shipped broker configuration
 
+
 def test_shipped_mosquitto_conf_starts_and_separates_listeners(broker_factory, tls_files):
     """config/mosquitto/stackcue.conf with its paths and ports swapped for test ones: the anonymous
     localhost listener serves the daemon, the TLS listener wants a password, the ACL holds."""
@@ -569,8 +632,11 @@ def test_shipped_mosquitto_conf_starts_and_separates_listeners(broker_factory, t
         for src in (tls_files.ca_crt, tls_files.server_crt, tls_files.server_key):
             shutil.copy(src, b.data / src.name)
         (b.data / "stackcue.acl").write_text(SHIPPED_ACL)
-        subprocess.run(["mosquitto_passwd", "-b", "-c", str(b.data / "stackcue.passwd"), "phone1", "phone-secret"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["mosquitto_passwd", "-b", "-c", str(b.data / "stackcue.passwd"), "phone1", "phone-secret"],
+            check=True,
+            capture_output=True,
+        )
         text = conf.replace("/etc/mosquitto/certs/", f"{b.data}/").replace("/etc/mosquitto/", f"{b.data}/")
         text = text.replace("listener 1883 127.0.0.1", f"listener {b.port} 127.0.0.1")
         text = text.replace("listener 8883", f"listener {lan_port} 127.0.0.1")
@@ -585,8 +651,9 @@ def test_shipped_mosquitto_conf_starts_and_separates_listeners(broker_factory, t
     sub = Sub(Lan, ["stackcue/#"], username="phone1", password="phone-secret", tls_ca=tls_files.ca_crt)
     pub.publish_event(alert(7))
     wait_until(lambda: sub.on("stackcue/runner1/alert"), what="alert over the TLS listener")
-    anon = MqttPublisher(MqttSettings(host=b.host, port=lan_port, tls_ca=str(tls_files.ca_crt),
-                                      reconnect_min_s=0.2), "anon")
+    anon = MqttPublisher(
+        MqttSettings(host=b.host, port=lan_port, tls_ca=str(tls_files.ca_crt), reconnect_min_s=0.2), "anon"
+    )
     anon.start()
     wait_until(lambda: anon.status.startswith("refused: not authorised"), what=f"LAN anonymous refused {anon.status}")
     anon.stop()

@@ -81,6 +81,7 @@ def _copy_book(src: Path, dst_dir: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------------- the browser
 
+
 @pytest.mark.slow
 def test_report_of_30_minutes_opens_in_chromium(book_path, sessions, tmp_path):
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
@@ -108,15 +109,24 @@ def test_report_of_30_minutes_opens_in_chromium(book_path, sessions, tmp_path):
         severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert severe == []
         h2 = [e.text for e in driver.find_elements(By.TAG_NAME, "h2")]
-        assert h2 == ["Overview", "What changed as the runner tired", "Over the run", "Distributions", "Alerts",
-                      "Per minute", "Calibration and thresholds", "Sessions compared"]
+        assert h2 == [
+            "Overview",
+            "What changed as the runner tired",
+            "Over the run",
+            "Distributions",
+            "Alerts",
+            "Per minute",
+            "Calibration and thresholds",
+            "Sessions compared",
+        ]
         svgs = driver.find_elements(By.CSS_SELECTOR, "svg.plot")
         assert len(svgs) == 3  # time series, distributions, sessions compared
         assert all(s.size["width"] > 800 and s.size["height"] > 300 for s in svgs)  # scaled to the page, not 0
         minutes = driver.find_elements(By.CSS_SELECTOR, "#per-minute tbody tr")
         assert 30 <= len(minutes) <= 32
-        alert_rows = driver.find_elements(By.CSS_SELECTOR, "#alerts table")[1].find_elements(By.CSS_SELECTOR,
-                                                                                             "tbody tr")
+        alert_rows = driver.find_elements(By.CSS_SELECTOR, "#alerts table")[1].find_elements(
+            By.CSS_SELECTOR, "tbody tr"
+        )
         assert len(alert_rows) == len(Logbook(book_path).alerts(long["id"]))
         assert len(driver.find_elements(By.CSS_SELECTOR, "#compare tbody tr")) == 2
         height = driver.execute_script("return document.documentElement.scrollHeight")
@@ -134,6 +144,7 @@ def test_report_of_30_minutes_opens_in_chromium(book_path, sessions, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- content
+
 
 @pytest.fixture(scope="module")
 def report(book_path, sessions) -> str:
@@ -176,7 +187,7 @@ def test_alerts_time_in_alert_and_table(book_path, sessions, report):
         alerts = book.alerts(s["id"])
         clears = book.events(s["id"], ["clear"])
     assert len(alerts) >= 8 and len(clears) >= 8
-    section = report[report.index('<section id="alerts">'):report.index('<section id="per-minute">')]
+    section = report[report.index('<section id="alerts">') : report.index('<section id="per-minute">')]
     tia = s["summary"]["time_in_alert_s"]
     running = s["summary"]["running_s"]
     for kind, secs in tia.items():
@@ -185,14 +196,14 @@ def test_alerts_time_in_alert_and_table(book_path, sessions, report):
     for a in alerts:
         assert f"<td>{clock(a['t'])}</td>" in section
     assert section.count("<tr>") == 1 + 6 + 1 + len(alerts)  # heads, six kinds, alert list
-    minutes = report[report.index('<section id="per-minute">'):report.index('<section id="calibration">')]
+    minutes = report[report.index('<section id="per-minute">') : report.index('<section id="calibration">')]
     rows = minutes.split("<tbody>")[1].count("<tr>")
     assert 30 <= rows <= 32 and "<h2>Per minute</h2>" in minutes
     assert minutes.count('class="over"') >= 6  # minutes whose mean is past a threshold are marked
 
 
 def test_what_changed_on_the_real_run(report):
-    section = report[report.index('<section id="changed">'):report.index('<section id="over-the-run">')]
+    section = report[report.index('<section id="changed">') : report.index('<section id="over-the-run">')]
     assert "Comparing the first 9:" in section  # a third of ~29 min of steady running
     assert "Changes are called out when larger than 1° in an angle, 3 steps/min in cadence" in section
     assert ('<ul class="said">' in section) != ("Nothing changed" in section)
@@ -202,16 +213,44 @@ def test_what_changed_on_the_real_run(report):
 def _synthetic_book(path: Path, tilt, cadence, minutes: float = 20.0, summary: bool = False) -> None:
     """A session of strides whose tilt and cadence follow ``tilt(frac)``/``cadence(frac)`` over the run."""
     sink = LogbookSink(path)
-    sink.handle({"type": "session", "t": 0.0, "state": "started", "session": "20250301T080000Z-synth",
-                 "runner": "zoe", "started_epoch": 1740816000.0, "clock_synchronised": "no", "source": {}})
-    sink.handle({"type": "calibration", "t": 8.0, "ok": True, "source": "saved",
-                 "segments": {"pelvis": {"hinge_deg": None, "quality": None}}})
+    sink.handle(
+        {
+            "type": "session",
+            "t": 0.0,
+            "state": "started",
+            "session": "20250301T080000Z-synth",
+            "runner": "zoe",
+            "started_epoch": 1740816000.0,
+            "clock_synchronised": "no",
+            "source": {},
+        }
+    )
+    sink.handle(
+        {
+            "type": "calibration",
+            "t": 8.0,
+            "ok": True,
+            "source": "saved",
+            "segments": {"pelvis": {"hinge_deg": None, "quality": None}},
+        }
+    )
     t, end = 10.0, 10.0 + minutes * 60
     while t < end:
         f = (t - 10.0) / (end - 10.0)
-        sink.handle({"type": "stride", "t_start": t, "t_end": t + 0.7, "cadence_spm": cadence(f), "steady": True,
-                     "pelvic_tilt_deg": tilt(f), "trunk_lean_deg": None, "stack_deg": None,
-                     "pelvic_obliquity_range_deg": 8.0, "pelvic_rotation_range_deg": 11.0})
+        sink.handle(
+            {
+                "type": "stride",
+                "t_start": t,
+                "t_end": t + 0.7,
+                "cadence_spm": cadence(f),
+                "steady": True,
+                "pelvic_tilt_deg": tilt(f),
+                "trunk_lean_deg": None,
+                "stack_deg": None,
+                "pelvic_obliquity_range_deg": 8.0,
+                "pelvic_rotation_range_deg": 11.0,
+            }
+        )
         t += 0.7
     if summary:
         sink.handle({"type": "summary", "duration_s": end + 1, "strides": 1, "running_s": end - 10})
@@ -222,7 +261,7 @@ def test_what_changed_sentences(tmp_path):
     _synthetic_book(tmp_path / "tired.sqlite", tilt=lambda f: 1.0 + 4.0 * f, cadence=lambda f: 172.0 - 8.0 * f)
     with Logbook(tmp_path / "tired.sqlite") as book:
         html = build_report(book, "latest")
-    section = html[html.index('<section id="changed">'):html.index('<section id="over-the-run">')]
+    section = html[html.index('<section id="changed">') : html.index('<section id="over-the-run">')]
     assert "Comparing the first 6:40 of steady running" in section  # a third of 20 min
     assert "The pelvis tipped further forward (more anterior tilt) by 2.7°" in section
     assert "further from the standing neutral" in section
@@ -244,11 +283,12 @@ def test_what_changed_sentences(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- edge cases
 
+
 def test_pelvis_only_session_says_no_trunk_sensor(book_path, sessions):
     with Logbook(book_path) as book:
         html = build_report(book, sessions["short"]["id"])
     assert "pelvis only (no trunk sensor)" in html
-    svg = html[html.index('<section id="over-the-run">'):html.index('<section id="alerts">')]
+    svg = html[html.index('<section id="over-the-run">') : html.index('<section id="alerts">')]
     assert svg.count(">no trunk sensor<") == 4  # lean and stack, over time and as distributions
     assert "lean<br>" not in html  # the per-minute table has no empty lean/stack columns
 
@@ -257,8 +297,10 @@ def test_escaping_of_logbook_strings(book_path, sessions, tmp_path):
     book_copy = _copy_book(book_path, tmp_path)
     evil = '<script>alert("x")</script> & Bo'
     with sqlite3.connect(book_copy) as c:
-        c.execute("UPDATE sessions SET runner = ?, notes = ? WHERE id = ?",
-                  (evil, "<img src=x onerror=alert(1)>\nsecond line", sessions["long"]["id"]))
+        c.execute(
+            "UPDATE sessions SET runner = ?, notes = ? WHERE id = ?",
+            (evil, "<img src=x onerror=alert(1)>\nsecond line", sessions["long"]["id"]),
+        )
     with Logbook(book_copy) as book:
         html = build_report(book, sessions["long"]["id"])
     assert "<script" not in html and "<img" not in html
@@ -271,8 +313,9 @@ def test_unclean_session_without_summary(book_path, sessions, tmp_path):
     book_copy = _copy_book(book_path, tmp_path)
     sid = sessions["long"]["id"]
     with sqlite3.connect(book_copy) as c:
-        last_clear = c.execute("SELECT max(rowid) FROM events WHERE session = ? AND type = 'clear'",
-                               (sid,)).fetchone()[0]
+        last_clear = c.execute("SELECT max(rowid) FROM events WHERE session = ? AND type = 'clear'", (sid,)).fetchone()[
+            0
+        ]
         kind = json.loads(c.execute("SELECT event FROM events WHERE rowid = ?", (last_clear,)).fetchone()[0])["kind"]
         c.execute("DELETE FROM events WHERE rowid = ? OR (session = ? AND type = 'summary')", (last_clear, sid))
         c.execute("UPDATE sessions SET summary = NULL, ended_how = 'unclean' WHERE id = ?", (sid,))
@@ -287,15 +330,16 @@ def test_compare_runner(book_path, sessions):
     with Logbook(book_path) as book:
         html = build_report(book, sessions["long"]["id"], compare=["runner"])
         earlier_only = build_report(book, sessions["short"]["id"], compare=["runner"])
-    section = html[html.index('<section id="compare">'):]
+    section = html[html.index('<section id="compare">') :]
     assert section.count("<tr>") == 3 and "(this run)" in section and section.count("<svg") == 1
     assert "file time" not in section
     # the earlier session compared with its runner's sessions up to it: itself only, and no plot of one point
-    tail = earlier_only[earlier_only.index('<section id="compare">'):]
+    tail = earlier_only[earlier_only.index('<section id="compare">') :]
     assert tail.count("<tr>") == 2 and "<svg" not in tail
 
 
 # ---------------------------------------------------------------------------------------------- the command
+
 
 def test_cli_default_output_and_errors(book_path, sessions, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -322,9 +366,16 @@ def test_cli_default_output_and_errors(book_path, sessions, tmp_path, monkeypatc
 
     book_copy = _copy_book(book_path, tmp_path)
     with sqlite3.connect(book_copy) as c:
-        c.execute("INSERT INTO sessions (id, runner, started_epoch, calibration) VALUES (?, 'sim', ?, ?)",
-                  ("29990101T000000Z-empty", 32503680000.0,
-                   json.dumps({"type": "calibration", "ok": False, "reason": "hinge too small"})))
+        c.execute(
+            "INSERT INTO sessions (id, runner, started_epoch, calibration) VALUES (?, 'sim', ?, ?)",
+            (
+                "29990101T000000Z-empty",
+                32503680000.0,
+                json.dumps({"type": "calibration", "ok": False, "reason": "hinge too small"}),
+            ),
+        )
     code, err = run_cli(["latest", "--logbook", str(book_copy)])
-    assert code == 2 and err == ("session 29990101T000000Z-empty has no strides, nothing to report: the "
-                                 "calibration was refused (hinge too small)")
+    assert code == 2 and err == (
+        "session 29990101T000000Z-empty has no strides, nothing to report: the "
+        "calibration was refused (hinge too small)"
+    )

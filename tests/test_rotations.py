@@ -22,14 +22,17 @@ def test_matrices_of_a_batch_equal_scipys():
     np.testing.assert_allclose(matrix_from_quat(q[7]), ref[7], rtol=0, atol=1e-14)
 
 
-@pytest.mark.parametrize("rotvec", [
-    [0.0, 0.0, 0.0],                 # identity: the trace branch
-    [np.pi, 0.0, 0.0],               # half turns: each of the x, y, z branches
-    [0.0, np.pi, 0.0],
-    [0.0, 0.0, np.pi],
-    [2.9, -1.1, 0.4],                # near a half turn about a slanted axis
-    [0.3, 0.2, -0.1],
-])
+@pytest.mark.parametrize(
+    "rotvec",
+    [
+        [0.0, 0.0, 0.0],  # identity: the trace branch
+        [np.pi, 0.0, 0.0],  # half turns: each of the x, y, z branches
+        [0.0, np.pi, 0.0],
+        [0.0, 0.0, np.pi],
+        [2.9, -1.1, 0.4],  # near a half turn about a slanted axis
+        [0.3, 0.2, -0.1],
+    ],
+)
 def test_quaternion_of_a_matrix_equals_scipys_on_every_branch(rotvec):
     r = Rotation.from_rotvec(rotvec)
     q = quat_from_matrix(r.as_matrix())
@@ -52,10 +55,12 @@ def test_the_live_path_imports_no_scipy():
     import subprocess
     import sys
 
-    code = ("import sys\n"
-            "import stackcue.service.cli, stackcue.service.session, stackcue.service.logbook\n"
-            "import stackcue.service.mqtt_publisher, stackcue.dsp.pipeline, stackcue.firmware_bridge.replay\n"
-            "import stackcue.firmware_bridge.mpu6050_source, stackcue.firmware_bridge.ble_source\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))")
+    code = (
+        "import sys\n"
+        "import stackcue.service.cli, stackcue.service.session, stackcue.service.logbook\n"
+        "import stackcue.service.mqtt_publisher, stackcue.dsp.pipeline, stackcue.firmware_bridge.replay\n"
+        "import stackcue.firmware_bridge.mpu6050_source, stackcue.firmware_bridge.ble_source\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

@@ -121,8 +121,19 @@ def test_import_once_and_the_sessions_table(run_csv, tmp_path):
     table = stackcue("sessions", "--config", str(cfg))
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["session", "started", "duration", "strides", "cadence", "tilt", "lean", "stack",
-                                "alerts", "ended", "notes"]
+    assert lines[0].split() == [
+        "session",
+        "started",
+        "duration",
+        "strides",
+        "cadence",
+        "tilt",
+        "lean",
+        "stack",
+        "alerts",
+        "ended",
+        "notes",
+    ]
     assert len(lines) == 4 and lines[2].startswith("2030")  # header, two sessions, the legend; oldest first
     steady = [e for e in events if e["type"] == "stride" and e["steady"]]
     row = lines[1].split()  # the start is a date and a time: two fields
@@ -214,20 +225,23 @@ def two_sessions(run_csv, tmp_path_factory) -> Path:
     return lb
 
 
-@pytest.mark.parametrize("args, message", [
-    (["sessions"], "no logbook: [logbook] path is empty"),
-    (["sessions", "--logbook", "{tmp}/none.sqlite"], "does not exist yet"),
-    (["analyze", "--session", "nope", "--logbook", "{lb}"], "no session 'nope' in"),
-    (["analyze", "--session", "2", "--logbook", "{lb}"], "is ambiguous"),
-    (["analyze", "{csv}", "--session", "latest"], "give a recording FILE or --session ID"),
-    (["analyze", "--save", "--session", "latest", "--logbook", "{lb}"], "a --session is in the logbook already"),
-    (["sessions", "--since", "last week", "--logbook", "{lb}"], "--since 'last week'"),
-    (["runner", "export", "ann", "--logbook", "{lb}"], "runner export needs -o"),
-    (["sessions", "--logbook", "{csv}"], "cannot open"),
-    (["note", "nope", "--logbook", "{lb}"], "no session 'nope' in"),
-    (["note", "latest", "text", "--clear", "--logbook", "{lb}"], "give one of TEXT, --append TEXT or --clear"),
-    (["note", "latest", "--append", " ", "--logbook", "{lb}"], "--append needs a TEXT that is not empty"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sessions"], "no logbook: [logbook] path is empty"),
+        (["sessions", "--logbook", "{tmp}/none.sqlite"], "does not exist yet"),
+        (["analyze", "--session", "nope", "--logbook", "{lb}"], "no session 'nope' in"),
+        (["analyze", "--session", "2", "--logbook", "{lb}"], "is ambiguous"),
+        (["analyze", "{csv}", "--session", "latest"], "give a recording FILE or --session ID"),
+        (["analyze", "--save", "--session", "latest", "--logbook", "{lb}"], "a --session is in the logbook already"),
+        (["sessions", "--since", "last week", "--logbook", "{lb}"], "--since 'last week'"),
+        (["runner", "export", "ann", "--logbook", "{lb}"], "runner export needs -o"),
+        (["sessions", "--logbook", "{csv}"], "cannot open"),
+        (["note", "nope", "--logbook", "{lb}"], "no session 'nope' in"),
+        (["note", "latest", "text", "--clear", "--logbook", "{lb}"], "give one of TEXT, --append TEXT or --clear"),
+        (["note", "latest", "--append", " ", "--logbook", "{lb}"], "--append needs a TEXT that is not empty"),
+    ],
+)
 def test_mistakes_are_one_line(run_csv, two_sessions, tmp_path, args, message):
     csv, _ = run_csv
     lb = two_sessions
@@ -241,10 +255,12 @@ def test_mistakes_are_one_line(run_csv, two_sessions, tmp_path, args, message):
 
 # ------------------------------------------------------------------------ a live run on a failing file system
 
+
 def _mount_tmpfs(path: Path, size: str) -> None:
     path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not root'}): needs root, as CI has")
 
@@ -259,20 +275,24 @@ def small_fs(tmp_path):
 
 def _live_config(tmp_path: Path, broker, csv: Path, logbook: Path) -> Path:
     p = tmp_path / "live.toml"
-    p.write_text(f'[runner]\nid = "ann"\n[source]\nkind = "replay"\npath = "{csv}"\nspeed = 20.0\n'
-                 f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n[logbook]\npath = "{logbook}"\n')
+    p.write_text(
+        f'[runner]\nid = "ann"\n[source]\nkind = "replay"\npath = "{csv}"\nspeed = 20.0\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n[logbook]\npath = "{logbook}"\n'
+    )
     return p
 
 
 def _alerts_of_live_run(broker, cfg: Path, during=None) -> tuple[subprocess.CompletedProcess, list[dict]]:
     sub = Sub(broker, ["stackcue/ann/alert", "stackcue/ann/status"], clean=True, client_id=f"phone-{time.time()}")
-    p = subprocess.Popen([EXE, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen([EXE, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if during is not None:
         during(p)
     out, err = p.communicate(timeout=120)
-    wait_until(lambda: sub.on("stackcue/ann/status") and sub.on("stackcue/ann/status")[-1][1] == "offline",
-               10, "offline status")
+    wait_until(
+        lambda: sub.on("stackcue/ann/status") and sub.on("stackcue/ann/status")[-1][1] == "offline",
+        10,
+        "offline status",
+    )
     alerts = sub.json("stackcue/ann/alert")
     sub.close()
     return subprocess.CompletedProcess(p.args, p.returncode, out, err), alerts
@@ -327,10 +347,13 @@ def test_kill_9_of_stackcue_run_loses_at_most_a_second(broker, run_csv, tmp_path
     csv, _ = run_csv
     lb = tmp_path / "lb.sqlite"
     cfg = tmp_path / "live.toml"
-    cfg.write_text(f'[runner]\nid = "ann"\n[source]\nkind = "replay"\npath = "{csv}"\nspeed = 1.0\n'
-                   f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n[logbook]\npath = "{lb}"\n')
-    p = subprocess.Popen([EXE, "run", "--config", str(cfg), "--jsonl"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
+    cfg.write_text(
+        f'[runner]\nid = "ann"\n[source]\nkind = "replay"\npath = "{csv}"\nspeed = 1.0\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n[logbook]\npath = "{lb}"\n'
+    )
+    p = subprocess.Popen(
+        [EXE, "run", "--config", str(cfg), "--jsonl"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     first = json.loads(p.stdout.readline())  # the session event: the replay starts with it
     t_start = time.monotonic()
     assert first["type"] == "session"

@@ -38,7 +38,16 @@ def test_units_parse(name, tmp_path):
     # systemd-analyze checks syntax and known keys; the ExecStart binary is not on this machine, so only
     # complaints other than a missing executable or user count
     r = subprocess.run(["systemd-analyze", "verify", str(CONFIG / name)], capture_output=True, text=True)
-    bad = [ln for ln in r.stderr.splitlines() if ln.strip() and "not executable" not in ln
-           and "No such file" not in ln and "Failed to" not in ln and "Unknown user" not in ln
-           and "/opt/stackcue" not in ln and "Documentation" not in ln and "mosquitto.service" not in ln]
+    bad = [
+        ln
+        for ln in r.stderr.splitlines()
+        if ln.strip()
+        and "not executable" not in ln
+        and "No such file" not in ln
+        and "Failed to" not in ln
+        and "Unknown user" not in ln
+        and "/opt/stackcue" not in ln
+        and "Documentation" not in ln
+        and "mosquitto.service" not in ln
+    ]
     assert not bad, bad

@@ -17,10 +17,16 @@ import importlib
 from typing import Any
 
 _NAMES = {
-    "SimParams": ".simulator", "SimRun": ".simulator", "SimulatedSource": ".simulator", "simulate": ".simulator",
-    "G_STANDARD": ".motion", "MotionTrack": ".motion",
-    "EmulatedBus": ".mpu6050", "EmulatedChip": ".mpu6050",
-    "EmulatedStackcueSensor": ".ble_sensors", "EmulatedWitMotion": ".ble_sensors",
+    "SimParams": ".simulator",
+    "SimRun": ".simulator",
+    "SimulatedSource": ".simulator",
+    "simulate": ".simulator",
+    "G_STANDARD": ".motion",
+    "MotionTrack": ".motion",
+    "EmulatedBus": ".mpu6050",
+    "EmulatedChip": ".mpu6050",
+    "EmulatedStackcueSensor": ".ble_sensors",
+    "EmulatedWitMotion": ".ble_sensors",
     "Air": ".ble_radio",
 }
 

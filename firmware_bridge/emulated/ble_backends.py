@@ -92,8 +92,15 @@ class _ScannerBackend(BaseBleakScanner):
 
     _air: ClassVar[Air]
 
-    def __init__(self, detection_callback: Any, service_uuids: list[str] | None,
-                 scanning_mode: str = "active", *, bluez: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        detection_callback: Any,
+        service_uuids: list[str] | None,
+        scanning_mode: str = "active",
+        *,
+        bluez: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(detection_callback, service_uuids)
         bluez = bluez or {}
         if scanning_mode == "passive" and not bluez.get("or_patterns"):
@@ -119,11 +126,18 @@ class _ScannerBackend(BaseBleakScanner):
         props = dict(dev.props)
         if not self.is_allowed_uuid(props["UUIDs"]):
             return
-        adv = AdvertisementData(local_name=props.get("Name"), manufacturer_data={}, service_data={},
-                                service_uuids=list(props["UUIDs"]), tx_power=None, rssi=props["RSSI"],
-                                platform_data=(dev.path, props))
-        device = self.create_or_update_device(dev.path, dev.address, props["Alias"],
-                                              {"path": dev.path, "props": props}, adv)
+        adv = AdvertisementData(
+            local_name=props.get("Name"),
+            manufacturer_data={},
+            service_data={},
+            service_uuids=list(props["UUIDs"]),
+            tx_power=None,
+            rssi=props["RSSI"],
+            platform_data=(dev.path, props),
+        )
+        device = self.create_or_update_device(
+            dev.path, dev.address, props["Alias"], {"path": dev.path, "props": props}, adv
+        )
         self.call_detection_callbacks(device, adv)
 
 
@@ -133,11 +147,26 @@ class _AirBleakScanner(bleak.BleakScanner):
     _air: ClassVar[Air]
     _backend_type: ClassVar[type[BaseBleakScanner]]
 
-    def __init__(self, detection_callback: Any = None, service_uuids: list[str] | None = None,
-                 scanning_mode: Any = "active", *, bluez: Any = None, cb: Any = None, backend: Any = None,
-                 **kwargs: Any) -> None:
-        super().__init__(detection_callback, service_uuids, scanning_mode, bluez=bluez or {}, cb=cb or {},
-                         backend=self._backend_type, **kwargs)
+    def __init__(
+        self,
+        detection_callback: Any = None,
+        service_uuids: list[str] | None = None,
+        scanning_mode: Any = "active",
+        *,
+        bluez: Any = None,
+        cb: Any = None,
+        backend: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            detection_callback,
+            service_uuids,
+            scanning_mode,
+            bluez=bluez or {},
+            cb=cb or {},
+            backend=self._backend_type,
+            **kwargs,
+        )
 
     @classmethod
     async def discover(cls, timeout: float = 5.0, *, return_adv: bool = False, **kwargs: Any) -> Any:  # type: ignore[override]
@@ -148,8 +177,12 @@ class _AirBleakScanner(bleak.BleakScanner):
         return scanner.discovered_devices
 
     @classmethod
-    async def find_device_by_filter(cls, filterfunc: Callable[[BLEDevice, AdvertisementData], bool],  # type: ignore[override]
-                                    timeout: float = 10.0, **kwargs: Any) -> BLEDevice | None:
+    async def find_device_by_filter(
+        cls,
+        filterfunc: Callable[[BLEDevice, AdvertisementData], bool],  # type: ignore[override]
+        timeout: float = 10.0,
+        **kwargs: Any,
+    ) -> BLEDevice | None:
         async with cls(**kwargs) as scanner:
             try:
                 async with asyncio.timeout(timeout / cls._air.speed):
@@ -166,8 +199,15 @@ class _ClientBackend(BaseBleakClient):
 
     _air: ClassVar[Air]
 
-    def __init__(self, address_or_ble_device: BLEDevice | str, services: set[str] | None = None, *,
-                 disconnected_callback: Callable[[], None] | None, timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        address_or_ble_device: BLEDevice | str,
+        services: set[str] | None = None,
+        *,
+        disconnected_callback: Callable[[], None] | None,
+        timeout: float,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(address_or_ble_device, disconnected_callback=disconnected_callback, timeout=timeout)
         if isinstance(address_or_ble_device, BLEDevice):
             details = address_or_ble_device.details if isinstance(address_or_ble_device.details, dict) else {}
@@ -193,8 +233,10 @@ class _ClientBackend(BaseBleakClient):
     @property
     def mtu_size(self) -> int:
         if self._mtu_size is None:
-            warnings.warn("Using default MTU value. Call _acquire_mtu() or set _mtu_size first to avoid this warning.",
-                          stacklevel=2)
+            warnings.warn(
+                "Using default MTU value. Call _acquire_mtu() or set _mtu_size first to avoid this warning.",
+                stacklevel=2,
+            )
             return 23
         return self._mtu_size
 
@@ -219,8 +261,10 @@ class _ClientBackend(BaseBleakClient):
         dev = air._bluez_device(self._device_path)
         if dev is None:
             raise BleakDeviceNotFoundError(
-                self.address, f"Device with address {self.address} was not found. It may have been removed from "
-                "BlueZ when scanning stopped.")
+                self.address,
+                f"Device with address {self.address} was not found. It may have been removed from "
+                "BlueZ when scanning stopped.",
+            )
         # BlueZ keeps trying to connect (the device must advertise to be connectable) until bleak's timeout
         deadline = air.now() + timeout
         while True:
@@ -251,8 +295,14 @@ class _ClientBackend(BaseBleakClient):
             for c in s.chars:
                 cpath = f"{spath}/char{c.handle:04x}"
                 props = {"UUID": c.uuid, "Flags": list(c.flags), "MTU": link.mtu, "Service": spath}
-                char = BleakGATTCharacteristic((cpath, props), c.handle, c.uuid, list(c.flags),  # type: ignore[arg-type]
-                                               functools.partial(lambda m: m - 3, link.mtu), svc)
+                char = BleakGATTCharacteristic(
+                    (cpath, props),
+                    c.handle,
+                    c.uuid,
+                    list(c.flags),  # type: ignore[arg-type]
+                    functools.partial(lambda m: m - 3, link.mtu),
+                    svc,
+                )
                 coll.add_characteristic(char)
                 if c.cccd is not None:
                     dpath = f"{cpath}/desc{c.cccd:04x}"
@@ -298,8 +348,9 @@ class _ClientBackend(BaseBleakClient):
             raise BleakError("Not connected")
         return self._link
 
-    async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False,
-                             **kwargs: Any) -> bytearray:
+    async def read_gatt_char(
+        self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs: Any
+    ) -> bytearray:
         link = self._require()
         if use_cached:
             return bytearray(link.values.get(characteristic.handle, b""))
@@ -312,8 +363,9 @@ class _ClientBackend(BaseBleakClient):
 
         return bytearray(await link.submit(op))  # type: ignore[misc]
 
-    async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, *, use_cached: bool = False,
-                                   **kwargs: Any) -> bytearray:
+    async def read_gatt_descriptor(
+        self, descriptor: BleakGATTDescriptor, *, use_cached: bool = False, **kwargs: Any
+    ) -> bytearray:
         link = self._require()
         on = descriptor.characteristic_handle in link.callbacks
         if use_cached:
@@ -340,8 +392,9 @@ class _ClientBackend(BaseBleakClient):
         self._require()
         raise BleakGATTProtocolError(BleakGATTProtocolErrorCode.WRITE_NOT_PERMITTED)
 
-    async def start_notify(self, characteristic: BleakGATTCharacteristic, callback: Callable[[bytearray], None],
-                           **kwargs: Any) -> None:
+    async def start_notify(
+        self, characteristic: BleakGATTCharacteristic, callback: Callable[[bytearray], None], **kwargs: Any
+    ) -> None:
         link = self._require()
         char = link.sensor._char(characteristic.handle)
         if "notify" not in char.flags and "indicate" not in char.flags:
@@ -364,26 +417,54 @@ class _AirBleakClient(bleak.BleakClient):
     _air: ClassVar[Air]
     _backend_type: ClassVar[type[BaseBleakClient]]
 
-    def __init__(self, address_or_ble_device: BLEDevice | str, disconnected_callback: Any = None,
-                 services: Iterable[str] | None = None, *, timeout: float = 30, pair: bool = False,
-                 bluez: Any = None, winrt: Any = None, backend: Any = None, **kwargs: Any) -> None:
-        super().__init__(address_or_ble_device, disconnected_callback, services, timeout=timeout, pair=pair,
-                         bluez=bluez or {}, winrt=winrt or {}, backend=self._backend_type, **kwargs)
+    def __init__(
+        self,
+        address_or_ble_device: BLEDevice | str,
+        disconnected_callback: Any = None,
+        services: Iterable[str] | None = None,
+        *,
+        timeout: float = 30,
+        pair: bool = False,
+        bluez: Any = None,
+        winrt: Any = None,
+        backend: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            address_or_ble_device,
+            disconnected_callback,
+            services,
+            timeout=timeout,
+            pair=pair,
+            bluez=bluez or {},
+            winrt=winrt or {},
+            backend=self._backend_type,
+            **kwargs,
+        )
 
 
 def bleak_namespace(air: Air) -> SimpleNamespace:
     """A stand-in for the ``bleak`` module bound to ``air``: its scanner and client, bleak's exceptions and data."""
     scanner_backend = type("AirScannerBackend", (_ScannerBackend,), {"_air": air})
     client_backend = type("AirClientBackend", (_ClientBackend,), {"_air": air})
-    scanner = type("BleakScanner", (_AirBleakScanner,), {"_air": air, "_backend_type": scanner_backend,
-                                                          "__module__": __name__})
-    client = type("BleakClient", (_AirBleakClient,), {"_air": air, "_backend_type": client_backend,
-                                                       "__module__": __name__})
+    scanner = type(
+        "BleakScanner", (_AirBleakScanner,), {"_air": air, "_backend_type": scanner_backend, "__module__": __name__}
+    )
+    client = type(
+        "BleakClient", (_AirBleakClient,), {"_air": air, "_backend_type": client_backend, "__module__": __name__}
+    )
     return SimpleNamespace(
-        BleakScanner=scanner, BleakClient=client, BLEDevice=BLEDevice, AdvertisementData=AdvertisementData,
-        BleakGATTCharacteristic=BleakGATTCharacteristic, BleakGATTServiceCollection=BleakGATTServiceCollection,
-        BleakError=BleakError, BleakDeviceNotFoundError=BleakDeviceNotFoundError, BleakDBusError=BleakDBusError,
+        BleakScanner=scanner,
+        BleakClient=client,
+        BLEDevice=BLEDevice,
+        AdvertisementData=AdvertisementData,
+        BleakGATTCharacteristic=BleakGATTCharacteristic,
+        BleakGATTServiceCollection=BleakGATTServiceCollection,
+        BleakError=BleakError,
+        BleakDeviceNotFoundError=BleakDeviceNotFoundError,
+        BleakDBusError=BleakDBusError,
         BleakCharacteristicNotFoundError=BleakCharacteristicNotFoundError,
         BleakGATTProtocolError=BleakGATTProtocolError,
-        BleakBluetoothNotAvailableError=BleakBluetoothNotAvailableError, exc=bleak.exc,
+        BleakBluetoothNotAvailableError=BleakBluetoothNotAvailableError,
+        exc=bleak.exc,
     )

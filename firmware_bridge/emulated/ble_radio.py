@@ -100,12 +100,20 @@ class Air:
     ``adapter=False``: a machine without a Bluetooth adapter (``bluez_running=False``: without BlueZ).
     """
 
-    def __init__(self, speed: float = 1.0, seed: int = 0, adapter: bool = True, *,
-                 clock: Callable[[], float] | None = None, bluez_running: bool = True,
-                 connection_interval_s: float = CONNECTION_INTERVAL_S,
-                 supervision_timeout_s: float = SUPERVISION_TIMEOUT_S,
-                 bluez_temporary_timeout_s: float = BLUEZ_TEMPORARY_TIMEOUT_S,
-                 host_att_mtu: int = BLUEZ_ATT_MTU, connect_setup_s: float = CONNECT_SETUP_S) -> None:
+    def __init__(
+        self,
+        speed: float = 1.0,
+        seed: int = 0,
+        adapter: bool = True,
+        *,
+        clock: Callable[[], float] | None = None,
+        bluez_running: bool = True,
+        connection_interval_s: float = CONNECTION_INTERVAL_S,
+        supervision_timeout_s: float = SUPERVISION_TIMEOUT_S,
+        bluez_temporary_timeout_s: float = BLUEZ_TEMPORARY_TIMEOUT_S,
+        host_att_mtu: int = BLUEZ_ATT_MTU,
+        connect_setup_s: float = CONNECT_SETUP_S,
+    ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         if not 0.0075 <= connection_interval_s <= 4.0:
@@ -168,11 +176,14 @@ class Air:
 
     def _check_adapter(self) -> None:
         if not self.bluez_running:
-            raise BleakDBusError("org.freedesktop.DBus.Error.ServiceUnknown",
-                                 ["The name org.bluez was not provided by any .service files"])
+            raise BleakDBusError(
+                "org.freedesktop.DBus.Error.ServiceUnknown",
+                ["The name org.bluez was not provided by any .service files"],
+            )
         if not self.adapter:
-            raise BleakBluetoothNotAvailableError("No Bluetooth adapters found.",
-                                                  BleakBluetoothNotAvailableReason.NO_BLUETOOTH)
+            raise BleakBluetoothNotAvailableError(
+                "No Bluetooth adapters found.", BleakBluetoothNotAvailableReason.NO_BLUETOOTH
+            )
 
     def _bluez_device(self, path: str) -> _BlueZDevice | None:
         """BlueZ's device object at ``path``, dropped once TemporaryTimeout passed (lazily, as a timer would)."""
@@ -195,10 +206,24 @@ class Air:
         dev.advertised = list(sensor.adv_service_uuids)
         uuids = list(dict.fromkeys([*sensor.adv_service_uuids, *dev.props.get("UUIDs", [])]))
         rssi = round(sensor.rssi_dbm + sensor._adv_rng.gauss(0.0, RSSI_NOISE_DB))
-        dev.props = {"Address": sensor.address, "AddressType": "public", "Name": sensor.name, "Alias": sensor.name,
-                     "Paired": False, "Bonded": False, "Trusted": False, "Blocked": False, "LegacyPairing": False,
-                     "Connected": False, "ServicesResolved": False, "UUIDs": uuids, "RSSI": rssi,
-                     "Adapter": ADAPTER_PATH, "ManufacturerData": {}, "ServiceData": {}}
+        dev.props = {
+            "Address": sensor.address,
+            "AddressType": "public",
+            "Name": sensor.name,
+            "Alias": sensor.name,
+            "Paired": False,
+            "Bonded": False,
+            "Trusted": False,
+            "Blocked": False,
+            "LegacyPairing": False,
+            "Connected": False,
+            "ServicesResolved": False,
+            "UUIDs": uuids,
+            "RSSI": rssi,
+            "Adapter": ADAPTER_PATH,
+            "ManufacturerData": {},
+            "ServiceData": {},
+        }
         for sc in list(self._scanners):
             sc._on_advertisement(dev, t)
 
@@ -238,8 +263,12 @@ class Air:
         sensor._on_connect(t, mtu)
         dev.connected = True
         gatt = [s.uuid for s in sensor.GATT]
-        dev.props = {**dev.props, "Connected": True, "ServicesResolved": True,
-                     "UUIDs": list(dict.fromkeys([*dev.props.get("UUIDs", []), *gatt]))}
+        dev.props = {
+            **dev.props,
+            "Connected": True,
+            "ServicesResolved": True,
+            "UUIDs": list(dict.fromkeys([*dev.props.get("UUIDs", []), *gatt])),
+        }
         link.task = link.loop.create_task(self._run_link(link))
         return link
 
@@ -311,8 +340,9 @@ class Air:
             if link.closed:
                 return
 
-    def _transmit(self, link: _Link, te: float, uuid: str, payload: bytes, first: int, count: int,
-                  is_data: bool) -> None:
+    def _transmit(
+        self, link: _Link, te: float, uuid: str, payload: bytes, first: int, count: int, is_data: bool
+    ) -> None:
         sensor = link.sensor
         st = sensor._stats
         st.notifications += 1

@@ -213,10 +213,25 @@ class _EmulatedSensor:
     DATA_UUID: ClassVar[str] = ""
     CORRUPT_KINDS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, address: str, motion: MotionTrack, *, name: str, rate_hz: float, osc_error: float,
-                 rssi_dbm: float, att_mtu: int, loss: float, corrupt: float, corrupt_kinds: Sequence[str] | None,
-                 dropouts: Iterable[tuple[float, float]], powered: bool, record: bool,
-                 adv_service_uuids: Sequence[str], adv_interval_s: float) -> None:
+    def __init__(
+        self,
+        address: str,
+        motion: MotionTrack,
+        *,
+        name: str,
+        rate_hz: float,
+        osc_error: float,
+        rssi_dbm: float,
+        att_mtu: int,
+        loss: float,
+        corrupt: float,
+        corrupt_kinds: Sequence[str] | None,
+        dropouts: Iterable[tuple[float, float]],
+        powered: bool,
+        record: bool,
+        adv_service_uuids: Sequence[str],
+        adv_interval_s: float,
+    ) -> None:
         parts = address.split(":")
         if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
             raise ValueError(f"{address!r} is not a Bluetooth address (XX:XX:XX:XX:XX:XX)")
@@ -363,8 +378,13 @@ class _EmulatedSensor:
     # --- radio ----------------------------------------------------------------------------------------
 
     def _advertising(self, t: float) -> bool:
-        return (self._air is not None and self._air._sensors.get(self.address) is self and self._powered
-                and self.in_range(t) and not self.connected)
+        return (
+            self._air is not None
+            and self._air._sensors.get(self.address) is self
+            and self._powered
+            and self.in_range(t)
+            and not self.connected
+        )
 
     def _link_lost_at(self, t0: float, t1: float) -> float | None:
         """When in (t0, t1] the link broke (out of range, power off, removed), or None."""
@@ -413,25 +433,61 @@ class _EmulatedSensor:
 class EmulatedWitMotion(_EmulatedSensor):
     """A WitMotion WT901BLECL / BWT901BLE5.0 (see the module docstring for what is emulated and why)."""
 
-    GATT = (_GATT_SERVICE,
-            _Service(wm.SERVICE_UUID, 0x000B, (_Char(wm.WRITE_UUID, 0x000C, ("write-without-response", "write")),
-                                                _Char(wm.NOTIFY_UUID, 0x000E, ("notify",), 0x000F))))
+    GATT = (
+        _GATT_SERVICE,
+        _Service(
+            wm.SERVICE_UUID,
+            0x000B,
+            (
+                _Char(wm.WRITE_UUID, 0x000C, ("write-without-response", "write")),
+                _Char(wm.NOTIFY_UUID, 0x000E, ("notify",), 0x000F),
+            ),
+        ),
+    )
     DATA_UUID = wm.NOTIFY_UUID
     CORRUPT_KINDS = WIT_CORRUPT_KINDS
 
-    def __init__(self, address: str, motion: MotionTrack, *, name: str = "WT901BLE68", rate_hz: float = 10.0,
-                 osc_error: float = 0.0, rssi_dbm: float = -60.0, att_mtu: int = 247, loss: float = 0.0,
-                 corrupt: float = 0.0, corrupt_kinds: Sequence[str] | None = None,
-                 dropouts: Iterable[tuple[float, float]] = (), powered: bool = True, record: bool = False,
-                 save_silence_s: float = 0.2, unlock_s: float = 10.0, adv_service_uuids: Sequence[str] = (),
-                 adv_interval_s: float = ADV_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        address: str,
+        motion: MotionTrack,
+        *,
+        name: str = "WT901BLE68",
+        rate_hz: float = 10.0,
+        osc_error: float = 0.0,
+        rssi_dbm: float = -60.0,
+        att_mtu: int = 247,
+        loss: float = 0.0,
+        corrupt: float = 0.0,
+        corrupt_kinds: Sequence[str] | None = None,
+        dropouts: Iterable[tuple[float, float]] = (),
+        powered: bool = True,
+        record: bool = False,
+        save_silence_s: float = 0.2,
+        unlock_s: float = 10.0,
+        adv_service_uuids: Sequence[str] = (),
+        adv_interval_s: float = ADV_INTERVAL_S,
+    ) -> None:
         if rate_hz not in wm.RATE_CODES:
             valid = ", ".join(f"{r:g}" for r in wm.RATE_CODES)
             raise ValueError(f"WitMotion rate {rate_hz:g} Hz has no code; valid: {valid}")
-        super().__init__(address, motion, name=name, rate_hz=rate_hz, osc_error=osc_error, rssi_dbm=rssi_dbm,
-                         att_mtu=att_mtu, loss=loss, corrupt=corrupt, corrupt_kinds=corrupt_kinds,
-                         dropouts=dropouts, powered=powered, record=record, adv_service_uuids=adv_service_uuids,
-                         adv_interval_s=adv_interval_s)
+        super().__init__(
+            address,
+            motion,
+            name=name,
+            rate_hz=rate_hz,
+            osc_error=osc_error,
+            rssi_dbm=rssi_dbm,
+            att_mtu=att_mtu,
+            loss=loss,
+            corrupt=corrupt,
+            corrupt_kinds=corrupt_kinds,
+            dropouts=dropouts,
+            powered=powered,
+            record=record,
+            adv_service_uuids=adv_service_uuids,
+            adv_interval_s=adv_interval_s,
+        )
         self.save_silence_s = float(save_silence_s)
         self.unlock_s = float(unlock_s)
         self.saved_rate_hz = float(rate_hz)  # what a power-on starts with (kept in flash by ``save``)
@@ -471,7 +527,7 @@ class EmulatedWitMotion(_EmulatedSensor):
             self._stats.writes_ignored += 1
             return
         for k in range(0, len(data), 5):
-            cmd = data[k:k + 5]
+            cmd = data[k : k + 5]
             if cmd[0] != 0xFF or cmd[1] != 0xAA:
                 self._stats.writes_ignored += 1
                 continue
@@ -527,7 +583,7 @@ class EmulatedWitMotion(_EmulatedSensor):
             frames = self._frames(a, b)
             per = 1 if self._nominal_hz <= 50.0 else max(1, (self._mtu - 3) // wm.FRAME_LEN)
             for k in range(0, len(frames), per):
-                chunk = frames[k:k + per]
+                chunk = frames[k : k + per]
                 out.append((self.DATA_UUID, b"".join(chunk), a + k, len(chunk), True))
             self._next_i = b
         return out
@@ -538,11 +594,11 @@ class EmulatedWitMotion(_EmulatedSensor):
         if kind == "header":
             return bytes((rng.choice([b for b in range(256) if b != wm.HEADER]),)) + payload[1:]
         if kind == "truncated":
-            return payload[:len(payload) - rng.randint(1, wm.FRAME_LEN - 1)]
+            return payload[: len(payload) - rng.randint(1, wm.FRAME_LEN - 1)]
         if kind == "split":
             cut = rng.randint(1, wm.FRAME_LEN - 1)
-            self._carry = payload[len(payload) - cut:]
-            return payload[:len(payload) - cut]
+            self._carry = payload[len(payload) - cut :]
+            return payload[: len(payload) - cut]
         if kind == "merged":
             self._carry = payload
             return None
@@ -563,30 +619,68 @@ def _divider(rate_mhz: int) -> int | None:
 class EmulatedStackcueSensor(_EmulatedSensor):
     """A stackcue DIY sensor (ESP32 + MPU-6050) running the reference firmware of ``docs/ble_profile.md``."""
 
-    GATT = (_GATT_SERVICE,
-            _Service(bp.SERVICE_UUID, 0x000A, (_Char(bp.DATA_UUID, 0x000B, ("notify",), 0x000D),
-                                               _Char(bp.CONTROL_UUID, 0x000E, ("read", "write", "notify"), 0x0010),
-                                               _Char(bp.INFO_UUID, 0x0011, ("read",)))))
+    GATT = (
+        _GATT_SERVICE,
+        _Service(
+            bp.SERVICE_UUID,
+            0x000A,
+            (
+                _Char(bp.DATA_UUID, 0x000B, ("notify",), 0x000D),
+                _Char(bp.CONTROL_UUID, 0x000E, ("read", "write", "notify"), 0x0010),
+                _Char(bp.INFO_UUID, 0x0011, ("read",)),
+            ),
+        ),
+    )
     DATA_UUID = bp.DATA_UUID
     CORRUPT_KINDS = PROFILE_CORRUPT_KINDS
 
-    def __init__(self, address: str, motion: MotionTrack, *, name: str = "stackcue", rate_hz: float = 200.0,
-                 osc_error: float = 0.0, acc_code: int = 2, gyr_code: int = 2, rssi_dbm: float = -60.0,
-                 att_mtu: int = 247, loss: float = 0.0, corrupt: float = 0.0,
-                 corrupt_kinds: Sequence[str] | None = None, dropouts: Iterable[tuple[float, float]] = (),
-                 powered: bool = True, record: bool = False, restart_on_connect: bool = True, imu_kind: int = 1,
-                 firmware: tuple[int, int] = (1, 0), adv_service_uuids: Sequence[str] = (bp.SERVICE_UUID,),
-                 adv_interval_s: float = ADV_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        address: str,
+        motion: MotionTrack,
+        *,
+        name: str = "stackcue",
+        rate_hz: float = 200.0,
+        osc_error: float = 0.0,
+        acc_code: int = 2,
+        gyr_code: int = 2,
+        rssi_dbm: float = -60.0,
+        att_mtu: int = 247,
+        loss: float = 0.0,
+        corrupt: float = 0.0,
+        corrupt_kinds: Sequence[str] | None = None,
+        dropouts: Iterable[tuple[float, float]] = (),
+        powered: bool = True,
+        record: bool = False,
+        restart_on_connect: bool = True,
+        imu_kind: int = 1,
+        firmware: tuple[int, int] = (1, 0),
+        adv_service_uuids: Sequence[str] = (bp.SERVICE_UUID,),
+        adv_interval_s: float = ADV_INTERVAL_S,
+    ) -> None:
         d = _divider(round(rate_hz * 1000))
         if d is None or not math.isclose(1000.0 / (1 + d), rate_hz, rel_tol=1e-6):
             near = f"; nearest {1000.0 / (1 + d):g} Hz" if d is not None else ""
             raise ValueError(f"an MPU-6050 makes 1000/(1+d) Hz (50–1000 Hz), not {rate_hz:g} Hz{near}")
         if acc_code not in bp.ACC_RANGES or gyr_code not in bp.GYR_RANGES:
             raise ValueError(f"range codes must be 0..3, got accel {acc_code}, gyro {gyr_code}")
-        super().__init__(address, motion, name=name, rate_hz=1000.0 / (1 + d), osc_error=osc_error,
-                         rssi_dbm=rssi_dbm, att_mtu=att_mtu, loss=loss, corrupt=corrupt, corrupt_kinds=corrupt_kinds,
-                         dropouts=dropouts, powered=powered, record=record, adv_service_uuids=adv_service_uuids,
-                         adv_interval_s=adv_interval_s)
+        super().__init__(
+            address,
+            motion,
+            name=name,
+            rate_hz=1000.0 / (1 + d),
+            osc_error=osc_error,
+            rssi_dbm=rssi_dbm,
+            att_mtu=att_mtu,
+            loss=loss,
+            corrupt=corrupt,
+            corrupt_kinds=corrupt_kinds,
+            dropouts=dropouts,
+            powered=powered,
+            record=record,
+            adv_service_uuids=adv_service_uuids,
+            adv_interval_s=adv_interval_s,
+        )
         self.restart_on_connect = restart_on_connect
         self.imu_kind = imu_kind
         self.firmware = firmware
@@ -673,9 +767,16 @@ class EmulatedStackcueSensor(_EmulatedSensor):
             raw = self._raw(self._next_i, self._next_i + nb * n)
             for k in range(nb):
                 first = self._next_i
-                pkt = bp.encode_batch(first - self._i_zero, raw[k * n:(k + 1) * n], rate_mhz=self.rate_mhz,
-                                      acc_code=self.acc_code, gyr_code=self.gyr_code, boot_id=self.boot_id,
-                                      flags=self._flags, compact=compact)
+                pkt = bp.encode_batch(
+                    first - self._i_zero,
+                    raw[k * n : (k + 1) * n],
+                    rate_mhz=self.rate_mhz,
+                    acc_code=self.acc_code,
+                    gyr_code=self.gyr_code,
+                    boot_id=self.boot_id,
+                    flags=self._flags,
+                    compact=compact,
+                )
                 self._flags = 0
                 self._next_i += n
                 out.append((bp.DATA_UUID, pkt, first, n, True))
@@ -713,8 +814,9 @@ class EmulatedStackcueSensor(_EmulatedSensor):
 
     def _read(self, t: float, char: _Char) -> bytes:
         if char.uuid == bp.INFO_UUID:
-            return bp.encode_info(self.imu_kind, self.ranges, bp.MAX_SAMPLES, self.rate_mhz, self.boot_id,
-                                  self.firmware)
+            return bp.encode_info(
+                self.imu_kind, self.ranges, bp.MAX_SAMPLES, self.rate_mhz, self.boot_id, self.firmware
+            )
         if char.uuid == bp.CONTROL_UUID:
             return self._control_value
         return super()._read(t, char)
@@ -726,5 +828,5 @@ class EmulatedStackcueSensor(_EmulatedSensor):
             out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
             return bytes(out)
         if kind == "truncated":
-            return payload[:rng.randint(1, len(payload) - 1)]
+            return payload[: rng.randint(1, len(payload) - 1)]
         raise ValueError(kind)

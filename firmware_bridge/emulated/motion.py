@@ -37,8 +37,15 @@ class MotionTrack:
         self._values = np.ascontiguousarray(np.hstack([acc, gyr]))
 
     @classmethod
-    def still(cls, acc: Sequence[float] = (0, 0, G_STANDARD), gyr: Sequence[float] = (0, 0, 0), *,
-              noise: tuple[float, float] | None = None, seconds: float = 600.0, seed: int = 0) -> MotionTrack:
+    def still(
+        cls,
+        acc: Sequence[float] = (0, 0, G_STANDARD),
+        gyr: Sequence[float] = (0, 0, 0),
+        *,
+        noise: tuple[float, float] | None = None,
+        seconds: float = 600.0,
+        seed: int = 0,
+    ) -> MotionTrack:
         """At rest (by default lying flat, z up); ``noise`` = (accel m/s², gyro rad/s) rms at 1 kHz."""
         a0, g0 = np.asarray(acc, float)[None, :], np.asarray(gyr, float)[None, :]
         if noise is None:

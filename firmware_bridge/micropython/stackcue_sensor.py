@@ -50,6 +50,7 @@ STATUS_BAD_VALUE = 3
 
 # --- pure packet functions (no MicroPython imports) --------------------------------------------------
 
+
 def fifo_to_le(fifo):
     """MPU-6050 FIFO frames (accel xyz, gyro xyz, big-endian int16) -> the profile's little-endian samples."""
     out = bytearray(len(fifo))
@@ -91,8 +92,7 @@ def encode_batch(counter, samples_le, rate_mhz, ranges, boot_id, flags=0, compac
 
 
 def encode_reply(op, seq, status, ranges, rate_mhz, boot_id, next_counter):
-    return struct.pack("<BBBBIHI", op | 0x80, seq & 0xFF, status, ranges, rate_mhz, boot_id,
-                       next_counter & 0xFFFFFFFF)
+    return struct.pack("<BBBBIHI", op | 0x80, seq & 0xFF, status, ranges, rate_mhz, boot_id, next_counter & 0xFFFFFFFF)
 
 
 def encode_info(ranges, max_batch, rate_mhz, boot_id):
@@ -199,8 +199,9 @@ async def main():
     aioble.config(mtu=247)
     service = aioble.Service(bluetooth.UUID(SERVICE_UUID))
     data = aioble.Characteristic(service, bluetooth.UUID(DATA_UUID), notify=True)
-    control = aioble.Characteristic(service, bluetooth.UUID(CONTROL_UUID), read=True, write=True, notify=True,
-                                    capture=True)
+    control = aioble.Characteristic(
+        service, bluetooth.UUID(CONTROL_UUID), read=True, write=True, notify=True, capture=True
+    )
     info = aioble.Characteristic(service, bluetooth.UUID(INFO_UUID), read=True)
     aioble.register_services(service)
     state = {"streaming": True}
@@ -263,9 +264,10 @@ async def main():
                     pending = b""
                 pending += got
                 while len(pending) >= n * SAMPLE_BYTES:
-                    chunk, pending = pending[: n * SAMPLE_BYTES], pending[n * SAMPLE_BYTES:]
-                    pkt = encode_batch(sensor.counter, chunk, sensor.rate_mhz, sensor.ranges, boot_id,
-                                       sensor.flags, compact)
+                    chunk, pending = pending[: n * SAMPLE_BYTES], pending[n * SAMPLE_BYTES :]
+                    pkt = encode_batch(
+                        sensor.counter, chunk, sensor.rate_mhz, sensor.ranges, boot_id, sensor.flags, compact
+                    )
                     try:
                         data.notify(conn, pkt)
                     except Exception:

@@ -58,27 +58,47 @@ class Logbook:
                     "SELECT max(x) FROM (SELECT max(t1) AS x FROM raw_chunks WHERE session = ?1 "
                     "UNION ALL SELECT max(t_end) FROM strides WHERE session = ?1 "
                     "UNION ALL SELECT max(t) FROM events WHERE session = ?1 "
-                    "UNION ALL SELECT max(t) FROM alerts WHERE session = ?1)", (sid,)).fetchone()[0]
-                self.conn.execute("UPDATE sessions SET ended_how = 'unclean', duration_s = ?, "
-                                  "ended_epoch = coalesce(ended_epoch, started_epoch + ?) WHERE id = ?",
-                                  (last, last or 0.0, sid))
+                    "UNION ALL SELECT max(t) FROM alerts WHERE session = ?1)",
+                    (sid,),
+                ).fetchone()[0]
+                self.conn.execute(
+                    "UPDATE sessions SET ended_how = 'unclean', duration_s = ?, "
+                    "ended_epoch = coalesce(ended_epoch, started_epoch + ?) WHERE id = ?",
+                    (last, last or 0.0, sid),
+                )
         return len(ids)
 
-    _SESSION_COLS = ("id, runner, started_epoch, clock_synchronised, source, calibration, config, ended_epoch, "
-                     "ended_how, summary, notes, duration_s, distance_m, origin")
+    _SESSION_COLS = (
+        "id, runner, started_epoch, clock_synchronised, source, calibration, config, ended_epoch, "
+        "ended_how, summary, notes, duration_s, distance_m, origin"
+    )
 
     @staticmethod
     def _session_row(r: tuple) -> dict:
-        return {"id": r[0], "runner": r[1], "started_epoch": r[2], "clock_synchronised": r[3],
-                "source": from_json(r[4]), "calibration": from_json(r[5]), "config": from_json(r[6]),
-                "ended_epoch": r[7], "ended_how": r[8], "summary": from_json(r[9]), "notes": r[10],
-                "duration_s": r[11], "distance_m": r[12], "origin": r[13]}
+        return {
+            "id": r[0],
+            "runner": r[1],
+            "started_epoch": r[2],
+            "clock_synchronised": r[3],
+            "source": from_json(r[4]),
+            "calibration": from_json(r[5]),
+            "config": from_json(r[6]),
+            "ended_epoch": r[7],
+            "ended_how": r[8],
+            "summary": from_json(r[9]),
+            "notes": r[10],
+            "duration_s": r[11],
+            "distance_m": r[12],
+            "origin": r[13],
+        }
 
     def sessions(self, runner: str | None = None, since_epoch: float | None = None) -> list[dict]:
         """Sessions, oldest first; optionally of one runner and started at or after ``since_epoch``."""
         rows = self.conn.execute(
             f"SELECT {self._SESSION_COLS} FROM sessions WHERE (?1 IS NULL OR runner = ?1) "
-            "AND (?2 IS NULL OR started_epoch >= ?2) ORDER BY started_epoch, id", (runner, since_epoch))
+            "AND (?2 IS NULL OR started_epoch >= ?2) ORDER BY started_epoch, id",
+            (runner, since_epoch),
+        )
         return [self._session_row(r) for r in rows]
 
     def session(self, session_id: str) -> dict | None:
@@ -87,14 +107,17 @@ class Logbook:
         An ambiguous prefix raises ``LogbookError`` naming the candidates.
         """
         if session_id == "latest":
-            r = self.conn.execute(f"SELECT {self._SESSION_COLS} FROM sessions ORDER BY started_epoch DESC, "
-                                  "rowid DESC LIMIT 1").fetchone()
+            r = self.conn.execute(
+                f"SELECT {self._SESSION_COLS} FROM sessions ORDER BY started_epoch DESC, rowid DESC LIMIT 1"
+            ).fetchone()
             return None if r is None else self._session_row(r)
         r = self.conn.execute(f"SELECT {self._SESSION_COLS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
         if r is not None:
             return self._session_row(r)
-        rows = self.conn.execute(f"SELECT {self._SESSION_COLS} FROM sessions WHERE substr(id, 1, ?) = ? "
-                                 "ORDER BY started_epoch LIMIT 6", (len(session_id), session_id)).fetchall()
+        rows = self.conn.execute(
+            f"SELECT {self._SESSION_COLS} FROM sessions WHERE substr(id, 1, ?) = ? ORDER BY started_epoch LIMIT 6",
+            (len(session_id), session_id),
+        ).fetchall()
         if len(rows) > 1:
             names = ", ".join(r[0] for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
             raise LogbookError(f"session {session_id!r} is ambiguous: {names}")
@@ -102,14 +125,31 @@ class Logbook:
 
     def strides(self, session_id: str) -> list[dict]:
         """The stride events of a session, as they were emitted, in time order."""
-        return [json.loads(r[0]) for r in self.conn.execute(
-            "SELECT event FROM strides WHERE session = ? ORDER BY t_start, rowid", (session_id,))]
+        return [
+            json.loads(r[0])
+            for r in self.conn.execute(
+                "SELECT event FROM strides WHERE session = ? ORDER BY t_start, rowid", (session_id,)
+            )
+        ]
 
     def alerts(self, session_id: str) -> list[dict]:
-        rows = self.conn.execute("SELECT alert_id, t, kind, payload, delivered, delivered_at, queued FROM alerts "
-                                 "WHERE session = ? ORDER BY alert_id", (session_id,))
-        return [{"alert_id": r[0], "t": r[1], "kind": r[2], "payload": json.loads(r[3]), "delivered": bool(r[4]),
-                 "delivered_at": r[5], "queued": bool(r[6])} for r in rows]
+        rows = self.conn.execute(
+            "SELECT alert_id, t, kind, payload, delivered, delivered_at, queued FROM alerts "
+            "WHERE session = ? ORDER BY alert_id",
+            (session_id,),
+        )
+        return [
+            {
+                "alert_id": r[0],
+                "t": r[1],
+                "kind": r[2],
+                "payload": json.loads(r[3]),
+                "delivered": bool(r[4]),
+                "delivered_at": r[5],
+                "queued": bool(r[6]),
+            }
+            for r in rows
+        ]
 
     def events(self, session_id: str, types: tuple[str, ...] | list[str] | None = None) -> list[dict]:
         """The session's other events (calibration, clear, gap, reference, summary, ...) in the order emitted."""
@@ -123,20 +163,39 @@ class Logbook:
         """
         out: dict[str, dict] = {}
         for r in self.conn.execute(
-                "SELECT session, count(*), sum(steady = 1), avg(CASE WHEN steady = 1 THEN cadence_spm END), "
-                "avg(CASE WHEN steady = 1 THEN pelvic_tilt_deg END), "
-                "avg(CASE WHEN steady = 1 THEN trunk_lean_deg END), "
-                "avg(CASE WHEN steady = 1 THEN stack_deg END) FROM strides GROUP BY session"):
-            out[r[0]] = {"strides": r[1], "steady": r[2] or 0, "cadence_spm": r[3], "pelvic_tilt_deg": r[4],
-                         "trunk_lean_deg": r[5], "stack_deg": r[6], "alerts": 0}
+            "SELECT session, count(*), sum(steady = 1), avg(CASE WHEN steady = 1 THEN cadence_spm END), "
+            "avg(CASE WHEN steady = 1 THEN pelvic_tilt_deg END), "
+            "avg(CASE WHEN steady = 1 THEN trunk_lean_deg END), "
+            "avg(CASE WHEN steady = 1 THEN stack_deg END) FROM strides GROUP BY session"
+        ):
+            out[r[0]] = {
+                "strides": r[1],
+                "steady": r[2] or 0,
+                "cadence_spm": r[3],
+                "pelvic_tilt_deg": r[4],
+                "trunk_lean_deg": r[5],
+                "stack_deg": r[6],
+                "alerts": 0,
+            }
         for sid, n in self.conn.execute("SELECT session, count(*) FROM alerts GROUP BY session"):
-            out.setdefault(sid, {"strides": 0, "steady": 0, "cadence_spm": None, "pelvic_tilt_deg": None,
-                                 "trunk_lean_deg": None, "stack_deg": None})["alerts"] = n
+            out.setdefault(
+                sid,
+                {
+                    "strides": 0,
+                    "steady": 0,
+                    "cadence_spm": None,
+                    "pelvic_tilt_deg": None,
+                    "trunk_lean_deg": None,
+                    "stack_deg": None,
+                },
+            )["alerts"] = n
         return out
 
     def has_raw(self, session_id: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM raw_chunks WHERE session = ? LIMIT 1", (session_id,)).fetchone() \
+        return (
+            self.conn.execute("SELECT 1 FROM raw_chunks WHERE session = ? LIMIT 1", (session_id,)).fetchone()
             is not None
+        )
 
     def runners(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT runner FROM sessions ORDER BY runner")]
@@ -145,8 +204,13 @@ class Logbook:
         """Everything of one session, in one transaction (the space is reused; ``vacuum`` returns it)."""
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            for table, col in (("raw_chunks", "session"), ("strides", "session"), ("alerts", "session"),
-                               ("events", "session"), ("sessions", "id")):
+            for table, col in (
+                ("raw_chunks", "session"),
+                ("strides", "session"),
+                ("alerts", "session"),
+                ("events", "session"),
+                ("sessions", "id"),
+            ):
                 self.conn.execute(f"DELETE FROM {table} WHERE {col} = ?", (session_id,))
 
     def set_notes(self, session_id: str, notes: str | None) -> None:
@@ -174,15 +238,22 @@ class Logbook:
             if not trunk:
                 yield Block(t, acc, gyr)
             elif "trunk_acc" in c:
-                yield Block(t, acc, gyr, c["trunk_acc"].astype(float), c["trunk_gyr"].astype(float),
-                            np.asarray(c["trunk_valid"], dtype=bool))
+                yield Block(
+                    t,
+                    acc,
+                    gyr,
+                    c["trunk_acc"].astype(float),
+                    c["trunk_gyr"].astype(float),
+                    np.asarray(c["trunk_valid"], dtype=bool),
+                )
             else:
                 nan = np.full((len(t), 3), np.nan)
                 yield Block(t, acc, gyr, nan, nan.copy(), np.zeros(len(t), dtype=bool))
 
     def raw_chunks(self, session_id: str) -> Iterator[dict[str, np.ndarray]]:
         """The raw samples of a session, chunk by chunk in time order (see ``decode_chunk``)."""
-        rows = self.conn.execute("SELECT data, n, trunk FROM raw_chunks WHERE session = ? ORDER BY t0, rowid",
-                                 (session_id,))
+        rows = self.conn.execute(
+            "SELECT data, n, trunk FROM raw_chunks WHERE session = ? ORDER BY t0, rowid", (session_id,)
+        )
         for data, n, trunk in rows:
             yield decode_chunk(data, n, bool(trunk))

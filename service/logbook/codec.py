@@ -10,8 +10,14 @@ import zlib
 import numpy as np
 
 
-def encode_chunk(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, trunk_acc: np.ndarray | None = None,
-                 trunk_gyr: np.ndarray | None = None, trunk_valid: np.ndarray | None = None) -> bytes:
+def encode_chunk(
+    t: np.ndarray,
+    acc: np.ndarray,
+    gyr: np.ndarray,
+    trunk_acc: np.ndarray | None = None,
+    trunk_gyr: np.ndarray | None = None,
+    trunk_valid: np.ndarray | None = None,
+) -> bytes:
     """Raw samples as the ``raw_chunks.data`` blob (layout 1).
 
     zlib of, in this order and little-endian: ``t`` as float64 (n); then each sensor column as float32 (n each,
@@ -25,8 +31,11 @@ def encode_chunk(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, trunk_acc: np.
     resolution after about an hour (at 3600 s its step is 0.24 ms; at 10 h, 2 ms of a 5 ms sample period).
     """
     n = len(t)
-    cols = [acc, gyr] if trunk_acc is None else [acc, gyr, trunk_acc, trunk_gyr,
-                                                 np.asarray(trunk_valid, dtype=float).reshape(n, 1)]
+    cols = (
+        [acc, gyr]
+        if trunk_acc is None
+        else [acc, gyr, trunk_acc, trunk_gyr, np.asarray(trunk_valid, dtype=float).reshape(n, 1)]
+    )
     mat = np.ascontiguousarray(np.hstack([np.asarray(c, dtype="<f4").reshape(n, -1) for c in cols]).T)
     shuffled = mat.view(np.uint8).reshape(-1, 4).T.tobytes()
     return zlib.compress(np.asarray(t, dtype="<f8").tobytes() + shuffled, 6)
@@ -38,7 +47,7 @@ def decode_chunk(data: bytes, n: int, trunk: bool) -> dict[str, np.ndarray]:
     raw = zlib.decompress(data)
     t = np.frombuffer(raw[: 8 * n], dtype="<f8")
     k = 13 if trunk else 6
-    planes = np.frombuffer(raw[8 * n:], dtype=np.uint8).reshape(4, k * n)
+    planes = np.frombuffer(raw[8 * n :], dtype=np.uint8).reshape(4, k * n)
     mat = np.ascontiguousarray(planes.T).view("<f4").reshape(k, n).T
     out = {"t": t, "acc": mat[:, 0:3], "gyr": mat[:, 3:6]}
     if trunk:

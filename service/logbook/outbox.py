@@ -41,11 +41,14 @@ class LogbookOutbox:
         self._conn().execute(
             "INSERT INTO alerts (session, alert_id, t, kind, payload, delivered, queued) VALUES (?, ?, ?, ?, ?, 0, 1) "
             "ON CONFLICT (session, alert_id) DO UPDATE SET payload = excluded.payload, queued = 1",
-            (session, p.get("alert_id"), p.get("t"), p.get("kind"), to_json({**p, "session": session})))
+            (session, p.get("alert_id"), p.get("t"), p.get("kind"), to_json({**p, "session": session})),
+        )
 
     def mark_delivered(self, session: str, alert_id: int) -> None:
-        self._conn().execute("UPDATE alerts SET delivered = 1, delivered_at = ? WHERE session = ? AND alert_id = ? "
-                             "AND delivered = 0", (time.time(), session, alert_id))
+        self._conn().execute(
+            "UPDATE alerts SET delivered = 1, delivered_at = ? WHERE session = ? AND alert_id = ? AND delivered = 0",
+            (time.time(), session, alert_id),
+        )
 
     def pending(self) -> list[dict]:
         rows = self._conn().execute("SELECT payload FROM alerts WHERE queued = 1 AND delivered = 0 ORDER BY rowid")

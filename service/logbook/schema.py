@@ -72,10 +72,14 @@ def _migrate_1_to_2(c: sqlite3.Connection) -> None:
     c.execute("ALTER TABLE sessions ADD COLUMN origin TEXT")
     c.execute("UPDATE sessions SET origin = 'live', duration_s = json_extract(summary, '$.duration_s')")
     # v1 kept the calibration and the summary on the session row only: make them events too
-    c.execute("INSERT INTO events (session, t, type, event) SELECT id, json_extract(calibration, '$.t'), "
-              "'calibration', calibration FROM sessions WHERE calibration IS NOT NULL")
-    c.execute("INSERT INTO events (session, t, type, event) SELECT id, json_extract(summary, '$.duration_s'), "
-              "'summary', summary FROM sessions WHERE summary IS NOT NULL")
+    c.execute(
+        "INSERT INTO events (session, t, type, event) SELECT id, json_extract(calibration, '$.t'), "
+        "'calibration', calibration FROM sessions WHERE calibration IS NOT NULL"
+    )
+    c.execute(
+        "INSERT INTO events (session, t, type, event) SELECT id, json_extract(summary, '$.duration_s'), "
+        "'summary', summary FROM sessions WHERE summary IS NOT NULL"
+    )
 
 
 #: MIGRATIONS[v] takes a file from schema version v to v + 1

@@ -44,9 +44,16 @@ class LogbookSink:
 
     name = "logbook"
 
-    def __init__(self, path: str | os.PathLike, *, config: dict | None = None, flush_s: float = FLUSH_S,
-                 max_bytes: int | None = None, backlog_max: int = 20000,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        config: dict | None = None,
+        flush_s: float = FLUSH_S,
+        max_bytes: int | None = None,
+        backlog_max: int = 20000,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.path = Path(path)
         self.config = config
         self.flush_s = flush_s
@@ -180,8 +187,10 @@ class LogbookSink:
                 elif blocks:
                     self._write_blocks(conn, blocks)
                 if final and self._session is not None and not self._ended:
-                    conn.execute("UPDATE sessions SET ended_how = 'clean', ended_epoch = ? "
-                                 "WHERE id = ? AND ended_how IS NULL", (self._wall(), self._session))
+                    conn.execute(
+                        "UPDATE sessions SET ended_how = 'clean', ended_epoch = ? WHERE id = ? AND ended_how IS NULL",
+                        (self._wall(), self._session),
+                    )
                     self._ended = True
                 conn.execute("COMMIT")
                 self.commits += 1
@@ -205,8 +214,11 @@ class LogbookSink:
                 self._events[:0] = events
                 while len(self._events) > self.backlog_max:
                     self._drop_one_event()
-            self._set_status(f"write failed ({self.path}): {explain(self.path, exc)}; retrying, "
-                             f"{self.raw_dropped} raw samples dropped", logging.ERROR)
+            self._set_status(
+                f"write failed ({self.path}): {explain(self.path, exc)}; retrying, "
+                f"{self.raw_dropped} raw samples dropped",
+                logging.ERROR,
+            )
         finally:
             self.write_s += time.thread_time() - t_cpu
 
@@ -216,35 +228,60 @@ class LogbookSink:
             self._session = str(ev.get("session"))
             self._ended = False
             self._calibrated = False
-            conn.execute("INSERT INTO sessions (id, runner, started_epoch, clock_synchronised, source, config, origin) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                         (self._session, ev.get("runner"), ev.get("started_epoch"), ev.get("clock_synchronised"),
-                          to_json(ev.get("source")), to_json(self.config), ev.get("origin", "live")))
+            conn.execute(
+                "INSERT INTO sessions (id, runner, started_epoch, clock_synchronised, source, config, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (
+                    self._session,
+                    ev.get("runner"),
+                    ev.get("started_epoch"),
+                    ev.get("clock_synchronised"),
+                    to_json(ev.get("source")),
+                    to_json(self.config),
+                    ev.get("origin", "live"),
+                ),
+            )
             return
         session = self._session
         if session is None:
             self.events_dropped += 1  # an event before any session: nothing to attach it to
             return
         if et == "stride":
-            conn.execute("INSERT INTO strides (session, t_start, t_end, cadence_spm, pelvic_tilt_deg, "
-                         "trunk_lean_deg, stack_deg, steady, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         (session, ev.get("t_start"), ev.get("t_end"), ev.get("cadence_spm"),
-                          ev.get("pelvic_tilt_deg"), ev.get("trunk_lean_deg"), ev.get("stack_deg"),
-                          None if ev.get("steady") is None else int(bool(ev.get("steady"))), to_json(ev)))
+            conn.execute(
+                "INSERT INTO strides (session, t_start, t_end, cadence_spm, pelvic_tilt_deg, "
+                "trunk_lean_deg, stack_deg, steady, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session,
+                    ev.get("t_start"),
+                    ev.get("t_end"),
+                    ev.get("cadence_spm"),
+                    ev.get("pelvic_tilt_deg"),
+                    ev.get("trunk_lean_deg"),
+                    ev.get("stack_deg"),
+                    None if ev.get("steady") is None else int(bool(ev.get("steady"))),
+                    to_json(ev),
+                ),
+            )
         elif et == "alert":
-            conn.execute("INSERT INTO alerts (session, alert_id, t, kind, payload) VALUES (?, ?, ?, ?, ?) "
-                         "ON CONFLICT (session, alert_id) DO NOTHING",
-                         (session, ev.get("id"), ev.get("t"), ev.get("kind"), to_json(ev)))
+            conn.execute(
+                "INSERT INTO alerts (session, alert_id, t, kind, payload) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (session, alert_id) DO NOTHING",
+                (session, ev.get("id"), ev.get("t"), ev.get("kind"), to_json(ev)),
+            )
         else:
             t = ev.get("t", ev.get("t_start", ev.get("duration_s")))
-            conn.execute("INSERT INTO events (session, t, type, event) VALUES (?, ?, ?, ?)",
-                         (session, t, str(et), to_json(ev)))
+            conn.execute(
+                "INSERT INTO events (session, t, type, event) VALUES (?, ?, ?, ?)", (session, t, str(et), to_json(ev))
+            )
             if et == "calibration" and (ev.get("ok") or not self._calibrated):
                 self._calibrated = self._calibrated or bool(ev.get("ok"))
                 conn.execute("UPDATE sessions SET calibration = ? WHERE id = ?", (to_json(ev), session))
             elif et == "summary":
-                conn.execute("UPDATE sessions SET summary = ?, ended_epoch = ?, ended_how = 'clean', duration_s = ? "
-                             "WHERE id = ?", (to_json(ev), self._wall(), ev.get("duration_s"), session))
+                conn.execute(
+                    "UPDATE sessions SET summary = ?, ended_epoch = ?, ended_how = 'clean', duration_s = ? "
+                    "WHERE id = ?",
+                    (to_json(ev), self._wall(), ev.get("duration_s"), session),
+                )
                 self._ended = True
 
     def _write_blocks(self, conn: sqlite3.Connection, blocks: list) -> None:
@@ -263,10 +300,17 @@ class LogbookSink:
         acc = np.concatenate([b.acc for b in blocks])
         gyr = np.concatenate([b.gyr for b in blocks])
         if trunk:
-            data = encode_chunk(t, acc, gyr, np.concatenate([b.trunk_acc for b in blocks]),
-                                np.concatenate([b.trunk_gyr for b in blocks]),
-                                np.concatenate([b.trunk_valid for b in blocks]))
+            data = encode_chunk(
+                t,
+                acc,
+                gyr,
+                np.concatenate([b.trunk_acc for b in blocks]),
+                np.concatenate([b.trunk_gyr for b in blocks]),
+                np.concatenate([b.trunk_valid for b in blocks]),
+            )
         else:
             data = encode_chunk(t, acc, gyr)
-        conn.execute("INSERT INTO raw_chunks (session, t0, t1, n, trunk, data) VALUES (?, ?, ?, ?, ?, ?)",
-                     (self._session, float(t[0]), float(t[-1]), len(t), int(trunk), data))
+        conn.execute(
+            "INSERT INTO raw_chunks (session, t0, t1, n, trunk, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (self._session, float(t[0]), float(t[-1]), len(t), int(trunk), data),
+        )
