@@ -174,8 +174,14 @@ class Config:
 
 
 def load_config(user_path: str | Path | None = None) -> Config:
-    """The declared defaults, then the user file (if any) key by key; validated."""
+    """The shipped defaults, then the user file (if any) key by key; validated.
+
+    The defaults are read from the package data (``DEFAULT_PATH``) and checked key by key against the
+    declarations like a user file, so an installed ``default.toml`` that was edited by hand is caught with
+    a one-line error instead of silently changing every runner's settings.
+    """
     data = defaults()
+    _merge(data, _read_toml(DEFAULT_PATH), DEFAULT_PATH)
     sources: list[Path | Traversable] = [DEFAULT_PATH]
     if user_path is not None:
         p = Path(user_path)
