@@ -8,6 +8,7 @@ blocks of any size finds the same calibration at the same sample.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,13 @@ from stackcue.errors import CalibrationError
 
 from .params import CalibrationParams
 from .rotations import matrix_from_quat, quat_from_matrix
+
+#: a saved gyro offset beyond this is not an offset (an MPU-6050's is specified within ±20 °/s)
+MAX_GYRO_BIAS_RAD_S = 1.0
+#: the magnitude of the accelerometer's mean at rest (m/s²) that can be gravity; and that looks like gravity in g
+G_REST_RANGE = (7.5, 12.0)
+G_IN_G_RANGE = (0.5, 2.0)
+UNITS_NOTE = "the recording needs"
 
 
 @dataclass(frozen=True)
@@ -53,11 +61,26 @@ class SegmentCalibration:
         n = float(np.linalg.norm(q))
         if abs(n - 1.0) > 1e-3:
             raise CalibrationError(f"{where}: q_body_from_sensor_wxyz is not a unit quaternion (norm {n:.4f})")
+        worst = max(abs(v) for v in b)
+        if worst > MAX_GYRO_BIAS_RAD_S:
+            raise CalibrationError(
+                f"{where}: gyro_bias_rad_s {worst:.4g} rad/s is not a gyro offset "
+                f"(at most {MAX_GYRO_BIAS_RAD_S:g} rad/s = {np.degrees(MAX_GYRO_BIAS_RAD_S):.0f}°/s)"
+            )
+        extra = {}
+        for key, lo, hi in (("hinge_deg", 0.0, 180.0), ("quality", 0.0, 1.0)):
+            v = d.get(key)
+            ok = v is None or (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+            )
+            if not ok:
+                raise CalibrationError(f"{where}: {key} {v!r} is not a number in {lo:g}..{hi:g}")
+            extra[key] = None if v is None else float(v)
         return SegmentCalibration(
             tuple(v / n for v in q),  # type: ignore[arg-type]
             b,  # type: ignore[arg-type]
-            d.get("hinge_deg"),
-            d.get("quality"),
+            extra["hinge_deg"],
+            extra["quality"],
         )
 
 
@@ -94,6 +117,8 @@ class Calibration:
         if d.get("ok") is False:
             raise CalibrationError(f"{where}: this calibration was refused ({d.get('reason', 'no reason')})")
         segs = d["segments"]
+        if not isinstance(segs, dict):
+            raise CalibrationError(f"{where}: segments must be an object of segments (pelvis, trunk)")
         if "pelvis" not in segs:
             raise CalibrationError(f"{where}: segments.pelvis is missing")
         trunk = SegmentCalibration.from_dict(segs["trunk"], f"{where}: segments.trunk") if "trunk" in segs else None
@@ -143,6 +168,23 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+def units_problem(g_rest: float, bias_max: float) -> str | None:
+    """Why readings at rest cannot be in m/s² and rad/s (gravity magnitude, a still gyro's rate); None if they can."""
+    if G_IN_G_RANGE[0] <= g_rest <= G_IN_G_RANGE[1]:
+        return f"acceleration seems to be in g, not m/s²: gravity reads {g_rest:.2f} at rest ({UNITS_NOTE} m/s²)"
+    if not G_REST_RANGE[0] <= g_rest <= G_REST_RANGE[1]:
+        return (
+            f"gravity reads {g_rest:.2f} m/s² at rest, not about 9.81: check the accelerometer's unit and scale "
+            f"({UNITS_NOTE} m/s²)"
+        )
+    if bias_max > MAX_GYRO_BIAS_RAD_S:
+        return (
+            f"angular rate seems to be in °/s, not rad/s: a still gyro reads {bias_max:.2f} "
+            f"({np.degrees(bias_max):.0f}°/s if that were rad/s; {UNITS_NOTE} rad/s)"
+        )
+    return None
+
+
 def hinge_calibration(
     t: np.ndarray,
     acc: np.ndarray,
@@ -157,6 +199,10 @@ def hinge_calibration(
         gyr[still1].mean(axis=0) * (still1.stop - still1.start)
         + gyr[still2].mean(axis=0) * (still2.stop - still2.start)
     ) / ((still1.stop - still1.start) + (still2.stop - still2.start))
+    g_rest = float(np.linalg.norm(acc[still1].mean(axis=0)))
+    unit = units_problem(g_rest, float(np.abs(bias).max()))
+    if unit:
+        return _Hinge(False, unit, 0.0)
     z = _unit(acc[still1].mean(axis=0))
     z2 = _unit(acc[still2].mean(axis=0))
     w = gyr[hinge] - bias
@@ -165,6 +211,13 @@ def hinge_calibration(
     mag = np.linalg.norm(theta, axis=1)
     k = int(np.argmax(mag))
     angle = float(np.degrees(mag[k]))
+    if angle > 720.0 and p.hinge_min_deg <= np.radians(angle) <= p.hinge_max_deg:
+        return _Hinge(
+            False,
+            f"angular rate seems to be in °/s, not rad/s: the hinge reads {angle:.0f}° as rad/s, "
+            f"{np.radians(angle):.0f}° as °/s ({UNITS_NOTE} rad/s)",
+            angle,
+        )
     if angle < p.hinge_ignore_below_deg:
         return _Hinge(False, "no hinge", angle)
     if angle < p.hinge_min_deg:
@@ -237,6 +290,11 @@ class CalibrationSearch:
         self.period_s: float | None = None  # set when a routine is accepted
         self.t_first: float | None = None
         self.seg_start = 0  # global index where the current gap-free stretch starts
+        # wrong-unit evidence for the refusal: time still by the accelerometer that the gyro would also call
+        # still were it in °/s, before any real stillness was seen; and what that gyro read
+        self.still_s = 0.0
+        self.dps_only_s = 0.0
+        self.dps_rate: float | None = None
 
     def reset_at(self, global_index: int) -> None:
         """A gap: nothing before ``global_index`` may pair with what follows."""
@@ -260,6 +318,8 @@ class CalibrationSearch:
             lo = max(self.seg_start - self.base, 0)
             m = still_mask(self.t[lo:], self.acc[lo:], self.gyr[lo:], first_local - lo, self.p)
             new_mask[len(t) - len(m) :] = m
+            if self.still_s < self.p.still_before_s and len(m):
+                self._unit_evidence(lo, first_local, m)
         self.mask = np.concatenate([self.mask, new_mask])
         events: list[dict] = []
         for i in range(n_old, len(self.t)):
@@ -280,6 +340,17 @@ class CalibrationSearch:
                     events.append(result)
         self._trim()
         return events, None, -1
+
+    def _unit_evidence(self, lo: int, first_local: int, m: np.ndarray) -> None:
+        """Stillness the gyro misses that it would see were its readings °/s (the refusal names the unit)."""
+        t = self.t[first_local - 1 : len(self.t)] if first_local > 0 else self.t[first_local:]
+        dt = np.diff(t) if first_local > 0 else np.concatenate([[0.0], np.diff(t)])
+        self.still_s += float(dt[m].sum())
+        m_dps = still_mask(self.t[lo:], self.acc[lo:], np.radians(self.gyr[lo:]), first_local - lo, self.p)
+        only = m_dps & ~m
+        if only.any():
+            self.dps_only_s += float(dt[only].sum())
+            self.dps_rate = float(np.median(np.linalg.norm(self.gyr[first_local:][only], axis=1)))
 
     def _attempt(self, r2: int, g_now: int) -> Calibration | dict | None:
         p = self.p
@@ -336,7 +407,10 @@ class CalibrationSearch:
                     trunk_reason = None if tr.ok else f"trunk: {tr.reason}"
             # the mean sample period over the routine (a fixed span, so any block split agrees)
             d = np.diff(self.t[still1.start : still2.stop])
-            k = np.rint(d / np.median(d))
+            med = np.median(d)
+            # a doubled interval is a dropped sample, unless the timestamps jitter too much to count that way
+            countable = float(np.median(np.abs(d - med))) < 0.1 * med
+            k = np.rint(d / med) if countable else np.ones(len(d))
             self.period_s = float(d.sum() / k.sum())
             return Calibration(res.seg, trunk, t=float(self.t[g_now - self.base]), trunk_reason=trunk_reason)  # type: ignore[arg-type]
         return None
@@ -368,8 +442,16 @@ class CalibrationSearch:
             f"stand still ≥{p.still_before_s:.0f} s, hip hinge 30–45° and back within "
             f"{p.hinge_max_s:.0f} s, stand still ≥{p.still_after_s:.0f} s"
         )
+        if self.last_reason and UNITS_NOTE in self.last_reason:  # not the routine's fault: no routine hint
+            return CalibrationError(f"calibration refused: {self.last_reason}")
         if self.last_reason:
             return CalibrationError(f"calibration refused: {self.last_reason} ({hint})")
+        if self.still_s < p.still_before_s and self.dps_only_s >= p.still_before_s and self.dps_rate is not None:
+            return CalibrationError(
+                "no calibration routine found: angular rate seems to be in °/s, not rad/s: while the accelerometer "
+                f"read still, the gyro read {self.dps_rate:.2f}, never still as rad/s but still as °/s "
+                f"({UNITS_NOTE} rad/s)"
+            )
         return CalibrationError(f"no calibration routine found ({hint}); or supply a saved calibration")
 
 

@@ -24,6 +24,7 @@ class _KindState:
     under: int = 0
     last_alert_t: float | None = None
     since: float | None = None
+    last_value: float | None = None  # the latest steady stride's value (a clear at a gap reports it)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class DriftDetector:
     reference: dict[str, float] = field(default_factory=dict)
     states: dict[str, _KindState] = field(default_factory=dict)
     periods: list[tuple[str, float, float | None]] = field(default_factory=list)
+    gaps: list[tuple[float, float]] = field(default_factory=list)  # gaps a drift carried over: not time in alert
     next_id: int = 1
 
     def __post_init__(self) -> None:
@@ -50,6 +52,40 @@ class DriftDetector:
         for st in self.states.values():
             st.over = st.under = 0
 
+    def gap(self, t0: float, t1: float) -> list[dict]:
+        """No data from ``t0`` to ``t1``: gaps count as no data.
+
+        A gap longer than the quiet time ends every drift (a clear at ``t0`` with ``reason: gap`` for each
+        one cued) and starts afresh: confirmation, quiet time and reminders. A shorter one is carried over,
+        its length kept out of the time in alert and of the quiet-time and reminder clocks.
+        """
+        length = t1 - t0
+        if length <= 0:
+            return []
+        events: list[dict] = []
+        if length > self.p.quiet_s:
+            for kind, st in self.states.items():
+                if st.active:
+                    self._close_period(kind, t0)
+                    if st.alerted:
+                        events.append(
+                            {
+                                "type": "clear",
+                                "t": round(t0, 4),
+                                "decided_t": round(t1, 4),
+                                "kind": kind,
+                                "value_deg": None if st.last_value is None else round(st.last_value, 2),
+                                "reason": "gap",
+                            }
+                        )
+                self.states[kind] = _KindState()
+            return events
+        self.gaps.append((t0, t1))
+        for st in self.states.values():
+            if st.last_alert_t is not None:
+                st.last_alert_t += length
+        return events
+
     def update(self, stride: dict, t: float, decided_t: float) -> list[dict]:
         events: list[dict] = []
         if not stride.get("steady", False):
@@ -60,6 +96,7 @@ class DriftDetector:
             value = stride.get(fld)
             if value is None:
                 continue
+            st.last_value = value
             thr = self.threshold(kind)
             over = sign * (value - thr) > 0
             clear = sign * (value - (thr - sign * p.hysteresis_deg)) < 0
@@ -126,7 +163,7 @@ class DriftDetector:
                 return
 
     def time_in_alert(self, t_end: float) -> dict[str, float]:
-        return {k: round(v, 1) for k, v in time_in_alert(self.periods, t_end, self.states).items()}
+        return {k: round(v, 1) for k, v in time_in_alert(self.periods, t_end, self.states, self.gaps).items()}
 
 
 def threshold(kind: str, setting_deg: float, reference: dict[str, float]) -> float:
@@ -140,13 +177,19 @@ def threshold(kind: str, setting_deg: float, reference: dict[str, float]) -> flo
 
 
 def time_in_alert(
-    periods: Iterable[tuple[str, float, float | None]], t_end: float, kinds: Iterable[str] = ()
+    periods: Iterable[tuple[str, float, float | None]],
+    t_end: float,
+    kinds: Iterable[str] = (),
+    gaps: Iterable[tuple[float, float]] = (),
 ) -> dict[str, float]:
     """Seconds in each alert state from ``(kind, start, end or None)`` periods; an open one lasts to ``t_end``.
 
-    Every kind in ``kinds`` is listed, at 0 when it never fired.
+    Every kind in ``kinds`` is listed, at 0 when it never fired. Time in ``gaps`` (no data) is not counted.
     """
     out = dict.fromkeys(kinds, 0.0)
+    gaps = list(gaps)
     for k, t0, t1 in periods:
-        out[k] = out.get(k, 0.0) + ((t1 if t1 is not None else t_end) - t0)
+        end = t1 if t1 is not None else t_end
+        lost = sum(max(0.0, min(end, g1) - max(t0, g0)) for g0, g1 in gaps)
+        out[k] = out.get(k, 0.0) + (end - t0) - lost
     return out

@@ -149,6 +149,13 @@ class CalibrationCheckParams:
         "that flags a suspect calibration",
     )
     strides: int = setting(20, 3, 500, "steady strides in that median")
+    up_max_deg: float = setting(
+        30.0,
+        10.0,
+        90.0,
+        "deg, median stride-mean pelvic tilt or obliquity (from the standing neutral) that flags a calibration "
+        "that does not fit the mounting",
+    )
 
 
 @dataclass(frozen=True)

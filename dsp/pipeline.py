@@ -26,8 +26,36 @@ from .params import GAP_PERIODS, GRAVITY, LONG_GAP_S, RATE_MAX_HZ, RATE_MIN_HZ, 
 from .stats import describe
 from .stride import contact_time, segment_stride, time_weights
 
-#: samples used to estimate the sample period before anything else is done
+#: samples used to estimate the sample period before anything else is done: at least this many...
 _PERIOD_PROBE = 64
+#: ... and at least this long (s), so that a fast sensor's jittery host timestamps still give its rate within 0.1 %
+_PERIOD_PROBE_S = 0.25
+#: below this spread of the sample intervals (relative) a doubled interval is a dropped sample, not jitter
+_COUNTABLE_SPREAD = 0.1
+
+
+def estimate_period(t: np.ndarray) -> float:
+    """The sample period of ``t`` (strictly increasing): a least-squares fit of time against sample number.
+
+    Over the longest stretch without a gap (an interval above ``GAP_PERIODS`` typical ones). Where the
+    intervals are regular enough to count, an isolated dropped sample counts as two periods; under heavy
+    jitter (host timestamps of a fast sensor) the samples are taken as consecutive. Robust where the median
+    of the intervals is not: jittered timestamps skew it by several per cent.
+    """
+    d = np.diff(t)
+    med = float(np.median(d))
+    cut = np.flatnonzero(d > GAP_PERIODS * med)
+    edges = [0, *(cut + 1).tolist(), len(t)]
+    lo, hi = max(itertools.pairwise(edges), key=lambda e: e[1] - e[0])
+    if hi - lo < 3:
+        return med
+    dd = d[lo : hi - 1]
+    spread = float(np.median(np.abs(dd - med))) / med
+    steps = np.rint(dd / med) if spread < _COUNTABLE_SPREAD else np.ones(len(dd))
+    k = np.concatenate([[0.0], np.cumsum(np.maximum(steps, 1.0))])
+    tt = t[lo:hi] - t[lo]
+    kc = k - k.mean()
+    return float((kc * (tt - tt.mean())).sum() / (kc * kc).sum())
 
 
 def _r(x: float | None, nd: int = 2) -> float | None:
@@ -40,6 +68,7 @@ class _Pending:
 
     event: dict
     values: dict | None = None  # a stride's unrounded values (final once released); None for ready events
+    gap: tuple[float, float] | None = None  # a gap event: the drift detector hears of it in its place in time
 
 
 @dataclass
@@ -95,6 +124,7 @@ class Pipeline:
             }
         self.ref_strides: list[dict] = []
         self.fwd_errors: deque[float] = deque(maxlen=self.p.calibration_check.strides)
+        self.up_errors: deque[float] = deque(maxlen=self.p.calibration_check.strides)
         self.suspect = False
         self.stats: dict[str, Any] = {
             "strides": 0,
@@ -138,7 +168,7 @@ class Pipeline:
         out: list[dict] = []
         if self.ts is None:
             self.probe.append((t, acc, gyr, tacc, tgyr, tvalid))
-            if sum(len(b[0]) for b in self.probe) <= _PERIOD_PROBE:
+            if sum(len(b[0]) for b in self.probe) <= _PERIOD_PROBE or t[-1] - self.t_first <= _PERIOD_PROBE_S:
                 return out
             parts = [np.concatenate(x) for x in zip(*self.probe, strict=True)]
             self.probe = []
@@ -148,10 +178,12 @@ class Pipeline:
         return out
 
     def _set_period(self, t: np.ndarray) -> None:
-        dt = np.diff(t[: _PERIOD_PROBE + 1])
+        # the same samples however the input was split: the first _PERIOD_PROBE + 1, or _PERIOD_PROBE_S if longer
+        n = max(_PERIOD_PROBE + 1, int(np.searchsorted(t, t[0] + _PERIOD_PROBE_S, side="right")))
+        dt = np.diff(t[:n])
         if np.any(dt <= 0):
             raise PipelineError("timestamps must increase strictly")
-        ts = float(np.median(dt))
+        ts = estimate_period(t[:n])
         rate = 1.0 / ts
         if not (RATE_MIN_HZ * 0.95 <= rate <= RATE_MAX_HZ * 1.05):
             raise PipelineError(f"sample rate {rate:.1f} Hz is outside {RATE_MIN_HZ:.0f}–{RATE_MAX_HZ:.0f} Hz")
@@ -213,7 +245,11 @@ class Pipeline:
         assert self.ts is not None
         self.cal = cal
         if cal.source == "saved":
-            cal = Calibration(cal.pelvis, cal.trunk if self.trunk else None, t=float(t[0]), source="saved")
+            no_trunk = "the saved calibration has no trunk segment: no trunk figures" if self.trunk else None
+            trunk_reason = no_trunk if cal.trunk is None else None
+            cal = Calibration(
+                cal.pelvis, cal.trunk if self.trunk else None, t=float(t[0]), source="saved", trunk_reason=trunk_reason
+            )
             self.cal = cal
         out.append(cal.to_event())
         # the filter's period: mean over the stretch the routine came from, robust to drops and jitter
@@ -365,6 +401,8 @@ class Pipeline:
             "contact_time_left_s": ct_l,
             "contact_time_right_s": ct_r,
             "forward_axis_error_deg": pel.forward_axis_error_deg,
+            # how far the stride's mean up is from the body's z (the calibration check; not printed)
+            "up_error_deg": max(abs(pel.tilt_mean), abs(float((w * pel.obliquity).sum() / w.sum()))),
         }
         self.pending.append(_Pending({"type": "stride"}, values))
 
@@ -406,6 +444,8 @@ class Pipeline:
                     dec = decided_t if decided_t is not None else end_t
                 self._finalise(item, bout, end_t, dec, out)
             self.pending.popleft()
+            if item.gap is not None:
+                out.extend(self.drift.gap(*item.gap))
             if item.values is None:
                 out.append(item.event)
 
@@ -494,22 +534,29 @@ class Pipeline:
     def _check_forward(self, v: dict, out: list[dict]) -> None:
         cp = self.p.calibration_check
         self.fwd_errors.append(v["forward_axis_error_deg"])
+        self.up_errors.append(v["up_error_deg"])
         if len(self.fwd_errors) < cp.strides:
             return
         med = float(np.median(self.fwd_errors))
-        if not self.suspect and med > cp.forward_axis_max_deg:
+        up = float(np.median(self.up_errors))
+        if not self.suspect and (med > cp.forward_axis_max_deg or up > cp.up_max_deg):
             self.suspect = True
             self.stats["suspect"] += 1
-            out.append(
-                {
-                    "type": "calibration_suspect",
-                    "t": _r(v["t_end"], 4),
-                    "forward_axis_error_deg": _r(med, 1),
-                    "reason": "the forward axis disagrees with the running accelerations: "
-                    "has the belt slipped? calibrate again",
-                }
-            )
-        elif self.suspect and med < cp.forward_axis_max_deg / 2:
+            if med > cp.forward_axis_max_deg:
+                reason = (
+                    "the forward axis disagrees with the running accelerations: has the belt slipped? calibrate again"
+                )
+            else:
+                reason = (
+                    f"the pelvis reads {up:.0f}° off upright while running: the calibration does not fit this "
+                    "mounting (saved from another mounting, or the belt slipped?): calibrate again"
+                )
+            ev = {"type": "calibration_suspect", "t": _r(v["t_end"], 4), "forward_axis_error_deg": _r(med, 1)}
+            if up > cp.up_max_deg:
+                ev["up_error_deg"] = _r(up, 1)
+            ev["reason"] = reason
+            out.append(ev)
+        elif self.suspect and med < cp.forward_axis_max_deg / 2 and up < cp.up_max_deg / 2:
             self.suspect = False
 
     def _gap(self, t0: float, t1: float, out: list[dict]) -> None:
@@ -531,8 +578,9 @@ class Pipeline:
             self.search.reset_at(g)
         ev = {"type": "gap", "t_start": _r(t0, 4), "t_end": _r(t1, 4)}
         if self.pending:
-            self.pending.append(_Pending(ev))
+            self.pending.append(_Pending(ev, gap=(t0, t1)))
         else:
+            out.extend(self.drift.gap(t0, t1))
             out.append(ev)
 
     # ------------------------------------------------------------------ end

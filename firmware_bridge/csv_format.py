@@ -5,6 +5,8 @@ Writing is here; reading (strict, with line numbers) is below the writer.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import itertools
 import math
@@ -60,12 +62,19 @@ class RecordingWriter:
 
     def flush(self) -> None:
         self.fh.flush()
-        os.fsync(self.fh.fileno())
+        try:
+            os.fsync(self.fh.fileno())
+        except OSError as exc:  # a pipe or a device (/dev/stdout) has nothing to make durable
+            if exc.errno not in (errno.EINVAL, errno.EROFS):
+                raise
 
     def close(self) -> None:
         if not self.fh.closed:
-            self.flush()
-            self.fh.close()
+            try:
+                self.flush()
+            finally:
+                with contextlib.suppress(OSError):  # the flush's error (a full disk) is the one to report
+                    self.fh.close()
 
     def __enter__(self) -> RecordingWriter:
         return self

@@ -17,11 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
+from stackcue.dsp.params import RATE_MAX_HZ, RATE_MIN_HZ
+from stackcue.errors import RecordingError
+
 from .block import Block
 from .csv_format import RecordingReader, RowProblem
 from .source import Source
 
 _PACED_CHUNK_ROWS = 10_000  # small reads keep the first paced block prompt
+_RATE_PROBE = 64  # intervals the paced replay's rough rate check looks at
+_RATE_SLACK = 0.5  # it refuses only rates beyond half the lowest / twice the highest (the pipeline is exact)
 
 
 class ReplaySource(Source):
@@ -82,10 +87,36 @@ class ReplaySource(Source):
         """Split a chunk at multiples of ``block_s`` from the first sample (gaps make no empty blocks)."""
         if self._t0 is None:
             self._t0 = float(chunk.t[0])
+            self._check_rate(chunk.t[: _RATE_PROBE + 1])
         bins = np.floor((chunk.t - self._t0) / self.block_s)
         edges = np.flatnonzero(np.diff(bins)) + 1
         bounds = [0, *edges.tolist(), len(chunk)]
         return [chunk.slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+    def _check_rate(self, t: np.ndarray) -> None:
+        """Refuse time stamps far off any sensor's rate (milliseconds, not seconds) before waiting on them.
+
+        Paced, a file whose t column is in milliseconds would take a thousand times its length to reach the
+        pipeline's own (exact) rate check; this rough one from the first intervals says so at the first block.
+        """
+        d = np.diff(t)
+        d = d[d > 0]
+        if len(d) < 2:
+            return
+        rate = 1.0 / float(np.median(d))
+        if RATE_MIN_HZ * _RATE_SLACK <= rate <= RATE_MAX_HZ / _RATE_SLACK:
+            return
+        hint = ""
+        if RATE_MIN_HZ <= rate * 1000 <= RATE_MAX_HZ:
+            hint = " (is the t column in milliseconds? it must be in seconds)"
+        elif RATE_MIN_HZ <= rate / 1000 <= RATE_MAX_HZ:
+            hint = " (is the t column in kiloseconds? it must be in seconds)"
+        raise RecordingError(
+            str(self.path),
+            None,
+            f"the time stamps give a sample rate of {rate:.3g} Hz, outside {RATE_MIN_HZ:.0f}–{RATE_MAX_HZ:.0f} Hz"
+            + hint,
+        )
 
     def _wait_for(self, t_last: float) -> None:
         """Sleep until the sample at ``t_last`` would have arrived live, scaled by speed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -12,7 +13,7 @@ from typing import IO, Any
 
 from stackcue.dsp.calibration import Calibration
 from stackcue.dsp.pipeline import Pipeline
-from stackcue.errors import CalibrationError
+from stackcue.errors import CalibrationError, StorageError
 from stackcue.firmware_bridge.block import Block
 from stackcue.firmware_bridge.csv_format import RecordingReader
 from stackcue.firmware_bridge.replay import ReplaySource
@@ -35,6 +36,8 @@ def load_calibration(path: str | Path) -> Calibration:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise CalibrationError(f"{p}: cannot read saved calibration ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(f"{p}: not a saved calibration (not UTF-8 text at byte {exc.start})") from None
     try:  # one JSON object (possibly pretty-printed), else JSON lines such as `analyze --jsonl` output
         whole = json.loads(text)
         lines = [json.dumps(whole)]
@@ -78,6 +81,25 @@ class Progress:
             self.stream.flush()
 
 
+def _finite(x: Any) -> Any:
+    """``x`` with every non-finite float (NaN, ±inf) turned into None, which JSON can say."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def json_line(event: dict) -> str:
+    """One event as strict JSON (never a bare ``NaN`` or ``Infinity``): a non-finite number becomes null."""
+    try:
+        return json.dumps(event, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(event), separators=(",", ":"), allow_nan=False)
+
+
 class AnalysisOutput:
     """``analyze``'s own sink: the analysis events, kept and (``jsonl``) printed one JSON object a line.
 
@@ -96,7 +118,7 @@ class AnalysisOutput:
             return
         self.events.append(event)
         if self.jsonl:
-            self.out.write(json.dumps(event, separators=(",", ":")) + "\n")
+            self.out.write(json_line(event) + "\n")
 
     def close(self) -> None:
         pass
@@ -228,5 +250,9 @@ def write_calibration(events: list[dict], path: str | Path) -> None:
     if cal is None:
         raise CalibrationError(f"{path}: nothing to save, no calibration was accepted")
     tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(cal) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(cal) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"{path}: cannot write the calibration ({exc.strerror or exc})") from None

@@ -7,6 +7,7 @@ line and exit with status 2; a traceback would be a bug.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -153,6 +154,20 @@ def open_live_source(cfg, kind: str, path: str, speed: float):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """`stackcue run`, once a runner: a second run for the same runner refuses to start (service/runlock.py)."""
+    from .config import load_config
+    from .runlock import acquire_run_lock
+
+    cfg = load_config(args.config)
+    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    run_lock = acquire_run_lock(cfg.runner_id, cfg.logbook_path, f"started {since}")
+    try:
+        return _run_locked(args)
+    finally:
+        run_lock.release()
+
+
+def _run_locked(args: argparse.Namespace) -> int:
     import logging
 
     from stackcue.dsp.pipeline import Pipeline
@@ -171,8 +186,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     source = open_live_source(cfg, kind, args.path or src_cfg["path"], args.speed or src_cfg["speed"])
     started = time.time()
     sid = new_session_id(started)  # made once: the publisher, the outbox and the session all carry it
-    sinks: list = [LogSink(json_lines=args.jsonl)]
-    outbox = JsonlOutbox(cfg["mqtt"]["outbox"]) if cfg["mqtt"]["outbox"] else None
+    sinks: list = [LogSink(json_lines=args.jsonl, on_closed=lambda: session.stop())]  # `| head -1`: end
+    outbox = None
+    if cfg["mqtt"]["outbox"]:
+        try:
+            outbox = JsonlOutbox(cfg["mqtt"]["outbox"])
+        except StackcueError as exc:  # a bad outbox path must not stop the cues: one line, then the logbook's
+            logging.error("%s; [mqtt] outbox not used", exc)
     book_sink = None
     if cfg.logbook_path is not None:
         from .logbook import Logbook, LogbookOutbox, LogbookSink, explain
@@ -197,6 +217,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     publisher = MqttPublisher(cfg.mqtt_settings(), sid, outbox=outbox)
     publisher.start()
     sinks.append(MqttSink(publisher))
+
+    def held(summary: dict) -> None:  # how many alerts wait for the next start (after a short wait for acks)
+        summary["alerts_held"] = publisher.settle(session.alerts, 1.0)
+
     session = Session(
         source,
         Pipeline(cfg.pipeline, strict_calibration=False),
@@ -208,10 +232,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         sensor_lost_s=src_cfg["sensor_lost_s"],
         clock_synchronised=clock_synchronised(),
         block_sinks=(book_sink,) if (book_sink is not None and cfg["logbook"]["raw"]) else (),
+        on_summary=held,
     )
     session.install_signals()
     code = session.run()
-    print(f"stackcue run: session {sid} ended; MQTT {publisher.status}", file=sys.stderr)
+    print(f"stackcue run: session {sid} ended; MQTT {publisher.status}; {publisher.held_line()}", file=sys.stderr)
     return code
 
 
@@ -321,6 +346,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise InputError("give a recording FILE or --session ID (one of them)")
     if args.session is not None and args.save:
         raise InputError("--save stores a recording file; a --session is in the logbook already")
+    if args.save_calibration and not Path(args.save_calibration).parent.is_dir():  # before the whole analysis
+        raise InputError(
+            f"--save-calibration {args.save_calibration}: the folder {Path(args.save_calibration).parent} "
+            "does not exist"
+        )
     cfg = load_config(args.config)
     cal = load_calibration(args.calibration) if args.calibration else None
     if args.session is not None:
@@ -491,6 +521,31 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except sqlite3.Error as exc:  # a logbook damaged past what opening it checks, or read-only
+        print(f"stackcue {args.command}: logbook {_logbook_of(args)}: {_sqlite_words(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _logbook_of(args: argparse.Namespace) -> str:
+    """The logbook a command used (SQLite's errors do not name the file)."""
+    path = getattr(args, "logbook", None)
+    if path is None:
+        try:
+            from .config import load_config
+
+            path = load_config(getattr(args, "config", None)).logbook_path
+        except StackcueError:
+            path = None
+    return str(path) if path else "(the configured [logbook] path)"
+
+
+def _sqlite_words(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "readonly" in text:
+        return f"cannot write ({text}: check the file's and its folder's permissions)"
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return f"damaged ({text}); keep a copy, and try: sqlite3 FILE '.recover' > dump.sql"
+    return text
 
 
 if __name__ == "__main__":

@@ -170,6 +170,20 @@ class Config:
         g = kw["gait"]
         if g.min_cadence_spm >= g.max_cadence_spm:
             raise ConfigError(f"{self.sources[-1]}: gait.min_cadence_spm must be below gait.max_cadence_spm")
+        c = kw["calibration"]
+        if c.hinge_min_deg >= c.hinge_max_deg:  # no hinge could be accepted: every calibration refused
+            raise ConfigError(
+                f"{self.sources[-1]}: calibration.hinge_min_deg = {c.hinge_min_deg:g} must be below "
+                f"calibration.hinge_max_deg = {c.hinge_max_deg:g}"
+            )
+        a = kw["alerts"]
+        for kind in a.enabled:  # a hysteresis at or above a threshold: the alert could never clear
+            threshold = getattr(a, f"{kind}_deg", None)
+            if threshold is not None and a.hysteresis_deg >= threshold:
+                raise ConfigError(
+                    f"{self.sources[-1]}: alerts.hysteresis_deg = {a.hysteresis_deg:g} must be below "
+                    f"alerts.{kind}_deg = {threshold:g} (else that alert could never clear)"
+                )
         return PipelineParams(**kw)
 
 

@@ -46,6 +46,8 @@ from typing import Any, NamedTuple
 
 from stackcue.dsp.alert_kinds import ALERT_KINDS, GENERIC_PATTERN, GENERIC_PHRASE, SHORT, Pattern
 
+from .payloads import validate
+
 log = logging.getLogger("stackcue.cue")
 
 PHRASES: dict[str, str] = {k.name: k.phrase for k in ALERT_KINDS.values()}
@@ -164,6 +166,9 @@ class CueRules:
             return self._ignore(f"malformed JSON on {topic}", logging.WARNING)
         if not isinstance(msg, dict):
             return self._ignore(f"not a JSON object on {topic}", logging.WARNING)
+        problem = validate("alert" if topic == self.topics["alert"] else "event", msg)
+        if problem is not None:
+            return self._ignore(f"{problem} on {topic}", logging.WARNING)
         if topic == self.topics["alert"]:
             return self._alert(msg)
         return self._event(msg)

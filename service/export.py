@@ -18,7 +18,6 @@ place, so a failed export never leaves a half file under the asked name.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import datetime as dt
 import json
@@ -35,11 +34,12 @@ from typing import IO, Any
 import numpy as np
 
 from stackcue.dsp.drift import KINDS
-from stackcue.errors import InputError, ReportError, StorageError
+from stackcue.errors import InputError, ReportError
 from stackcue.firmware_bridge.csv_format import RecordingWriter
 
 from .argtypes import logbook_options
 from .logbook import Logbook
+from .wallclock import known_start, start_warning
 
 FORMATS = ("csv", "jsonl", "fit")
 TABLES = ("strides", "alerts", "samples")
@@ -102,7 +102,10 @@ def _iso(epoch: float | None) -> str:
     """ISO 8601 UTC to the nearest millisecond (``isoformat`` alone truncates)."""
     if epoch is None:
         return ""
-    when = _UNIX_EPOCH + dt.timedelta(milliseconds=round(epoch * 1000))
+    try:
+        when = _UNIX_EPOCH + dt.timedelta(milliseconds=round(epoch * 1000))
+    except (OverflowError, ValueError):  # beyond year 9999 (or NaN): no date to write
+        return ""
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -125,7 +128,7 @@ def _session(book: Logbook, session_id: str) -> dict:
 
 
 def _wall(session: dict, t: float | None) -> float | None:
-    start = session.get("started_epoch")
+    start = known_start(session.get("started_epoch"))  # out of range (a clock not set): no wall-clock time
     return None if start is None or t is None else float(start) + float(t)
 
 
@@ -235,7 +238,7 @@ def write_jsonl(book: Logbook, session_id: str, fileobj: IO[str]) -> int:
         "id": s["id"],
         "runner": s["runner"],
         "started_epoch": s["started_epoch"],
-        "started_utc": _iso(s["started_epoch"]) or None,
+        "started_utc": _iso(known_start(s["started_epoch"])) or None,
         "clock_synchronised": s.get("clock_synchronised"),
         "source": s["source"],
         "calibration": s["calibration"],
@@ -274,8 +277,10 @@ def samples_meta(session: dict, first_t: np.ndarray | None) -> dict[str, str]:
     if session.get("runner") is not None:
         meta["runner"] = _meta_value(session["runner"])
     meta["session"] = _meta_value(session["id"])
-    if session.get("started_epoch") is not None:
+    if known_start(session.get("started_epoch")) is not None:
         meta["started_utc"] = _iso(session["started_epoch"])
+    else:  # out of range (a clock not set): no wall-clock time, not even the recording's own
+        meta.pop("started_utc", None)
     if session.get("clock_synchronised") is not None:
         meta["clock_synchronised"] = _meta_value(session["clock_synchronised"])
     return meta
@@ -359,6 +364,9 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
     * Header: 14 bytes with its CRC; the file CRC after the records (fit-tool computes both). The builder runs
       in strict mode: fit-tool's wire, profile and Activity file-type rules are checked before writing.
     * A session without strides is refused (an Activity file needs a record).
+    * A session whose start is unknown (none stored, or out of range: ``wallclock.known_start``) gets FIT
+      "system time" instead of wall-clock time: seconds from the session start (below 0x10000000, which FIT
+      readers take as relative), local_timestamp equal to it, and a warning line.
     """
     from fit_tool.base_type import BaseType
     from fit_tool.developer_field import DeveloperField
@@ -387,12 +395,12 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
 
     s = _session(book, session_id)
     sid = s["id"]
-    if s.get("started_epoch") is None:
-        raise ReportError(f"session {sid} has no start time: a FIT file needs one")
-    warning = clock_warning(s)
+    known = known_start(s.get("started_epoch"))
+    warning = clock_warning(s) if known is not None else start_warning(s)
     if warning:
         (err or sys.stderr).write(f"warning: {warning}\n")
-    start = float(s["started_epoch"])
+    # no believable start: FIT "system time", seconds counted from the session start (below 0x10000000)
+    start = float(FIT_EPOCH_S) if known is None else known
     strides = book.strides(sid)
     if not strides:
         raise ReportError(f"session {sid} has no strides: a FIT activity needs at least one record")
@@ -479,7 +487,9 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
     a.num_sessions = 1
     a.type = Activity.MANUAL
     a.event, a.event_type = Event.ACTIVITY, EventType.STOP
-    offset = dt.datetime.fromtimestamp(start + end_t).astimezone().utcoffset() or dt.timedelta(0)
+    offset = dt.timedelta(0)
+    if known is not None:
+        offset = dt.datetime.fromtimestamp(start + end_t).astimezone().utcoffset() or offset
     a.local_timestamp = t1_fit + int(offset.total_seconds())  # local_date_time: FIT seconds, no ms
     b.add(a)
     b.validate()  # raises FitValidationError on a rule broken (a bug here, not a user mistake)
@@ -542,22 +552,11 @@ def _format(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _write_atomic(out: Path, write: Callable[[Path], int]) -> int:
-    """``write`` into ``out.tmp`` (owner-only), then rename: never a half file under the asked name."""
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        os.chmod(tmp, 0o600)
-        n = write(tmp)
-        os.replace(tmp, out)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise StorageError(f"{out}: cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return n
+    """``write`` a file at ``out`` with ``output_files.write_output``: a regular file through an owner-only
+    temporary file and a rename (never a half file under the asked name), a device or a FIFO written through."""
+    from .output_files import write_output
+
+    return write_output(out, write)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -570,7 +569,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: the folder {out.parent} does not exist")
     book = _open_logbook(args)
     try:
-        sid = _session(book, args.session)["id"]
+        session = _session(book, args.session)
+        sid = session["id"]
+        warning = start_warning(session)
+        if warning and fmt != "fit":  # write_fit says it itself
+            print(f"warning: {warning}", file=sys.stderr)
         if what == "samples":
             _require_raw(book, sid)
         t0 = time.monotonic()
@@ -598,10 +601,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             n = _write_atomic(out, lambda p: write_fit(book, sid, p))
     finally:
         book.close()
+    from .output_files import is_write_through
+
     dest = "standard output" if to_stdout else str(out)
-    size = "" if to_stdout else f", {out.stat().st_size / 1e6:.2f} MB"
+    through = is_write_through(args.output)  # stdout, a device, a FIFO: no size, and the line goes to stderr
+    size = "" if through else f", {out.stat().st_size / 1e6:.2f} MB"
     print(
         f"wrote {dest}: session {sid}, {n} {unit}{size} in {time.monotonic() - t0:.1f} s",
-        file=sys.stderr if to_stdout else sys.stdout,
+        file=sys.stderr if through else sys.stdout,
     )
     return 0

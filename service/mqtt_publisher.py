@@ -37,7 +37,10 @@ Delivery design (decided after reading paho-mqtt 2.2's client.py):
 
 Outbox records are the alert payload plus private keys starting with ``_`` (the monotonic raise time and the
 boot id, so that a replay in the same boot still gives a monotonic ``age_s``; after a reboot ``age_s`` falls
-back to the wall clocks and the payload says ``"age_source": "wall"``). Private keys are never published.
+back to the wall clocks and the payload says ``"age_source": "wall"``; ``_runner``, so that the replay at
+start-up sends only this runner's alerts, on its own topic, from an outbox or logbook that runners share).
+Private keys are never published. A stored record that cannot be published (``outbox.record_problem``) is
+left in the outbox with a one-line warning and never stops the sender thread.
 
 Failures never raise into the pipeline: a wrong host, a refused CONNACK, a bad certificate or an unreadable
 password file each give a one-line ``status`` (also logged on the ``stackcue.mqtt`` logger) and the run goes on.
@@ -61,7 +64,7 @@ import paho.mqtt.client as mqtt
 from stackcue.errors import MqttSetupError
 
 from .mqtt_connection import LinkStatus, MqttClient, MqttSettings, new_client
-from .outbox import Outbox
+from .outbox import Outbox, record_problem
 from .topics import HA_BINARY_SENSOR, HA_SENSOR, TOPICS, topic
 
 log = logging.getLogger("stackcue.mqtt")
@@ -112,6 +115,8 @@ class MqttPublisher:
         self.delivered: list[dict] = []  # alerts acknowledged by the broker (PUBACK), in order
         self.strides_dropped = 0
         self.outbox_errors = 0
+        self.alerts_raised = 0  # alerts handed to publish_event in this process
+        self.alerts_unsendable = 0  # alerts that could not be published (left in the outbox)
         self._cond = threading.Condition()
         self._raised: deque[dict] = deque()  # alerts not yet written to the outbox
         self._alerts: deque[dict] = deque()  # alerts in the outbox, not yet handed to paho
@@ -150,8 +155,7 @@ class MqttPublisher:
                 log.warning("mqtt: outbox unreadable: %s", exc)
                 replay = []
             with self._cond:
-                for p in replay:
-                    q = dict(p)
+                for q in self._own(replay):
                     q["replayed"] = True
                     self._alerts.append(q)
         self._sender = threading.Thread(target=self._run_sender, name="stackcue-mqtt-sender", daemon=True)
@@ -168,6 +172,30 @@ class MqttPublisher:
             client.loop_start()
         except Exception as exc:
             self.link.set(f"cannot start MQTT: {exc}", logging.ERROR)
+
+    def _own(self, replay: list[dict]) -> list[dict]:
+        """The replayed records that are this runner's and can be sent; the others stay in the outbox."""
+        runner = self.settings.runner_id
+        own, others, unknown = [], 0, 0
+        for p in replay:
+            why = record_problem(p)
+            if why is not None:
+                self.alerts_unsendable += 1
+                log.warning("mqtt: stored alert not sent (%s); left in the outbox", why)
+            elif p.get("_runner") == runner:
+                own.append(dict(p))
+            elif p.get("_runner") is None:
+                unknown += 1
+            else:
+                others += 1
+        if others:
+            log.info("mqtt: %d stored alert(s) of other runners left in the outbox for them", others)
+        if unknown:
+            log.warning(
+                "mqtt: %d stored alert(s) of an unknown runner left in the outbox: not sent, their topic is not known",
+                unknown,
+            )
+        return own
 
     def publish_event(self, event: dict) -> None:
         """Route one pipeline event; returns at once (queues only). Unknown types are ignored."""
@@ -186,8 +214,10 @@ class MqttPublisher:
                 replayed=False,
                 _raised_mono=self._clock(),
                 _boot_id=BOOT_ID,
+                _runner=self.settings.runner_id,
             )
             with self._cond:
+                self.alerts_raised += 1
                 self._raised.append(payload)
                 self._active_kinds.add(str(event.get("kind")))
                 self._retained["alert_state"] = "ON"
@@ -263,6 +293,37 @@ class MqttPublisher:
         with self._cond:
             return len(self._raised) + len(self._alerts) + len(self._inflight)
 
+    def settle(self, raised: int, timeout: float) -> int:
+        """Wait (at most ``timeout`` s) for ``raised`` alerts to reach the publisher and, while connected, their
+        acknowledgements; returns the alerts still held (``pending_alerts``). For the summary at the end."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while time.monotonic() < deadline:
+                arrived = self.alerts_raised >= raised
+                if arrived and not (self._connected and (self._raised or self._alerts or self._inflight)):
+                    break
+                self._cond.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self.pending_alerts()
+
+    def held_alerts(self) -> int:
+        """After ``stop``: the alerts not acknowledged, which a durable outbox holds for the next start."""
+        return self.pending_alerts()
+
+    def held_line(self) -> str:
+        """After ``stop``, in a few words: how many alerts are held for the next start, and where."""
+        n = self.held_alerts()
+        what = f"{n} alert{'s' if n != 1 else ''}"
+        if n == 0:
+            line = "no alerts held"
+        elif self.outbox is None:
+            line = f"{what} not delivered and lost (no durable outbox: set [mqtt] outbox or [logbook] path)"
+        else:
+            where = getattr(self.outbox, "path", None) or getattr(getattr(self.outbox, "logbook", None), "path", None)
+            line = f"{what} held for the next start" + (f" in {where}" if where else "")
+        if self.outbox_errors:
+            line += f" ({self.outbox_errors} outbox write(s) failed: see the warnings)"
+        return line
+
     # ------------------------------------------------------------------ paho set-up and callbacks
 
     def _make_client(self) -> MqttClient:
@@ -328,26 +389,36 @@ class MqttPublisher:
 
     def _run_sender(self) -> None:
         while True:
-            with self._cond:
-                while not self._work() and not self._exit:
-                    self._cond.wait(0.5)
-                if self._exit and not self._raised and not self._acked:
+            try:
+                if self._sender_round():
                     return
-                raised = list(self._raised)
-                self._raised.clear()
-                acked = list(self._acked)
-                self._acked.clear()
-            for p in raised:
-                self._outbox_call("add", p)
-            with self._cond:
-                self._alerts.extend(raised)
-            for p in acked:
-                self._outbox_call("mark_delivered", p.get("session"), p.get("alert_id"))
-                self.delivered.append(_public(p))
-            with self._cond:
-                if self._exit:
-                    continue
-            self._send_ready()
+            except Exception as exc:  # never let one bad item end every alert's delivery
+                log.warning("mqtt: sender error (%s: %s); going on", type(exc).__name__, exc)
+                time.sleep(0.05)
+
+    def _sender_round(self) -> bool:
+        """One round of the sender thread; True when it is time to end."""
+        with self._cond:
+            while not self._work() and not self._exit:
+                self._cond.wait(0.5)
+            if self._exit and not self._raised and not self._acked:
+                return True
+            raised = list(self._raised)
+            self._raised.clear()
+            acked = list(self._acked)
+            self._acked.clear()
+        for p in raised:
+            self._outbox_call("add", p)
+        with self._cond:
+            self._alerts.extend(raised)
+        for p in acked:
+            self._outbox_call("mark_delivered", p.get("session"), p.get("alert_id"))
+            self.delivered.append(_public(p))
+        with self._cond:
+            if self._exit:
+                return False
+        self._send_ready()
+        return False
 
     def _outbox_call(self, name: str, *args) -> None:
         if self.outbox is None:
@@ -379,7 +450,17 @@ class MqttPublisher:
                 else:
                     return
             if kind == "alert":
-                self._send_alert(client, item, gen)
+                try:
+                    self._send_alert(client, item, gen)
+                except Exception as exc:  # e.g. a stored raise time that is not a number
+                    self.alerts_unsendable += 1
+                    log.warning(
+                        "mqtt: alert %r of session %r not sent (%s: %s); left in the outbox",
+                        item.get("alert_id"),
+                        item.get("session"),
+                        type(exc).__name__,
+                        exc,
+                    )
             elif kind == "retained":
                 self._publish(client, item[0], item[1])
             elif kind == "event":

@@ -9,10 +9,48 @@ and boot id), keyed by (``session``, ``alert_id``).
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import threading
 from pathlib import Path
 from typing import Any, Protocol
+
+from stackcue.errors import StorageError
+
+log = logging.getLogger("stackcue.mqtt")
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number_or_none(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v))
+
+
+def record_problem(p: Any) -> str | None:
+    """What in a stored alert record keeps it from being published (one line), or None when it can be.
+
+    Checks what the publisher and the subscribers' de-duplication read: ``session`` a string, ``alert_id`` an
+    integer or a string, ``raised_at``/``t``/``_raised_mono`` finite numbers (or null), ``kind``/``_boot_id``/
+    ``_runner`` strings when present.
+    """
+    if not isinstance(p, dict):
+        return f"not a JSON object ({type(p).__name__})"
+    if not isinstance(p.get("session"), str):
+        return f"session {_show(p.get('session'))} is not a string"
+    aid = p.get("alert_id")
+    if isinstance(aid, bool) or not isinstance(aid, int | str):
+        return f"alert_id {_show(aid)} is not an integer or a string"
+    for key in ("raised_at", "t", "_raised_mono"):
+        if not _number_or_none(p.get(key)):
+            return f"{key} {_show(p.get(key))} is not a finite number"
+    for key in ("kind", "_boot_id", "_runner"):
+        if key in p and not isinstance(p[key], str):
+            return f"{key} {_show(p[key])} is not a string"
+    return None
 
 
 class Outbox(Protocol):
@@ -48,17 +86,29 @@ class MemoryOutbox:
 class JsonlOutbox:
     """Append-only JSON lines, fsync'd: ``{"add": payload}`` then ``{"delivered": [session, alert_id]}``.
 
-    ``pending()`` replays the file. A torn last line (power lost mid-write) is skipped. On opening, a file
-    whose alerts were all delivered is rewritten with only the pending ones (atomically: temp file, fsync,
-    rename, fsync of the directory). The file is created readable by its owner only (health data).
+    ``pending()`` replays the file. A line that cannot be read (a torn last line after a power cut, a record
+    that could not be published: ``record_problem``) is set aside with a one-line warning: on opening it is
+    appended to ``<path>.rejected`` (kept, never silently dropped) and left out of the rewritten file. On
+    opening, the file is rewritten with only the pending alerts (atomically: temp file, fsync, rename, fsync
+    of the directory). The file is created readable by its owner only (health data). A path that cannot be
+    used (a folder, a folder that cannot be written) raises ``StorageError`` in one line naming it.
     """
 
     def __init__(self, path: str | os.PathLike, compact: bool = True) -> None:
         self.path = Path(path)
+        self.rejected_path = self.path.with_name(self.path.name + ".rejected")
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if compact and self.path.exists():
-            self._compact()
+        self._rejected: list[tuple[str, str]] = []  # (line, why) read by pending(), not yet set aside
+        try:
+            if self.path.is_dir():
+                raise IsADirectoryError(21, "is a folder, not a file")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if compact and self.path.exists():
+                self._compact()
+            else:  # can we write here? (fails now, in one line, rather than at each alert)
+                os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise StorageError(f"mqtt outbox {self.path}: cannot be used ({exc.strerror or exc})") from None
 
     def _append(self, record: dict) -> None:
         line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
@@ -82,22 +132,52 @@ class JsonlOutbox:
         except FileNotFoundError:
             return []
         items: dict[tuple[str, Any], dict] = {}
-        for line in text.splitlines():
+        rejected: list[tuple[str, str]] = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
             try:
                 rec = json.loads(line)
             except ValueError:
-                continue  # torn write
-            if not isinstance(rec, dict):
+                rejected.append((line, f"line {n} is not JSON (a torn write?)"))
                 continue
-            if isinstance(rec.get("add"), dict):
-                p = rec["add"]
-                items.setdefault((p.get("session"), p.get("alert_id")), p)
-            elif isinstance(rec.get("delivered"), list) and len(rec["delivered"]) == 2:
-                items.pop((rec["delivered"][0], rec["delivered"][1]), None)
+            why = None
+            if isinstance(rec, dict) and "add" in rec:
+                why = record_problem(rec["add"])
+                if why is None:
+                    p = rec["add"]
+                    items.setdefault((p["session"], p["alert_id"]), p)
+            elif isinstance(rec, dict) and "delivered" in rec:
+                d = rec["delivered"]
+                if isinstance(d, list) and len(d) == 2 and record_problem({"session": d[0], "alert_id": d[1]}) is None:
+                    items.pop((d[0], d[1]), None)
+                else:
+                    why = f"delivered {_show(d)} is not [session, alert_id]"
+            else:
+                why = "neither an added nor a delivered alert"
+            if why is not None:
+                rejected.append((line, f"line {n}: {why}"))
+        for _, why in rejected:
+            log.warning("mqtt outbox %s: %s; set aside in %s", self.path, why, self.rejected_path.name)
+        self._rejected = rejected
         return list(items.values())
+
+    def _set_aside(self) -> None:
+        """Append the lines ``pending()`` could not use to the side file (before the file is rewritten)."""
+        if not self._rejected:
+            return
+        data = "".join(line + "\n" for line, _ in self._rejected).encode("utf-8", errors="replace")
+        fd = os.open(self.rejected_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._rejected = []
 
     def _compact(self) -> None:
         pend = self.pending()
+        self._set_aside()
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

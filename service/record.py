@@ -18,7 +18,7 @@ from typing import IO
 import numpy as np
 
 from stackcue.dsp.params import GAP_PERIODS
-from stackcue.errors import StorageError
+from stackcue.errors import StackcueError, StorageError
 from stackcue.firmware_bridge.csv_format import RecordingWriter
 from stackcue.firmware_bridge.source import Source
 
@@ -98,6 +98,13 @@ def record(source: Source, out: Path, *, seconds: float | None, runner: str, err
                         break
             except (KeyboardInterrupt, _Stop):
                 reason = "stopped by the user"
+    except StackcueError:
+        raise
+    except OSError as exc:  # a full disk: what was flushed (up to a second before) stays in the file
+        raise StorageError(
+            f"{out}: cannot write ({exc.strerror or exc}); the file keeps the rows written before "
+            f"({stats['samples']} samples read)"
+        ) from None
     finally:
         signal.signal(signal.SIGTERM, old)
         line.end()

@@ -69,9 +69,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     book = open_logbook(load_config(args.config), args.logbook)
     try:
         session = resolve(book, args.session)
+        from .wallclock import start_warning
+
+        if warning := start_warning(session):
+            print(f"warning: {warning}", file=sys.stderr)
         out = Path(args.output) if args.output else Path(f"report-{session['id']}.html")
         path = write_report(book, session["id"], out, args.compare)
     finally:
         book.close()
-    print(f"wrote {path} ({path.stat().st_size / 1000:.0f} kB) in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    from .output_files import is_write_through
+
+    if str(path) == "-":
+        where = "standard output"
+    elif is_write_through(path):  # a device or a FIFO: it has no size of its own
+        where = str(path)
+    else:
+        where = f"{path} ({path.stat().st_size / 1000:.0f} kB)"
+    print(f"wrote {where} in {time.monotonic() - t0:.1f} s", file=sys.stderr)
     return 0

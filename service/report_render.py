@@ -21,9 +21,11 @@ from stackcue.dsp.alert_kinds import ALERT_KINDS, GENERIC_COLOUR, label
 from stackcue.errors import ReportError
 
 from . import report_stats as stats
+from .output_files import write_output
 from .report_data import COLUMNS, Run, load_run, num, resolve
 from .report_plots import Plotter, compare_figure, hist_figure, time_figure
 from .report_text import clock
+from .wallclock import known_start
 
 #: A change between the start and the end of the run is called out only past these (see _what_changed).
 CHANGE_MIN_DEG = 1.0
@@ -57,6 +59,7 @@ def hms(seconds: float) -> str:
 
 def when(epoch: float | None) -> str:
     """The start as a reader expects it, in the local time zone with its offset."""
+    epoch = known_start(epoch)  # none, or out of range (a clock that was not set): no date to show
     if epoch is None:
         return "unknown"
     d = dt.datetime.fromtimestamp(epoch).astimezone()
@@ -65,7 +68,8 @@ def when(epoch: float | None) -> str:
 
 
 def day(epoch: float | None) -> str:
-    return "?" if epoch is None else f"{dt.datetime.fromtimestamp(epoch).astimezone():%d %b %Y %H:%M}"
+    epoch = known_start(epoch)
+    return "unknown" if epoch is None else f"{dt.datetime.fromtimestamp(epoch).astimezone():%d %b %Y %H:%M}"
 
 
 @functools.cache
@@ -421,11 +425,12 @@ def _alerts(run: Run) -> dict[str, Any]:
     return {
         "kinds": kinds,
         "source": src,
-        "any_s": stats.union_s(run.periods),
+        "any_s": stats.union_s(run.periods, stats.gaps(run)),
         "running_s": running_s,
         "listed": listed,
         "gap": gap,
         "suspects": suspects,
+        "no_steady": not bool(np.any(run.steady)),  # alerts come from steady strides only
     }
 
 
@@ -627,16 +632,12 @@ def build_report(book, session_id: str, compare: Sequence[str] = ()) -> str:
 
 
 def write_report(book, session_id: str, output: str | os.PathLike, compare: Sequence[str] = ()) -> Path:
-    """Build the report and write it to ``output`` (whole or not at all: a temporary file then a rename)."""
+    """Build the report and write it to ``output`` with ``output_files.write_output``: a regular file whole or not
+    at all (a temporary file then a rename) and owner-only (0600: a runner's health data); ``-``, a device or a
+    FIFO written through."""
     out = Path(output)
     if not out.parent.is_dir():
         raise ReportError(f"{out}: the folder {out.parent} does not exist")
     text = build_report(book, session_id, compare)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ReportError(f"{out}: cannot write ({exc.strerror})") from None
+    write_output(output, text)
     return out

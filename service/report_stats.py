@@ -54,21 +54,35 @@ def time_in_alert(run: Run) -> tuple[dict[str, float], str]:
         return {k: float(v) for k, v in tia.items()}, "the pipeline's summary (from confirmation to clearing)"
     periods = [(kind, t0, t1) for kind, t0, t1, _ in run.periods]
     return (
-        drift.time_in_alert(periods, run.end_t, run.thresholds),
+        drift.time_in_alert(periods, run.end_t, run.thresholds, gaps(run)),
         "the alerts and clears stored (the session has no summary)",
     )
 
 
-def union_s(periods: Iterable[Period]) -> float:
-    """Seconds with any alert active (overlapping periods counted once)."""
-    total, cur_a, cur_b = 0.0, None, None
+def gaps(run: Run) -> list[tuple[float, float]]:
+    """The session's gaps in the data (start, end): they count as no data, not as time in alert."""
+    out = []
+    for e in run.events:
+        if e.get("type") == "gap":
+            a, b = num(e.get("t_start")), num(e.get("t_end"))
+            if math.isfinite(a) and math.isfinite(b) and b > a:
+                out.append((a, b))
+    return out
+
+
+def union_s(periods: Iterable[Period], gaps: Iterable[tuple[float, float]] = ()) -> float:
+    """Seconds with any alert active (overlapping periods counted once), time in ``gaps`` left out."""
+    merged: list[list[float]] = []
     for _, a, b, _ in sorted(periods, key=lambda p: p[1]):
-        if cur_b is None or a > cur_b:
-            total += (cur_b - cur_a) if cur_b is not None else 0.0
-            cur_a, cur_b = a, b
+        if not merged or a > merged[-1][1]:
+            merged.append([a, b])
         else:
-            cur_b = max(cur_b, b)
-    return total + ((cur_b - cur_a) if cur_b is not None else 0.0)
+            merged[-1][1] = max(merged[-1][1], b)
+    gaps = list(gaps)
+    total = 0.0
+    for a, b in merged:
+        total += (b - a) - sum(max(0.0, min(b, g1) - max(a, g0)) for g0, g1 in gaps)
+    return total
 
 
 def window_masks(run: Run) -> tuple[np.ndarray, np.ndarray, float] | None:

@@ -76,6 +76,9 @@ def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
                 since = raised.pop(e["kind"], None)
                 lasted = f" after {clock(e['t'] - since)}" if since is not None else ""
                 lines.append(f"  {clock(e['t']):>9}  {KIND_NAMES[e['kind']]:<22} cleared{lasted}")
+    elif not summ.get("steady_strides"):  # alerts come from steady strides only
+        what = "steady running strides" if summ.get("strides") else "running strides"
+        lines.append(f"Alerts: none: no {what} were found, so posture was not checked against the thresholds")
     else:
         lines.append("Alerts: none: posture stayed within the thresholds")
     for e in events:

@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from stackcue.errors import InputError
+from stackcue.errors import InputError, StackcueError, StorageError
 
 from .export import write_jsonl, write_samples_csv
 from .logbook import Logbook
@@ -34,7 +34,10 @@ def export_runner(book: Logbook, runner: str, out: Path) -> tuple[int, int]:
     sessions = _runner_sessions(book, runner)
     if not out.parent.exists():
         raise InputError(f"{out}: the folder {out.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=".stackcue-export-", suffix=".zip", dir=out.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=".stackcue-export-", suffix=".zip", dir=out.parent)
+    except OSError as exc:
+        raise StorageError(f"{out}: cannot write in {out.parent} ({exc.strerror or exc})") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -64,6 +67,12 @@ def export_runner(book: Logbook, runner: str, out: Path) -> tuple[int, int]:
             z.writestr("manifest.json", json.dumps(manifest, indent=1))
         os.chmod(tmp, 0o600)  # health data: as private as the logbook
         os.replace(tmp, out)
+    except StackcueError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except OSError as exc:  # a full disk, a file system gone read-only: nothing half-written is left
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"{out}: cannot write ({exc.strerror or exc}); nothing was written") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

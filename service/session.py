@@ -46,7 +46,12 @@ SAY_BACK = "Sensor back."
 def new_session_id(started_epoch: float, key: str | None = None) -> str:
     """``20261204T155133Z-1a2b3c``: the UTC start, then a digest of ``key`` (stable) or a random suffix."""
     suffix = hashlib.sha1(key.encode()).hexdigest()[:6] if key is not None else uuid.uuid4().hex[:6]
-    return f"{dt.datetime.fromtimestamp(started_epoch, dt.UTC):%Y%m%dT%H%M%SZ}-{suffix}"
+    try:
+        d = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=started_epoch)
+        when = f"{d.year:04d}{d:%m%dT%H%M%SZ}"  # a four-digit year even for year 1 (a clock never set)
+    except (OverflowError, ValueError):  # before year 1 or after 9999 (or NaN): no date to write
+        when = "00000000T000000Z"
+    return f"{when}-{suffix}"
 
 
 def short_reason(reason: str) -> str:

@@ -6,11 +6,17 @@ re-analysed, reported and exported later. Its start time comes from the recordin
 metadata (``stackcue record`` writes it), else the file's modification time minus its length; its id
 (``session.new_session_id``) is that time plus a hash of the file's path and size, so importing the same
 file twice is refused instead of stored twice.
+
+The session row is claimed before anything is analysed, in one transaction (``Logbook.claim_session``), so of
+two stores of one file running at once exactly one stores it and the other is refused. A store that fails (a
+refused calibration, Ctrl-C, a bad file) deletes what it wrote, so a retry works; one killed outright stays
+unfinished until a daemon start marks it unclean, and a retry then replaces it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import sys
 from pathlib import Path
 from typing import IO
@@ -22,9 +28,10 @@ from stackcue.firmware_bridge.replay import ReplaySource
 
 from .analyze import analyze_recording, run_pipeline
 from .config import Config
-from .logbook import Logbook, LogbookSink
+from .logbook import Logbook, LogbookSink, explain
 from .report_text import human_summary
 from .session import new_session_id
+from .wallclock import known_start
 
 #: flush the writer after this many queued samples, so a fast analysis never holds a whole file in memory
 FLUSH_SAMPLES = 200_000
@@ -84,6 +91,53 @@ def _last_t(p: Path) -> float:
     return 0.0
 
 
+class _Unclosed:
+    """The logbook writer as the session's event sink, closed by ``store_recording`` (which knows whether the
+    store succeeded) rather than by the session."""
+
+    name = "logbook"
+
+    def __init__(self, sink: LogbookSink) -> None:
+        self.sink = sink
+
+    def handle(self, event: dict) -> None:
+        self.sink.handle(event)
+
+    def close(self) -> None:
+        pass
+
+
+def _claim(book_path: str | Path, row: dict, p: Path) -> None:
+    """The session row made in one transaction, or a one-line refusal when the recording is stored already."""
+    sid = row["id"]
+    try:
+        with Logbook(book_path) as book:
+            old = book.claim_session(row, replace_unclean=("analyze", "import"))
+    except (LogbookError, OSError, sqlite3.Error) as exc:
+        raise StorageError(f"logbook {book_path}: {explain(book_path, exc)}") from None
+    if old is None:
+        return
+    if old["ended_how"] is None:
+        raise InputError(
+            f"{p} is already being stored in {book_path} as session {sid} by another command "
+            f"(or by one that was killed: stackcue sessions --delete {sid} --yes removes it)"
+        )
+    raise InputError(
+        f"{p} is already in {book_path} as session {sid} "
+        f"(to store it again, first: stackcue sessions --delete {sid} --yes)"
+    )
+
+
+def _forget(book_path: str | Path, sid: str, err: IO[str] | None) -> None:
+    """A store that failed is deleted; if even that fails, it stays unfinished (a daemon start marks it unclean,
+    and a retry then replaces it)."""
+    try:
+        with Logbook(book_path) as book:
+            book.delete_session(sid)
+    except (LogbookError, OSError, sqlite3.Error) as exc:
+        (err or sys.stderr).write(f"warning: logbook {book_path}: the partial session {sid} remains ({exc})\n")
+
+
 class _FlushEvery:
     """The logbook writer as a block sink that flushes every ``FLUSH_SAMPLES``: a replay outruns any disk."""
 
@@ -126,20 +180,19 @@ def store_recording(
         raise InputError(f"{p}: cannot read ({exc.strerror})") from None
     facts: dict = {}
     opened: list[LogbookSink] = []
+    claimed: list[str] = []
 
     def prepare(source: ReplaySource) -> dict:  # the start time and the runner need the recording's metadata
         meta = source.meta
         started, how = _started(meta, p, _last_t(p))
+        if known_start(started) is None:  # kept as it is; shown as unknown, exported without wall-clock time
+            what = f"started_utc={meta['started_utc']}" if how != "file time" else "the file's modification time"
+            (err or sys.stderr).write(
+                f"warning: {p}: {what} is out of range (a clock that was not set?); the session's start time is "
+                "unknown\n"
+            )
         sid = new_session_id(started, key=f"{p.resolve()}|{size}")
-        with Logbook(book_path) as book:
-            if book.session(sid) is not None:
-                raise InputError(
-                    f"{p} is already in {book_path} as session {sid} "
-                    f"(to store it again, first: stackcue sessions --delete {sid} --yes)"
-                )
         source.meta = {"kind": "file", "path": str(p.resolve()), **meta}
-        sink = LogbookSink(book_path, config=cfg.data)  # after the check: its writer opens the file at once
-        opened.append(sink)
         facts.update(
             session_id=sid,
             started_epoch=started,
@@ -147,7 +200,20 @@ def store_recording(
             origin=origin,
             runner_id=meta.get("runner") or cfg.runner_id,
         )
-        return {**facts, "sinks": [sink], "block_sinks": [_FlushEvery(sink)]}
+        row = {
+            "id": sid,
+            "runner": facts["runner_id"],
+            "started_epoch": round(started, 3),
+            "clock_synchronised": how,
+            "source": dict(source.meta),
+            "config": cfg.data,
+            "origin": origin,
+        }
+        _claim(book_path, row, p)  # atomic: of two stores of one file, one claims the id, the other is refused
+        claimed.append(sid)
+        sink = LogbookSink(book_path, config=cfg.data)  # after the claim: its writer opens the file at once
+        opened.append(sink)
+        return {**facts, "sinks": [_Unclosed(sink)], "block_sinks": [_FlushEvery(sink)]}
 
     try:
         events, source = analyze_recording(
@@ -161,9 +227,14 @@ def store_recording(
             progress=progress,
             prepare=prepare,
         )
-    finally:
+    except BaseException:  # refused calibration, Ctrl-C, a bad file: leave nothing behind, so a retry works
         for sink in opened:
-            sink.close()
+            sink.close(clean=False)
+        for sid in claimed:
+            _forget(book_path, sid, err)
+        raise
+    for sink in opened:
+        sink.close()
     sink = opened[0]
     if sink.errors or sink.raw_dropped or sink.events_dropped:
         raise StorageError(f"{p}: analysed, but the logbook write failed: {sink.status}")

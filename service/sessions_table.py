@@ -8,6 +8,7 @@ from stackcue.errors import InputError
 
 from .logbook import Logbook
 from .report_text import clock
+from .wallclock import known_start
 
 HEADER = ("session", "started", "duration", "strides", "cadence", "tilt", "lean", "stack", "alerts", "ended", "notes")
 NOTES_WIDTH = 32
@@ -16,10 +17,12 @@ NOTES_WIDTH = 32
 def parse_since(text: str) -> float:
     """``--since``: a date (2026-11-01), a date and time (2026-11-01T07:30, local time) or ``7d`` (days ago)."""
     t = text.strip()
-    if t.endswith("d") and t[:-1].isdigit():
-        return (dt.datetime.now() - dt.timedelta(days=int(t[:-1]))).timestamp()
     try:
+        if t.endswith("d") and t[:-1].isdigit():
+            return (dt.datetime.now() - dt.timedelta(days=int(t[:-1]))).timestamp()
         return dt.datetime.fromisoformat(t).timestamp()
+    except OverflowError:  # 99999999d: before year 1
+        raise InputError(f"--since {text!r}: out of the calendar's range, give fewer days or a date") from None
     except ValueError:
         raise InputError(f"--since {text!r}: give a date like 2026-11-01, 2026-11-01T07:30 or 7d") from None
 
@@ -37,13 +40,14 @@ def _short(notes: str | None) -> str:
 def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float | None = None) -> str:
     """One line a session, oldest first; cadence, tilt, lean and stack are means over steady strides."""
     rows = []
+    unknown = False
     stats = book.stats()
     for s in book.sessions(runner=runner, since_epoch=since_epoch):
         st = stats.get(s["id"], {})
-        started = (
-            "-" if s["started_epoch"] is None else f"{dt.datetime.fromtimestamp(s['started_epoch']):%Y-%m-%d %H:%M}"
-        )
-        if s["clock_synchronised"] != "yes":
+        start = known_start(s["started_epoch"])
+        started = "unknown" if start is None else f"{dt.datetime.fromtimestamp(start):%Y-%m-%d %H:%M}"
+        unknown = unknown or start is None
+        if start is not None and s["clock_synchronised"] != "yes":
             started += "?"  # the clock was not known to be synchronised, or the date is the file's: may be off
         ended = s["ended_how"] or "running"
         rows.append(
@@ -76,4 +80,6 @@ def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float 
         "cadence in steps/min; tilt, lean and stack: mean degrees over steady strides; "
         "'?' after a date: the clock was not known to be synchronised"
     )
+    if unknown:
+        lines.append("started 'unknown': no start time, or one out of range (a clock that was not set)")
     return "\n".join(lines)

@@ -7,12 +7,15 @@ with backoff, and never stops the others; ``stop()`` lets each sink flush.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -109,15 +112,38 @@ class LogSink:
 
     name = "log"
 
-    def __init__(self, stream: IO[str] | None = None, json_lines: bool = False) -> None:
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        json_lines: bool = False,
+        on_closed: Callable[[], object] | None = None,
+    ) -> None:
         self.stream = stream or sys.stdout
         self.json_lines = json_lines
+        self.on_closed = on_closed  # told once when the reader went away (``run --jsonl | head -1``)
+        self.closed = False
         self._last_stride = -1e9
+
+    def _write(self, text: str) -> None:
+        """Write and flush; a reader that went away (a closed pipe) ends the output quietly, once."""
+        if self.closed:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+            with contextlib.suppress(OSError, ValueError):  # the exit's flush of what is buffered goes nowhere
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stream.fileno())
+                os.close(devnull)
+            log.info("log: the output was closed (broken pipe); ending the session")
+            if self.on_closed is not None:
+                self.on_closed()
 
     def handle(self, event: dict) -> None:
         if self.json_lines:
-            self.stream.write(json.dumps(event, separators=(",", ":")) + "\n")
-            self.stream.flush()
+            self._write(json.dumps(event, separators=(",", ":")) + "\n")
             return
         from .report_text import KIND_NAMES, clock
 
@@ -146,9 +172,10 @@ class LogSink:
             )
         elif et == "summary":
             line = f"session ended: {event.get('strides')} strides, {event.get('alerts')} alerts"
+            if event.get("alerts_held"):
+                line += f", {event['alerts_held']} held for the next start"
         if line:
-            self.stream.write(f"{clock(t):>9}  {line}\n")
-            self.stream.flush()
+            self._write(f"{clock(t):>9}  {line}\n")
 
     def close(self) -> None:
         try:

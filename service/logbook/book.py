@@ -19,7 +19,7 @@ from stackcue.errors import LogbookError
 from stackcue.firmware_bridge.block import Block
 
 from .codec import decode_chunk
-from .schema import connect, from_json
+from .schema import connect, from_json, to_json
 
 
 class Logbook:
@@ -204,14 +204,38 @@ class Logbook:
         """Everything of one session, in one transaction (the space is reused; ``vacuum`` returns it)."""
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            for table, col in (
-                ("raw_chunks", "session"),
-                ("strides", "session"),
-                ("alerts", "session"),
-                ("events", "session"),
-                ("sessions", "id"),
-            ):
-                self.conn.execute(f"DELETE FROM {table} WHERE {col} = ?", (session_id,))
+            self._delete_rows(session_id)
+
+    def _delete_rows(self, session_id: str) -> None:
+        for table, col in (
+            ("raw_chunks", "session"),
+            ("strides", "session"),
+            ("alerts", "session"),
+            ("events", "session"),
+            ("sessions", "id"),
+        ):
+            self.conn.execute(f"DELETE FROM {table} WHERE {col} = ?", (session_id,))
+
+    def claim_session(self, row: dict, replace_unclean: tuple[str, ...] = ()) -> dict | None:
+        """Make the session row ``row`` (column → value; JSON columns as objects) unless its id exists.
+
+        One ``BEGIN IMMEDIATE`` transaction, so of two processes claiming the same id exactly one wins:
+        returns None when the row was made, else the existing session (not changed). An existing session that
+        ended ``'unclean'`` and whose origin is in ``replace_unclean`` (a store that was killed) is deleted
+        and replaced.
+        """
+        cols = ("id", "runner", "started_epoch", "clock_synchronised", "source", "config", "origin")
+        values = [to_json(row.get(c)) if c in ("source", "config") else row.get(c) for c in cols]
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            r = self.conn.execute(f"SELECT {self._SESSION_COLS} FROM sessions WHERE id = ?", (row["id"],)).fetchone()
+            if r is not None:
+                old = self._session_row(r)
+                if old["ended_how"] != "unclean" or old["origin"] not in replace_unclean:
+                    return old
+                self._delete_rows(row["id"])
+            self.conn.execute(f"INSERT INTO sessions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values)
+        return None
 
     def set_notes(self, session_id: str, notes: str | None) -> None:
         """The session's free-text notes (what the run was, how it felt); None removes them."""

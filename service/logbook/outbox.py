@@ -7,12 +7,16 @@ whichever of the live sink and the outbox comes first, and a report can say whic
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 
+from ..outbox import record_problem
 from .book import Logbook
 from .schema import to_json
+
+log = logging.getLogger("stackcue.mqtt")
 
 
 class LogbookOutbox:
@@ -51,8 +55,36 @@ class LogbookOutbox:
         )
 
     def pending(self) -> list[dict]:
-        rows = self._conn().execute("SELECT payload FROM alerts WHERE queued = 1 AND delivered = 0 ORDER BY rowid")
-        return [json.loads(r[0]) for r in rows]
+        """Queued, undelivered alerts, oldest first, each with its ``_runner`` (from the session row if unsaid).
+
+        A row whose payload cannot be published (not JSON, or ``record_problem``) is set aside with a one-line
+        warning: it stays in the logbook (a report still shows it) but is no longer queued for the outbox.
+        """
+        conn = self._conn()
+        rows = conn.execute(
+            "SELECT a.rowid, a.payload, s.runner FROM alerts a LEFT JOIN sessions s ON s.id = a.session "
+            "WHERE a.queued = 1 AND a.delivered = 0 ORDER BY a.rowid"
+        ).fetchall()
+        out = []
+        for rowid, payload, runner in rows:
+            try:
+                p = json.loads(payload)
+                why = record_problem(p)
+            except (TypeError, ValueError) as exc:
+                why = f"payload is not JSON ({exc})"
+            if why is None:
+                if "_runner" not in p and isinstance(runner, str):
+                    p["_runner"] = runner
+                out.append(p)
+                continue
+            log.warning(
+                "mqtt outbox %s: alerts row %d: %s; set aside (kept, not queued)", self.logbook.path, rowid, why
+            )
+            try:
+                conn.execute("UPDATE alerts SET queued = 0 WHERE rowid = ?", (rowid,))
+            except sqlite3.Error as exc:  # a read-only logbook: it is skipped again next time
+                log.warning("mqtt outbox %s: could not set row %d aside: %s", self.logbook.path, rowid, exc)
+        return out
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

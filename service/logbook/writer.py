@@ -76,6 +76,7 @@ class LogbookSink:
         self._ended = False
         self._calibrated = False
         self._stop = False
+        self._mark_clean = True
         self._conn: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="logbook-writer", daemon=True)
         self._thread.start()
@@ -104,8 +105,11 @@ class LogbookSink:
                 self._cond.wait(0.05)
             return self._cycles >= target
 
-    def close(self) -> None:
+    def close(self, clean: bool = True) -> None:
+        """Write what is queued and stop; ``clean=False`` leaves the session's end unmarked (a store that failed
+        and will be deleted: it must never look like a finished session)."""
         with self._cond:
+            self._mark_clean = self._mark_clean and clean
             self._stop = True
             self._cond.notify_all()
         self._thread.join(10.0)
@@ -186,7 +190,7 @@ class LogbookSink:
                     held = blocks  # no session yet: keep the samples for the next batch
                 elif blocks:
                     self._write_blocks(conn, blocks)
-                if final and self._session is not None and not self._ended:
+                if final and self._mark_clean and self._session is not None and not self._ended:
                     conn.execute(
                         "UPDATE sessions SET ended_how = 'clean', ended_epoch = ? WHERE id = ? AND ended_how IS NULL",
                         (self._wall(), self._session),

@@ -1,0 +1,119 @@
+"""One `stackcue run` a runner (issue 13, item 15): a lock file held with ``fcntl.flock`` for the run's life.
+
+Two daemons for the same runner use the same MQTT client id, so the broker throws each out when the other
+connects (they reconnect in a loop), and the second's start marks the first's live session unclean in the
+logbook. The second therefore refuses to start, naming the lock file and the process that holds it.
+
+Where the lock lives: ``stackcue-run-<runner>.lock`` in the folder of the logbook when one is configured, else
+in the runtime directory (``$RUNTIME_DIRECTORY`` from systemd's ``RuntimeDirectory=``, else
+``$XDG_RUNTIME_DIR``), else the temporary folder. The logbook's folder comes first because it is the state
+two daemons would share and damage, it is writable wherever the daemon can run at all (the unit's
+``StateDirectory``, under ``ProtectSystem=strict``), and every account that writes that logbook sees the same
+lock. ``/run/stackcue`` is not used on its own: it exists only when the unit declares it or root made it,
+so a ``stackcue run`` from a shell could not create it.
+
+``flock`` locks belong to the open file, so the kernel releases the lock when the process dies, even by
+``kill -9`` or a power cut: a stale lock file never blocks a restart (its text, the holder's pid and session,
+is only information). The file is left in place at exit; removing it would race with a starting daemon.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from stackcue.errors import StorageError
+
+
+def lock_dirs(logbook_path: Path | None) -> list[Path]:
+    """The folders the run lock may live in, best first (module docstring)."""
+    dirs = [Path(logbook_path).expanduser().parent] if logbook_path is not None else []
+    for var in ("RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"):
+        d = os.environ.get(var, "").split(":")[0]
+        if d and os.path.isdir(d):
+            dirs.append(Path(d))
+    dirs.append(Path(tempfile.gettempdir()))
+    return dirs
+
+
+def lock_name(runner_id: str) -> str:
+    """``stackcue-run-<runner>.lock``, the runner id made safe for a file name."""
+    return f"stackcue-run-{re.sub(r'[^A-Za-z0-9._-]', '_', runner_id) or '_'}.lock"
+
+
+def lock_path(runner_id: str, logbook_path: Path | None) -> Path:
+    """Where the run lock of ``runner_id`` is when its folder is usable: the first of ``lock_dirs``."""
+    return lock_dirs(logbook_path)[0] / lock_name(runner_id)
+
+
+def acquire_run_lock(runner_id: str, logbook_path: Path | None, info: str = "") -> RunLock:
+    """Take the runner's lock in the first folder that can hold it (the logbook's is made as the logbook would
+    make it); a folder that cannot (read-only, missing) must not stop the cues, so the next one is tried."""
+    dirs = lock_dirs(logbook_path)
+    for i, d in enumerate(dirs):
+        last = i == len(dirs) - 1
+        if i == 0 and logbook_path is not None:
+            try:
+                d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError:
+                continue
+        try:
+            return acquire(d / lock_name(runner_id), runner_id, info)  # held elsewhere: raised, not skipped
+        except _CannotOpen:
+            if last:
+                raise
+    raise AssertionError("unreachable: the last folder raises")
+
+
+class _CannotOpen(StorageError):
+    """The lock file cannot be opened here (another folder may do)."""
+
+
+class RunLock:
+    """The held lock; ``release()`` (safe twice) or the process's end frees it."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor drops the flock
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def acquire(path: Path, runner_id: str, info: str = "") -> RunLock:
+    """Take the run lock at ``path`` or raise ``StorageError`` naming the lock and the process holding it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise _CannotOpen(f"{path}: cannot open the run lock ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip().splitlines()
+        except OSError:
+            holder = []
+        os.close(fd)
+        who = holder[0] if holder else "a process that has not written its pid yet"
+        raise StorageError(
+            f"another `stackcue run` for runner {runner_id!r} is running ({who}): it holds the lock {path}; "
+            "stop it first (systemctl stop stackcue) or give this run another [runner] id"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        text = f"pid {os.getpid()}" + (f", {info}" if info else "") + "\n"
+        os.pwrite(fd, text.encode("utf-8"), 0)
+    except OSError:
+        pass  # the lock is what counts; the text is only information
+    return RunLock(path, fd)

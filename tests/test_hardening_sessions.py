@@ -1,0 +1,265 @@
+"""Issue 13, items 4-6: a recording is stored once, and only when real; out-of-range start times.
+
+4. two concurrent ``analyze --save`` of one file store it once, the other says it is already stored;
+5. a ``--save`` whose calibration is refused, or that is interrupted, leaves nothing behind, and the retry works;
+6. start times of year 1, 1970 and 9999 are shown as unknown and exported without wall-clock time.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pytest
+
+from stackcue.errors import CalibrationError, InputError
+from stackcue.firmware_bridge.emulated.simulator import SimParams, simulate, write_simulation
+from stackcue.service import session_store
+from stackcue.service.config import load_config
+from stackcue.service.logbook import Logbook
+from stackcue.service.session_store import store_recording
+
+
+@pytest.fixture(scope="module")
+def run_csv(tmp_path_factory) -> Path:
+    csv = tmp_path_factory.mktemp("hardening_sessions") / "run.csv"
+    write_simulation(simulate(SimParams(minutes=1, rate_hz=100, seed=3)), csv)
+    return csv
+
+
+def _copy(src: Path, dst: Path, head: str = "", keep=lambda line: True) -> Path:
+    lines = src.read_text().splitlines(keepends=True)
+    dst.write_text(head + "".join(line for line in lines if line.startswith(("#", "t,")) or keep(line)))
+    return dst
+
+
+def _store(csv: Path, book: Path, **kw) -> tuple[str, list[dict]]:
+    return store_recording(csv, load_config(), out=io.StringIO(), err=io.StringIO(), logbook=str(book), **kw)
+
+
+def _counts(book: Path) -> list[tuple]:
+    with Logbook(book) as b:
+        return [
+            (s["id"], s["ended_how"], len(b.strides(s["id"])), sum(c["t"].size for c in b.raw_chunks(s["id"])))
+            for s in b.sessions()
+        ]
+
+
+# ---------------------------------------------------------------------------------------------- item 4
+
+
+def test_two_concurrent_saves_of_one_file_store_it_once(run_csv, tmp_path, monkeypatch):
+    """The first save is held mid-analysis, before its writer committed anything; the second must refuse."""
+    csv, book = _copy(run_csv, tmp_path / "run.csv"), tmp_path / "lb.sqlite"
+    holding, go = threading.Event(), threading.Event()
+    first = threading.current_thread().name + "-first"
+    add_block = session_store._FlushEvery.add_block
+
+    def held(self, block):
+        if threading.current_thread().name == first and not go.is_set():
+            holding.set()
+            go.wait(30)
+        add_block(self, block)
+
+    monkeypatch.setattr(session_store._FlushEvery, "add_block", held)
+    result: dict = {}
+
+    def save_first() -> None:
+        try:
+            result["first"] = _store(csv, book)
+        except BaseException as exc:  # pragma: no cover - reported below
+            result["first"] = exc
+
+    t = threading.Thread(target=save_first, name=first)
+    t.start()
+    assert holding.wait(30)
+    try:
+        with pytest.raises(InputError, match="already"):
+            _store(csv, book)
+    finally:
+        go.set()
+        t.join(60)
+    sid, events = result["first"]
+    (row,) = _counts(book)
+    assert row[0] == sid and row[1] == "clean"
+    assert row[2] == sum(e["type"] == "stride" for e in events) > 0  # every stride once
+    assert row[3] == sum(1 for line in csv.read_text().splitlines() if line[:1] not in ("#", "t"))
+
+
+# ---------------------------------------------------------------------------------------------- item 5
+
+
+def test_a_refused_calibration_leaves_nothing_and_the_retry_works(run_csv, tmp_path):
+    csv, book = tmp_path / "run.csv", tmp_path / "lb.sqlite"
+    good_sid, good = _store(_copy(run_csv, tmp_path / "good.csv"), tmp_path / "good.sqlite")
+    cal = next(e for e in good if e["type"] == "calibration" and e.get("ok"))
+    _copy(run_csv, csv, keep=lambda line: float(line.split(",", 1)[0]) > 30)  # no calibration routine in it
+    with pytest.raises(CalibrationError):
+        _store(csv, book)
+    assert _counts(book) == []  # no empty session marked clean
+    from stackcue.dsp.calibration import Calibration
+
+    sid, events = _store(csv, book, calibration=Calibration.from_event(cal, "test"))
+    ((row_sid, how, strides, _),) = _counts(book)
+    assert (row_sid, how) == (sid, "clean") and strides == sum(e["type"] == "stride" for e in events) > 0
+
+
+def test_an_interrupted_save_leaves_nothing_and_the_retry_works(run_csv, tmp_path, monkeypatch):
+    csv, book = _copy(run_csv, tmp_path / "run.csv"), tmp_path / "lb.sqlite"
+    monkeypatch.setattr(session_store, "FLUSH_SAMPLES", 500)  # some samples are committed before the Ctrl-C
+    add_block, seen = session_store._FlushEvery.add_block, []
+
+    def interrupted(self, block):
+        seen.append(len(block))
+        if sum(seen) > 3000:
+            raise KeyboardInterrupt
+        add_block(self, block)
+
+    monkeypatch.setattr(session_store._FlushEvery, "add_block", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _store(csv, book)
+    assert _counts(book) == []
+    monkeypatch.setattr(session_store._FlushEvery, "add_block", add_block)
+    sid, events = _store(csv, book)
+    ((row_sid, how, strides, samples),) = _counts(book)
+    assert (row_sid, how) == (sid, "clean") and strides == sum(e["type"] == "stride" for e in events) > 0
+    assert samples == sum(1 for line in csv.read_text().splitlines() if line[:1] not in ("#", "t"))
+
+
+def test_a_failed_store_marked_unclean_is_replaced_by_the_retry(run_csv, tmp_path):
+    """A store killed outright (no clean-up) is marked unclean at the next daemon start; a retry replaces it."""
+    csv, book = _copy(run_csv, tmp_path / "run.csv"), tmp_path / "lb.sqlite"
+    sid, _ = _store(csv, book)
+    with Logbook(book) as b:
+        b.conn.execute("UPDATE sessions SET ended_how = NULL, summary = NULL WHERE id = ?", (sid,))
+        b.conn.execute("DELETE FROM strides WHERE rowid % 2 = 0")
+        assert b.mark_unclean_sessions() == 1
+    sid2, events = _store(csv, book)
+    assert sid2 == sid
+    ((_, how, strides, _),) = _counts(book)
+    assert how == "clean" and strides == sum(e["type"] == "stride" for e in events)
+    with pytest.raises(InputError, match="already"):  # a clean one is still refused
+        _store(csv, book)
+
+
+# ---------------------------------------------------------------------------------------------- item 6
+
+ODD_STARTS = ("0001-01-01T00:00:00+00:00", "1970-01-01T00:00:10+00:00", "9999-12-31T23:59:00+00:00")
+
+
+@pytest.fixture(scope="module")
+def odd_book(run_csv, tmp_path_factory) -> tuple[Path, str, list[str]]:
+    """A logbook with one session started in 2026 and three whose start times are out of range."""
+    d = tmp_path_factory.mktemp("odd_starts")
+    book = d / "lb.sqlite"
+    good, _ = _store(_copy(run_csv, d / "good.csv", "# started_utc=2026-03-01T07:30:00+00:00\n"), book)
+    odd = [
+        _store(_copy(run_csv, d / f"odd{i}.csv", f"# started_utc={when}\n"), book)[0]
+        for i, when in enumerate(ODD_STARTS)
+    ]
+    return book, good, odd
+
+
+def test_sessions_shows_out_of_range_starts_as_unknown(odd_book):
+    from stackcue.service.sessions_table import sessions_table
+
+    book, good, odd = odd_book
+    with Logbook(book) as b:
+        table = sessions_table(b)
+    lines = {line.split()[0]: line for line in table.splitlines() if line.split() and line.split()[0] in [good, *odd]}
+    assert set(lines) == {good, *odd}
+    assert "2026-03-01" in lines[good]
+    assert all(lines[s].split()[1] == "unknown" for s in odd), table
+    assert "unknown" in table.splitlines()[-1]  # the footnote says what it means
+
+
+def test_report_compare_with_out_of_range_starts(odd_book, tmp_path):
+    from stackcue.service.report_html import build_report
+
+    book, good, odd = odd_book
+    with Logbook(book) as b:
+        html = build_report(b, good, compare=odd)
+        assert "unknown" in html
+        for sid in odd:
+            assert "unknown" in build_report(b, sid, compare=[good])
+
+
+@pytest.mark.parametrize("which", range(len(ODD_STARTS)))
+def test_exports_of_out_of_range_starts_have_no_wall_clock_time(odd_book, tmp_path, which, capsys):
+    from fit_tool.fit_file import FitFile
+    from fit_tool.profile.messages.file_id_message import FileIdMessage
+
+    from stackcue.service import export
+
+    book, _, odd = odd_book
+    sid = odd[which]
+    with Logbook(book) as b:
+        err = io.StringIO()
+        assert export.write_fit(b, sid, tmp_path / "x.fit", err=err) > 0
+        (line,) = err.getvalue().splitlines()  # one warning line
+        assert "out of range" in line and sid in line
+        fit = FitFile.from_file(str(tmp_path / "x.fit"))
+        (fid,) = [r.message for r in fit.records if isinstance(r.message, FileIdMessage)]
+        assert 0 <= fid.time_created // 1000 - export.FIT_EPOCH_S < 0x10000000  # FIT system time: relative
+        strides = io.StringIO()
+        assert export.write_strides_csv(b, sid, strides) > 0
+        rows = strides.getvalue().splitlines()
+        col = rows[0].split(",").index("time_utc")
+        assert all(r.split(",")[col] == "" for r in rows[1:])
+        export.write_alerts_csv(b, sid, io.StringIO())
+        assert export.write_samples_csv(b, sid, tmp_path / "x.csv") > 0
+        assert "started_utc" not in (tmp_path / "x.csv").read_text()[:2000]
+        out = io.StringIO()
+        export.write_jsonl(b, sid, out)
+        assert '"started_utc":null' in out.getvalue().splitlines()[0]
+
+
+def test_export_cli_warns_once_for_an_out_of_range_start(odd_book, tmp_path, capsys):
+    from stackcue.service.cli import main
+
+    book, _, odd = odd_book
+    for fmt in ("csv", "fit", "jsonl"):
+        capsys.readouterr()
+        out = tmp_path / f"x.{fmt}"
+        assert main(["export", odd[0], "--logbook", str(book), "-o", str(out)]) == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "out of range" in line]
+        assert len(warnings) == 1, fmt
+    assert main(["sessions", "--logbook", str(book)]) == 0
+    capsys.readouterr()
+    assert main(["report", odd[2], "--compare", *odd[:2], "--logbook", str(book), "-o", str(tmp_path / "r.html")]) == 0
+    assert sum("out of range" in line for line in capsys.readouterr().err.splitlines()) == 1
+
+
+def test_a_start_before_year_1_utc_is_stored_with_a_warning(run_csv, tmp_path):
+    csv = _copy(run_csv, tmp_path / "run.csv", "# started_utc=0001-01-01T00:00:00+05:00\n")
+    err = io.StringIO()
+    sid, _ = store_recording(csv, load_config(), out=io.StringIO(), err=err, logbook=str(tmp_path / "lb.sqlite"))
+    assert sid.startswith("00000000T000000Z-")  # no date to write in the id
+    (line,) = [x for x in err.getvalue().splitlines() if "started_utc" in x]
+    assert "out of range" in line and str(csv) in line
+    with Logbook(tmp_path / "lb.sqlite") as b:
+        from stackcue.service.sessions_table import sessions_table
+
+        assert "unknown" in sessions_table(b)
+
+
+@pytest.mark.slow
+def test_two_concurrent_save_commands_store_once(run_csv, tmp_path):
+    import subprocess
+    import sys
+
+    csv, book = _copy(run_csv, tmp_path / "run.csv"), tmp_path / "lb.sqlite"
+    exe = str(Path(sys.executable).parent / "stackcue")
+    cmd = [exe, "analyze", str(csv), "--save", "--logbook", str(book)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(120), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert sorted(rc for rc, _ in results) == [0, 2], results
+    assert sum("stored as session" in e for _, e in results) == 1
+    assert sum("already" in e and "Traceback" not in e for _, e in results) == 1
+    ((_, how, strides, samples),) = _counts(book)
+    assert how == "clean" and strides > 0
+    assert samples == sum(1 for line in csv.read_text().splitlines() if line[:1] not in ("#", "t"))
