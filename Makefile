@@ -38,14 +38,14 @@ $(BIN)/stackcue: pyproject.toml
 	@touch $@
 
 # Two workers for everything but the real-time tests, which run alone after (CPU load skews their timing);
-# --dist loadscope keeps a module on one worker so its costly fixtures are built once.
+# --dist worksteal keeps a module on one worker so its costly fixtures are built once.
 test: venv
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadscope -m "not serial"
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal -m "not serial"
 	$(BIN)/python -m pytest -q -m serial
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -n 2 --dist loadscope -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal -m "not slow"
 
 demo: venv
 	@mkdir -p $(DEMO_DIR)
