@@ -68,16 +68,7 @@ class DriftDetector:
                 if st.active:
                     self._close_period(kind, t0)
                     if st.alerted:
-                        events.append(
-                            {
-                                "type": "clear",
-                                "t": round(t0, 4),
-                                "decided_t": round(t1, 4),
-                                "kind": kind,
-                                "value_deg": None if st.last_value is None else round(st.last_value, 2),
-                                "reason": "gap",
-                            }
-                        )
+                        events.append(self._clear(kind, st.last_value, t0, t1, reason="gap"))
                 self.states[kind] = _KindState()
             return events
         self.gaps.append((t0, t1))
@@ -116,15 +107,7 @@ class DriftDetector:
                 st.active, st.over = False, 0
                 self._close_period(kind, t)
                 if st.alerted:
-                    events.append(
-                        {
-                            "type": "clear",
-                            "t": round(t, 4),
-                            "decided_t": round(decided_t, 4),
-                            "kind": kind,
-                            "value_deg": round(value, 2),
-                        }
-                    )
+                    events.append(self._clear(kind, value, t, decided_t))
                 st.alerted = False
             elif not st.alerted and over and st.last_alert_t is not None and t - st.last_alert_t >= p.quiet_s:
                 # confirmed again within the quiet time, and still there once it has passed: cue it now
@@ -154,6 +137,17 @@ class DriftDetector:
         }
         self.next_id += 1
         return ev
+
+    @staticmethod
+    def _clear(kind: str, value: float | None, t: float, decided_t: float, **extra: str) -> dict:
+        return {
+            "type": "clear",
+            "t": round(t, 4),
+            "decided_t": round(decided_t, 4),
+            "kind": kind,
+            "value_deg": None if value is None else round(value, 2),
+            **extra,
+        }
 
     def _close_period(self, kind: str, t: float) -> None:
         for i in range(len(self.periods) - 1, -1, -1):

@@ -83,6 +83,16 @@ class MemoryOutbox:
             return [dict(p) for p in self._items.values()]
 
 
+def _append_synced(path: Path, data: bytes) -> None:
+    """Append to an owner-only file and fsync: an alert or a set-aside line survives a power cut."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class JsonlOutbox:
     """Append-only JSON lines, fsync'd: ``{"add": payload}`` then ``{"delivered": [session, alert_id]}``.
 
@@ -113,12 +123,7 @@ class JsonlOutbox:
     def _append(self, record: dict) -> None:
         line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _append_synced(self.path, line)
 
     def add(self, alert_payload: dict) -> None:
         self._append({"add": alert_payload})
@@ -166,13 +171,9 @@ class JsonlOutbox:
         """Append the lines ``pending()`` could not use to the side file (before the file is rewritten)."""
         if not self._rejected:
             return
-        data = "".join(line + "\n" for line, _ in self._rejected).encode("utf-8", errors="replace")
-        fd = os.open(self.rejected_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _append_synced(
+            self.rejected_path, "".join(line + "\n" for line, _ in self._rejected).encode("utf-8", errors="replace")
+        )
         self._rejected = []
 
     def _compact(self) -> None:
