@@ -215,9 +215,8 @@ class Session:
                     next_dog = now + self.notifier.watchdog_s / 2
                     self.notifier.status(self._status_line(lost))
         except BaseException:
-            if self.live:
-                raise
-            self._close(ended)  # offline: the error is the caller's to print; the sinks still close
+            if not self.live:
+                self._close(ended)  # offline: the error is the caller's to print; the sinks still close
             raise
         finally:
             if self.live:
@@ -267,7 +266,6 @@ class Session:
             self.on_summary(ev)
 
     def _finish(self, why: str) -> None:
-        self.ended = why
         try:
             for ev in self.pipeline.finish():
                 if ev.get("type") == "summary":
