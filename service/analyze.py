@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +19,7 @@ from stackcue.firmware_bridge.replay import ReplaySource
 from stackcue.firmware_bridge.source import Source
 
 from .config import Config
+from .output_files import write_output
 from .report_text import human_summary
 from .session import BlocksSource, Session
 from .sinks import Sink
@@ -249,10 +249,7 @@ def write_calibration(events: list[dict], path: str | Path) -> None:
     cal = next((e for e in events if e["type"] == "calibration" and e.get("ok")), None)
     if cal is None:
         raise CalibrationError(f"{path}: nothing to save, no calibration was accepted")
-    tmp = Path(str(path) + ".tmp")
     try:
-        tmp.write_text(json.dumps(cal) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"{path}: cannot write the calibration ({exc.strerror or exc})") from None
+        write_output(path, json.dumps(cal) + "\n")
+    except StorageError as exc:
+        raise StorageError(f"cannot save the calibration: {exc}") from None

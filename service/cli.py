@@ -176,7 +176,7 @@ def _run_locked(args: argparse.Namespace) -> int:
     from .mqtt_publisher import MqttPublisher
     from .outbox import JsonlOutbox
     from .record import clock_synchronised
-    from .session import Session, new_session_id
+    from .session import EXIT_NOT_CALIBRATED, Session, new_session_id
     from .sinks import LogSink, MqttSink
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
@@ -237,6 +237,8 @@ def _run_locked(args: argparse.Namespace) -> int:
     session.install_signals()
     code = session.run()
     print(f"stackcue run: session {sid} ended; MQTT {publisher.status}; {publisher.held_line()}", file=sys.stderr)
+    if code == EXIT_NOT_CALIBRATED:
+        print("stackcue run: the source ended before a calibration was accepted; nothing coached", file=sys.stderr)
     return code
 
 

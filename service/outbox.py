@@ -108,7 +108,7 @@ class JsonlOutbox:
         self.path = Path(path)
         self.rejected_path = self.path.with_name(self.path.name + ".rejected")
         self._lock = threading.Lock()
-        self._rejected: list[tuple[str, str]] = []  # (line, why) read by pending(), not yet set aside
+        self._rejected: list[tuple[bytes, str]] = []  # (raw line, why) read by pending(), not yet set aside
         try:
             if self.path.is_dir():
                 raise IsADirectoryError(21, "is a folder, not a file")
@@ -133,18 +133,20 @@ class JsonlOutbox:
 
     def pending(self) -> list[dict]:
         try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return []
         items: dict[tuple[str, Any], dict] = {}
-        rejected: list[tuple[str, str]] = []
-        for n, line in enumerate(text.splitlines(), 1):
+        rejected: list[tuple[bytes, str]] = []
+        # Records end at "\n" only (json.dumps never writes a raw newline); str.splitlines() would also cut at
+        # \x1c-\x1e or U+2028 inside a hand-edited line. Bytes are kept as read, for the side file.
+        for n, line in enumerate(data.split(b"\n"), 1):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except ValueError:
-                rejected.append((line, f"line {n} is not JSON (a torn write?)"))
+                rec = json.loads(line.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError is a ValueError
+                rejected.append((line, f"line {n} is not JSON in UTF-8 (a torn write?)"))
                 continue
             why = None
             if isinstance(rec, dict) and "add" in rec:
@@ -171,9 +173,7 @@ class JsonlOutbox:
         """Append the lines ``pending()`` could not use to the side file (before the file is rewritten)."""
         if not self._rejected:
             return
-        _append_synced(
-            self.rejected_path, "".join(line + "\n" for line, _ in self._rejected).encode("utf-8", errors="replace")
-        )
+        _append_synced(self.rejected_path, b"".join(line + b"\n" for line, _ in self._rejected))
         self._rejected = []
 
     def _compact(self) -> None:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
-from stackcue.errors import InputError, StackcueError, StorageError
+from stackcue.errors import InputError
 
 from .export import write_jsonl, write_samples_csv
 from .logbook import Logbook
+from .output_files import write_output
 
 
 def _runner_sessions(book: Logbook, runner: str) -> list[dict]:
@@ -29,19 +30,34 @@ def _runner_sessions(book: Logbook, runner: str) -> list[dict]:
     return sessions
 
 
+class _Stream(io.RawIOBase):
+    """A write-only file with no position, so ``zipfile`` writes in streaming mode."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[override]
+        return self._fh.write(b)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
 def export_runner(book: Logbook, runner: str, out: Path) -> tuple[int, int]:
-    """Write the runner's zip; returns (sessions, bytes). Written to a temporary file first, then renamed."""
+    """Write the runner's zip; returns (sessions, bytes), bytes 0 when written through to a device."""
     sessions = _runner_sessions(book, runner)
-    if not out.parent.exists():
-        raise InputError(f"{out}: the folder {out.parent} does not exist")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=".stackcue-export-", suffix=".zip", dir=out.parent)
-    except OSError as exc:
-        raise StorageError(f"{out}: cannot write in {out.parent} ({exc.strerror or exc})") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z, tempfile.TemporaryDirectory() as work:
+
+    def write_zip(path: Path) -> None:
+        with open(path, "wb") as raw:
+            # A device (/dev/null) claims to seek but always tells 0, which breaks the zip's directory offsets:
+            # anything but a regular file is written as a stream.
+            _write_zip(raw if path.is_file() else _Stream(raw))
+
+    def _write_zip(fh: BinaryIO) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as z, tempfile.TemporaryDirectory() as work:
             manifest = {"runner": runner, "logbook": str(book.path), "sessions": []}
             for s in sessions:
                 buf = io.StringIO()
@@ -65,18 +81,13 @@ def export_runner(book: Logbook, runner: str, out: Path) -> tuple[int, int]:
                     entry["samples"] = f"{s['id']}/samples.csv"
                 manifest["sessions"].append(entry)
             z.writestr("manifest.json", json.dumps(manifest, indent=1))
-        os.chmod(tmp, 0o600)  # health data: as private as the logbook
-        os.replace(tmp, out)
-    except StackcueError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except OSError as exc:  # a full disk, a file system gone read-only: nothing half-written is left
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"{out}: cannot write ({exc.strerror or exc}); nothing was written") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return len(sessions), out.stat().st_size
+
+    write_output(out, write_zip)  # whole or not at all, 0600 (health data); devices and FIFOs written through
+    try:
+        size = out.stat().st_size if out.is_file() else 0
+    except OSError:
+        size = 0
+    return len(sessions), size
 
 
 def delete_runner(book: Logbook, runner: str, *, really: bool) -> str:

@@ -84,6 +84,9 @@ class _Inline:
         self.sink.close()
 
 
+EXIT_NOT_CALIBRATED = 3  # a live run whose source ended before any calibration was accepted
+
+
 class Session:
     """One session. ``run()`` drives it to the source's end (or ``stop()``) and returns the exit status.
 
@@ -224,6 +227,9 @@ class Session:
                 self._finish(ended)
         if not self.live:
             self._finish(ended)
+        if self.live and ended == "source ended" and not self.calibrated:
+            # nothing was coached and no one asked it to stop: a failure for the caller (the summary says why)
+            return EXIT_NOT_CALIBRATED
         return 0
 
     def _status_line(self, lost: bool) -> str:

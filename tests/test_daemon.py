@@ -294,3 +294,24 @@ def test_the_summary_carries_the_source_statistics():
     assert set(stats) == {"pelvis", "trunk"}
     assert stats["pelvis"]["frames"] > 0.9 * 200 * 30 and stats["pelvis"]["retries"] > 0
     json.dumps(summary)  # plain data: every sink can take it
+
+
+def test_a_run_whose_source_ends_before_any_calibration_exits_3(broker, recording, tmp_path):
+    """Nothing was coached and no one stopped it: a failure the caller (systemd, a script) can see."""
+    csv, _ = recording
+    short = tmp_path / "short.csv"
+    with open(csv) as src, open(short, "w") as dst:  # the header and 5 s: the routine cannot finish
+        for i, line in enumerate(src):
+            if i > 1000 and not line.startswith("#"):
+                break
+            dst.write(line)
+    sub = Sub(broker, ["stackcue/ana/session"])
+    cfg = config_for(tmp_path, broker, path=str(short), speed=100.0)
+    r = subprocess.run([EXE, "run", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "stackcue run: the source ended before a calibration was accepted; nothing coached"
+    )
+    wait_until(lambda: any(p.get("calibrated") is False for p in sub.json("stackcue/ana/session")), 10, "summary")
+    sub.close()

@@ -88,6 +88,18 @@ def test_malformed_jsonl_records_are_set_aside_and_every_alert_still_goes_out(br
     assert JsonlOutbox(path).pending() == []
 
 
+def test_jsonl_outbox_splits_records_at_newlines_only_and_keeps_rejected_bytes(tmp_path):
+    """A record holding U+2028 or \\x1c (legal inside JSON text) is one record; a non-UTF-8 line is set aside
+    byte for byte, not with replacement characters."""
+    path = tmp_path / "outbox.jsonl"
+    odd = json.dumps({"add": stored(1, note="a\u2028b\x1cc")}, ensure_ascii=False).encode()
+    bad = b'{"add": "\xff\xfe"}'
+    path.write_bytes(odd + b"\r\n" + bad + b"\n" + json.dumps({"add": stored(2)}).encode() + b"\n")
+    box = JsonlOutbox(path)
+    assert [(p["alert_id"], p.get("note")) for p in box.pending()] == [(1, "a\u2028b\x1cc"), (2, None)]
+    assert path.with_name(path.name + ".rejected").read_bytes() == bad + b"\n"
+
+
 @pytest.mark.parametrize("checked", [True, False])
 def test_a_bad_alert_never_stops_the_sender(broker, caplog, monkeypatch, checked):
     """An outbox that does not check what it reads (memory) still cannot kill the sender; nor can a record the

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -131,7 +132,7 @@ def test_runner_export_on_a_full_disk(logbook, tmp_path, capsys, monkeypatch):
 
     def opener(file, mode="r", *a, **k):
         fh = real_open(file, mode, *a, **k)
-        return Full(fh) if "w" in mode and Path(str(file)).name.startswith(".stackcue-export-") else fh
+        return Full(fh) if "w" in mode and Path(str(file)).name.startswith(".x.zip.") else fh
 
     monkeypatch.setattr("io.open", opener)
     out = tmp_path / "x.zip"
@@ -149,6 +150,18 @@ def test_save_calibration_into_a_missing_folder_is_checked_first(sim_csv, tmp_pa
     rc = cli.main(["analyze", str(sim_csv(minutes=1.5)), "--save-calibration", str(target)])
     one_line(capsys, rc, str(target.parent))
     assert ran == []
+
+
+@pytest.mark.slow
+def test_save_calibration_writes_through_links_and_is_owner_only(sim_csv, tmp_path, capsys):
+    target = tmp_path / "cal.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    assert cli.main(["analyze", str(sim_csv(minutes=1.5)), "--save-calibration", str(link)]) == 0
+    assert link.is_symlink() and json.loads(target.read_text())["type"] == "calibration"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("cal.json", "link.json") and "tmp" in p.name]
 
 
 @pytest.mark.slow

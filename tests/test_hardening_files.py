@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -151,28 +153,42 @@ def _report(book, out):
     return _run("report", "latest", "-o", str(out), "--logbook", str(book))
 
 
-@pytest.mark.parametrize("command", ["export", "report"])
+def _write(command, book, out, fmt="csv"):
+    """One of the commands that write ``-o``: an export, the HTML report, a runner's archive."""
+    if command == "export":
+        return _export(book, out, "--format", fmt)
+    if command == "runner":
+        return _run("runner", "export", "ann", "-o", str(out), "--logbook", str(book))
+    return _report(book, out)
+
+
+@pytest.mark.parametrize("command", ["export", "report", "runner"])
 def test_a_symlink_to_a_device_is_written_through_not_replaced(command, book, tmp_path):
     link = tmp_path / "sink.csv"
     link.symlink_to("/dev/null")
-    assert (_export(book, link, "--format", "csv") if command == "export" else _report(book, link)) == 0
+    assert _write(command, book, link) == 0
     assert link.is_symlink() and os.readlink(link) == "/dev/null"
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     assert not list(tmp_path.glob(".*tmp"))
 
 
-@pytest.mark.parametrize(("command", "fmt"), [("export", "csv"), ("export", "fit"), ("report", None)])
+@pytest.mark.parametrize(
+    ("command", "fmt"), [("export", "csv"), ("export", "fit"), ("report", None), ("runner", None)]
+)
 def test_a_fifo_is_written_through(command, fmt, book, tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(Path(fifo).read_bytes()), daemon=True)
     reader.start()
-    rc = _export(book, fifo, "--format", fmt) if command == "export" else _report(book, fifo)
+    rc = _write(command, book, fifo, fmt)
     reader.join(10)
     assert rc == 0
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still a FIFO
     assert got and len(got[0]) > 100
+    if command == "runner":  # a zip written as a stream is still a whole zip
+        with zipfile.ZipFile(io.BytesIO(got[0])) as z:
+            assert z.testzip() is None and "manifest.json" in z.namelist()
 
 
 def test_report_to_dev_stdout_and_dash(book, capfd):
@@ -182,13 +198,13 @@ def test_report_to_dev_stdout_and_dash(book, capfd):
     assert not Path("-").exists()
 
 
-@pytest.mark.parametrize("command", ["export", "report"])
+@pytest.mark.parametrize("command", ["export", "report", "runner"])
 def test_regular_files_are_replaced_atomically_and_owner_only(command, book, tmp_path):
     out = tmp_path / ("a.csv" if command == "export" else "a.html")
     out.write_text("old")
     os.chmod(out, 0o644)
-    assert (_export(book, out) if command == "export" else _report(book, out)) == 0
-    assert out.read_text() != "old"
+    assert _write(command, book, out) == 0
+    assert out.read_bytes() != b"old"
     assert stat.S_IMODE(out.stat().st_mode) == 0o600  # personal data, 0600 everywhere
     assert not list(tmp_path.glob(".*tmp")) and not list(tmp_path.glob("*.tmp"))
     # a link to a regular file replaces the file, and the link stays a link
@@ -196,8 +212,8 @@ def test_regular_files_are_replaced_atomically_and_owner_only(command, book, tmp
     target.write_text("old")
     link = tmp_path / "link.html"
     link.symlink_to(target)
-    assert (_export(book, link, "--format", "csv") if command == "export" else _report(book, link)) == 0
-    assert link.is_symlink() and target.read_text() != "old"
+    assert _write(command, book, link) == 0
+    assert link.is_symlink() and target.read_bytes() != b"old"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
