@@ -15,7 +15,7 @@ import numpy as np
 
 from stackcue.errors import CalibrationError
 
-from .params import CalibrationParams
+from .params import GRAVITY, CalibrationParams
 from .rotations import matrix_from_quat, quat_from_matrix
 
 #: a saved gyro offset beyond this is not an offset (an MPU-6050's is specified within ±20 °/s)
@@ -24,6 +24,18 @@ MAX_GYRO_BIAS_RAD_S = 1.0
 G_REST_RANGE = (7.5, 12.0)
 G_IN_G_RANGE = (0.5, 2.0)
 UNITS_NOTE = "the recording needs"
+#: no gyro reads beyond this (2000 °/s, the largest usual full scale): a typical rate above it is not rad/s
+GYRO_FULL_SCALE_RAD_S = float(np.radians(2000.0))
+#: a saved calibration's unit check: over windows of this many seconds, for the first ``UNITS_WATCH_S``
+UNITS_WINDOW_S = 5.0
+UNITS_WATCH_S = 120.0
+
+
+def _number(v: object) -> float:
+    """A JSON number as a float; a string or a boolean is not one (``float("0.5")`` and ``float(True)`` are)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TypeError(f"{v!r:.40} is not a number")
+    return float(v)
 
 
 @dataclass(frozen=True)
@@ -51,9 +63,9 @@ class SegmentCalibration:
     @staticmethod
     def from_dict(d: dict, where: str) -> SegmentCalibration:
         try:
-            q = tuple(float(v) for v in d["q_body_from_sensor_wxyz"])
-            b = tuple(float(v) for v in d["gyro_bias_rad_s"])
-        except (KeyError, TypeError, ValueError) as exc:
+            q = tuple(_number(v) for v in d["q_body_from_sensor_wxyz"])
+            b = tuple(_number(v) for v in d["gyro_bias_rad_s"])
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             msg = f"{where}: needs q_body_from_sensor_wxyz[4] and gyro_bias_rad_s[3] ({exc})"
             raise CalibrationError(msg) from None
         if len(q) != 4 or len(b) != 3 or not np.all(np.isfinite(q + b)):
@@ -172,17 +184,87 @@ def units_problem(g_rest: float, bias_max: float) -> str | None:
     """Why readings at rest cannot be in m/s² and rad/s (gravity magnitude, a still gyro's rate); None if they can."""
     if G_IN_G_RANGE[0] <= g_rest <= G_IN_G_RANGE[1]:
         return f"acceleration seems to be in g, not m/s²: gravity reads {g_rest:.2f} at rest ({UNITS_NOTE} m/s²)"
+    if 1000.0 * G_IN_G_RANGE[0] <= g_rest <= 1000.0 * G_IN_G_RANGE[1]:
+        return f"acceleration seems to be in mg, not m/s²: gravity reads {g_rest:.0f} at rest ({UNITS_NOTE} m/s²)"
     if not G_REST_RANGE[0] <= g_rest <= G_REST_RANGE[1]:
         return (
             f"gravity reads {g_rest:.2f} m/s² at rest, not about 9.81: check the accelerometer's unit and scale "
             f"({UNITS_NOTE} m/s²)"
         )
     if bias_max > MAX_GYRO_BIAS_RAD_S:
+        unit = "°/s" if np.radians(bias_max) <= MAX_GYRO_BIAS_RAD_S else "m°/s"  # an offset of 57°/s is not one
         return (
-            f"angular rate seems to be in °/s, not rad/s: a still gyro reads {bias_max:.2f} "
+            f"angular rate seems to be in {unit}, not rad/s: a still gyro reads {bias_max:.2f} "
             f"({np.degrees(bias_max):.0f}°/s if that were rad/s; {UNITS_NOTE} rad/s)"
         )
     return None
+
+
+def gyro_range_problem(rate: float, what: str) -> str | None:
+    """Why a typical angular rate ``rate`` (``what`` says which) cannot be in rad/s; None if it can."""
+    if not rate > GYRO_FULL_SCALE_RAD_S:
+        return None
+    unit = "°/s" if np.radians(rate) <= GYRO_FULL_SCALE_RAD_S else "m°/s"
+    return (
+        f"angular rate seems to be in {unit}, not rad/s: {what} reads {rate:.0f}, beyond any gyro's range as rad/s "
+        f"(2000°/s = {GYRO_FULL_SCALE_RAD_S:.1f} rad/s; {UNITS_NOTE} rad/s)"
+    )
+
+
+class UnitsCheck:
+    """The routine's unit check, for data analysed with a saved calibration (no routine to check them on).
+
+    The first window of ``UNITS_WINDOW_S`` gives gravity (the accelerometer's mean where it is still,
+    judged relative to its own scale so that mg data can read still; the mean of the whole window
+    otherwise) and, where still, the gyro's offset; every window of the first ``UNITS_WATCH_S`` gives the
+    gyro's typical rate, which in °/s or m°/s is beyond any gyro's range once the runner moves. Windows
+    are fixed in time from the first sample, so any block split gives the same verdict at the same sample.
+    """
+
+    def __init__(self, p: CalibrationParams) -> None:
+        self.p = p
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.t0: float | None = None
+        self.k = 0  # the next window's number
+        self.done = False
+
+    def feed(self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray) -> str | None:
+        """Why these samples (and those fed before) cannot be in m/s² and rad/s; None if they can."""
+        if self.done or not len(t):
+            return None
+        if self.t0 is None:
+            self.t0 = float(t[0])
+        self.parts.append((t, acc, gyr))
+        while not self.done:
+            end = self.t0 + (self.k + 1) * UNITS_WINDOW_S
+            if self.parts[-1][0][-1] < end:
+                return None
+            tt, aa, gg = (np.concatenate(x) for x in zip(*self.parts, strict=True))
+            cut = int(np.searchsorted(tt, end, side="left"))
+            self.parts = [(tt[cut:], aa[cut:], gg[cut:])]
+            problem = self._window(tt[:cut], aa[:cut], gg[:cut], first=self.k == 0) if cut else None
+            self.k += 1
+            if problem or end - self.t0 >= UNITS_WATCH_S:
+                self.done = True
+                self.parts = []
+                return problem
+        return None
+
+    def _window(self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, first: bool) -> str | None:
+        if first:
+            g_all = float(np.linalg.norm(acc.mean(axis=0)))
+            scale = g_all / GRAVITY if g_all > 0 else 1.0
+            still = still_mask(t, acc / scale, np.zeros_like(gyr), 0, self.p)
+            if np.count_nonzero(still) >= 2:
+                g_rest = float(np.linalg.norm(acc[still].mean(axis=0)))
+                bias = float(np.abs(gyr[still].mean(axis=0)).max())
+            else:
+                g_rest, bias = g_all, 0.0
+            problem = units_problem(g_rest, bias)
+            if problem:
+                return problem
+        rate = float(np.median(np.linalg.norm(gyr, axis=1)))
+        return gyro_range_problem(rate, f"the gyro's median over {t[-1] - t[0]:.0f} s")
 
 
 def hinge_calibration(
@@ -295,6 +377,8 @@ class CalibrationSearch:
         self.still_s = 0.0
         self.dps_only_s = 0.0
         self.dps_rate: float | None = None
+        self.dps_unit = "°/s"  # or "m°/s"
+        self.acc_norms: list[float] = []  # the accelerometer's median magnitude of each piece fed before stillness
 
     def reset_at(self, global_index: int) -> None:
         """A gap: nothing before ``global_index`` may pair with what follows."""
@@ -346,11 +430,16 @@ class CalibrationSearch:
         t = self.t[first_local - 1 : len(self.t)] if first_local > 0 else self.t[first_local:]
         dt = np.diff(t) if first_local > 0 else np.concatenate([[0.0], np.diff(t)])
         self.still_s += float(dt[m].sum())
-        m_dps = still_mask(self.t[lo:], self.acc[lo:], np.radians(self.gyr[lo:]), first_local - lo, self.p)
-        only = m_dps & ~m
-        if only.any():
-            self.dps_only_s += float(dt[only].sum())
-            self.dps_rate = float(np.median(np.linalg.norm(self.gyr[first_local:][only], axis=1)))
+        if len(self.acc_norms) < 10_000:  # mg data never reads still: its magnitude names the unit
+            self.acc_norms.append(float(np.median(np.linalg.norm(self.acc[first_local:], axis=1))))
+        for unit, scale in (("°/s", np.radians(1.0)), ("m°/s", np.radians(1e-3))):
+            m_dps = still_mask(self.t[lo:], self.acc[lo:], scale * self.gyr[lo:], first_local - lo, self.p)
+            only = m_dps & ~m
+            if only.any():
+                self.dps_only_s += float(dt[only].sum())
+                self.dps_rate = float(np.median(np.linalg.norm(self.gyr[first_local:][only], axis=1)))
+                self.dps_unit = unit
+                break  # °/s data also reads still as m°/s: the first unit that fits
 
     def _attempt(self, r2: int, g_now: int) -> Calibration | dict | None:
         p = self.p
@@ -448,10 +537,13 @@ class CalibrationSearch:
             return CalibrationError(f"calibration refused: {self.last_reason} ({hint})")
         if self.still_s < p.still_before_s and self.dps_only_s >= p.still_before_s and self.dps_rate is not None:
             return CalibrationError(
-                "no calibration routine found: angular rate seems to be in °/s, not rad/s: while the accelerometer "
-                f"read still, the gyro read {self.dps_rate:.2f}, never still as rad/s but still as °/s "
-                f"({UNITS_NOTE} rad/s)"
+                f"no calibration routine found: angular rate seems to be in {self.dps_unit}, not rad/s: while the "
+                f"accelerometer read still, the gyro read {self.dps_rate:.2f}, never still as rad/s but still as "
+                f"{self.dps_unit} ({UNITS_NOTE} rad/s)"
             )
+        g_typ = float(np.median(self.acc_norms)) if self.acc_norms else None
+        if self.still_s < p.still_before_s and g_typ is not None and not 0.2 * GRAVITY <= g_typ <= 5.0 * GRAVITY:
+            return CalibrationError(f"no calibration routine found: {units_problem(g_typ, 0.0)}")
         return CalibrationError(f"no calibration routine found ({hint}); or supply a saved calibration")
 
 

@@ -52,8 +52,8 @@ class DriftDetector:
         for st in self.states.values():
             st.over = st.under = 0
 
-    def gap(self, t0: float, t1: float) -> list[dict]:
-        """No data from ``t0`` to ``t1``: gaps count as no data.
+    def gap(self, t0: float, t1: float, reason: str = "gap") -> list[dict]:
+        """No data from ``t0`` to ``t1``: gaps (and pauses, ``reason="pause"``) count as no data.
 
         A gap longer than the quiet time ends every drift (a clear at ``t0`` with ``reason: gap`` for each
         one cued) and starts afresh: confirmation, quiet time and reminders. A shorter one is carried over,
@@ -62,19 +62,27 @@ class DriftDetector:
         length = t1 - t0
         if length <= 0:
             return []
-        events: list[dict] = []
         if length > self.p.quiet_s:
-            for kind, st in self.states.items():
-                if st.active:
-                    self._close_period(kind, t0)
-                    if st.alerted:
-                        events.append(self._clear(kind, st.last_value, t0, t1, reason="gap"))
-                self.states[kind] = _KindState()
-            return events
+            return self.end_all(t0, t1, reason)
         self.gaps.append((t0, t1))
         for st in self.states.values():
             if st.last_alert_t is not None:
                 st.last_alert_t += length
+        return []
+
+    def end_all(self, t: float, decided_t: float, reason: str) -> list[dict]:
+        """Every drift ends at ``t`` (a clear with ``reason`` for each one cued); everything starts afresh.
+
+        After a long gap or pause, and at a re-calibration: the strides after it are not measured in the
+        same way (or not by the same body), so nothing carries over.
+        """
+        events: list[dict] = []
+        for kind, st in self.states.items():
+            if st.active:
+                self._close_period(kind, t)
+                if st.alerted:
+                    events.append(self._clear(kind, st.last_value, t, decided_t, reason=reason))
+            self.states[kind] = _KindState()
         return events
 
     def update(self, stride: dict, t: float, decided_t: float) -> list[dict]:
@@ -178,10 +186,17 @@ def time_in_alert(
 ) -> dict[str, float]:
     """Seconds in each alert state from ``(kind, start, end or None)`` periods; an open one lasts to ``t_end``.
 
-    Every kind in ``kinds`` is listed, at 0 when it never fired. Time in ``gaps`` (no data) is not counted.
+    Every kind in ``kinds`` is listed, at 0 when it never fired. Time in ``gaps`` (no data: gaps, pauses, and
+    the time between running bouts) is not counted, overlapping ones once.
     """
     out = dict.fromkeys(kinds, 0.0)
-    gaps = list(gaps)
+    merged: list[list[float]] = []  # a gap within a stop (or a pause) is left out once
+    for g0, g1 in sorted(gaps):
+        if merged and g0 <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], g1)
+        else:
+            merged.append([g0, g1])
+    gaps = merged
     for k, t0, t1 in periods:
         end = t1 if t1 is not None else t_end
         lost = sum(max(0.0, min(end, g1) - max(t0, g0)) for g0, g1 in gaps)

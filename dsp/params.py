@@ -153,8 +153,8 @@ class CalibrationCheckParams:
         30.0,
         10.0,
         90.0,
-        "deg, median stride-mean pelvic tilt or obliquity (from the standing neutral) that flags a calibration "
-        "that does not fit the mounting",
+        "deg, median angle of the stride-mean up from the body's z (pelvis, and trunk; from the standing "
+        "neutral) that flags a calibration that does not fit the mounting",
     )
 
 

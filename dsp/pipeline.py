@@ -4,6 +4,10 @@ Samples → (calibration search) → VQF per segment → step boundaries →
 strides (stride-synchronous posture) → steadiness → drift detection → events.
 Events are plain dicts (docs/formats.md); they come out in time order, and a
 recording fed as one block or as many gives the same events.
+
+The session may pause the run (``pause``/``resume``: the samples between are never fed, and the pause is
+not a data gap) and ask for the calibration routine again (``recalibrate``: a new calibration segment).
+Both take the samples' times, never a clock.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import numpy as np
 
 from stackcue.errors import CalibrationError, PipelineError
 
-from .calibration import Calibration, CalibrationSearch
+from .calibration import Calibration, CalibrationSearch, UnitsCheck
 from .drift import DriftDetector
 from .gait import StepDetector
 from .orientation import SegmentOrientation
 from .params import GAP_PERIODS, GRAVITY, LONG_GAP_S, RATE_MAX_HZ, RATE_MIN_HZ, PipelineParams
 from .stats import describe
-from .stride import contact_time, segment_stride, time_weights
+from .stride import FORE_AFT_REVERSED_SIN, contact_time, segment_stride, time_weights
 
 #: samples used to estimate the sample period before anything else is done: at least this many...
 _PERIOD_PROBE = 64
@@ -56,6 +60,28 @@ def estimate_period(t: np.ndarray) -> float:
     tt = t[lo:hi] - t[lo]
     kc = k - k.mean()
     return float((kc * (tt - tt.mean())).sum() / (kc * kc).sum())
+
+
+def _rate_problem(t: np.ndarray, rate: float) -> str:
+    """Why the time stamps ``t`` (strictly increasing) giving ``rate`` are refused: bunched, or in ms or µs."""
+    d = np.diff(t)
+    starts = np.flatnonzero(d > 10.0 * np.median(d)) + 1  # the first sample of each bunch (a host's FIFO read)
+    if rate > RATE_MAX_HZ and len(starts) >= 2:
+        i0, i1 = int(starts[0]), int(starts[-1])
+        overall = (i1 - i0) / float(t[i1] - t[i0])  # samples per second over whole reads
+        if RATE_MIN_HZ * 0.95 <= overall <= RATE_MAX_HZ * 1.05:
+            return (
+                f"time stamps are bunched: samples {np.median(d) * 1e6:.0f} µs apart in groups every "
+                f"{np.median(np.diff(t[starts])) * 1e3:.0f} ms, about {overall:.0f} Hz overall (a host stamping "
+                "a FIFO's samples at read time?): stamp each sample with its own time (the sensor's clock, or "
+                "the read time minus its place in the FIFO times the sample period)"
+            )
+    hint = ""
+    for factor, unit in ((1e3, "milliseconds"), (1e6, "microseconds")):
+        if RATE_MIN_HZ <= rate * factor <= RATE_MAX_HZ:
+            hint = f" (is the t column in {unit}? it must be in seconds)"
+    shown = f"{rate:.1f}" if rate >= 10.0 else f"{rate:.3g}"
+    return f"sample rate {shown} Hz is outside {RATE_MIN_HZ:.0f}–{RATE_MAX_HZ:.0f} Hz{hint}"
 
 
 def _r(x: float | None, nd: int = 2) -> float | None:
@@ -100,6 +126,8 @@ class Pipeline:
     ) -> None:
         self.p = params or PipelineParams()
         self.saved = calibration
+        # a saved calibration skips the routine and its unit check: the data's units are checked on their own
+        self.units = UnitsCheck(self.p.calibration) if calibration is not None else None
         self.strict_calibration = strict_calibration
         self.trunk: bool | None = None
         self.ts: float | None = None  # nominal sample period (gap detection)
@@ -125,6 +153,8 @@ class Pipeline:
         self.ref_strides: list[dict] = []
         self.fwd_errors: deque[float] = deque(maxlen=self.p.calibration_check.strides)
         self.up_errors: deque[float] = deque(maxlen=self.p.calibration_check.strides)
+        self.trunk_up_errors: deque[float] = deque(maxlen=self.p.calibration_check.strides)
+        self.fore_aft: deque[float] = deque(maxlen=self.p.calibration_check.strides)
         self.suspect = False
         self.stats: dict[str, Any] = {
             "strides": 0,
@@ -136,7 +166,16 @@ class Pipeline:
             "running_s": 0.0,
             "samples": 0,
             "suspect": 0,
+            "calibrations": 0,
+            "pauses": 0,
+            "paused_s": 0.0,
         }
+        self.segment = 0  # the calibration segment searched for or in use (0 for the first)
+        self.paused_at: float | None = None  # the pause's start while paused
+        self.stopped_at: float | None = None  # running stopped here (a bout's end) and has not started again
+        # (global sample index, t0, t1) of pauses whose first sample after them has not been ingested yet
+        self.resumes: deque[tuple[int, float, float]] = deque()
+        self.recal_search = False  # the search is a re-calibration's: never raises, even when strict
         self.rows = array("d")  # steady stride values for the summary, 7 a stride (compact for hours of running)
         self.finished = False
 
@@ -148,6 +187,8 @@ class Pipeline:
         t = np.asarray(block.t, float)
         if len(t) == 0:
             return []
+        if self.paused_at is not None:
+            raise PipelineError(f"paused at t={self.paused_at:.3f}: resume before feeding samples")
         has_trunk = getattr(block, "trunk_acc", None) is not None
         if self.trunk is None:
             self.trunk = has_trunk
@@ -186,7 +227,7 @@ class Pipeline:
         ts = estimate_period(t[:n])
         rate = 1.0 / ts
         if not (RATE_MIN_HZ * 0.95 <= rate <= RATE_MAX_HZ * 1.05):
-            raise PipelineError(f"sample rate {rate:.1f} Hz is outside {RATE_MIN_HZ:.0f}–{RATE_MAX_HZ:.0f} Hz")
+            raise PipelineError(_rate_problem(t[:n], rate))
         self.ts = ts
         self.search = CalibrationSearch(self.p.calibration, bool(self.trunk))
 
@@ -198,11 +239,18 @@ class Pipeline:
             bad_rows = np.flatnonzero(dt <= 0) if self.t_prev is not None else np.flatnonzero(dt[1:] <= 0) + 1
             bad = int(bad_rows[0])
             raise PipelineError(f"timestamps must increase strictly (t={t[bad]:.6f} after {prev[bad]:.6f})")
-        cuts = [0, *np.flatnonzero(dt > GAP_PERIODS * self.ts).tolist(), len(t)]
+        # a pause ends where the first sample after it is, however the input was split (its global index)
+        resumes = {k - self.n: (t0, t1) for k, t0, t1 in self.resumes if self.n <= k < self.n + len(t)}
+        while self.resumes and self.resumes[0][0] < self.n + len(t):
+            self.resumes.popleft()
+        gaps = set(np.flatnonzero(dt > GAP_PERIODS * self.ts).tolist())
+        cuts = [0, *sorted((gaps | set(resumes)) - {0}), len(t)]
         for a, b in itertools.pairwise(cuts):
             if a == b:
                 continue
-            if a > 0 or (self.t_prev is not None and dt[0] > GAP_PERIODS * self.ts):
+            if a in resumes:
+                self._after_pause()
+            elif a > 0 or (self.t_prev is not None and dt[0] > GAP_PERIODS * self.ts):
                 self._gap(float(prev[a]), float(t[a]), out)
             self._stretch(t[a:b], acc[a:b], gyr[a:b], tacc[a:b], tgyr[a:b], tvalid[a:b], out)
             self.t_prev = float(t[b - 1])
@@ -210,6 +258,10 @@ class Pipeline:
     # ------------------------------------------------------------------ phases
     def _stretch(self, t, acc, gyr, tacc, tgyr, tvalid, out: list[dict]) -> None:
         """A gap-free run of samples."""
+        if self.units is not None:
+            problem = self.units.feed(t, acc, gyr)
+            if problem:
+                raise CalibrationError(f"the saved calibration cannot be used: {problem}")
         g0 = self.n
         self.n += len(t)
         if self.running:
@@ -220,7 +272,7 @@ class Pipeline:
             return
         assert self.search is not None
         events, cal, start = self.search.feed(t, acc, gyr, tacc, tgyr, tvalid)
-        out.extend(events)
+        out.extend({**e, "segment": self.segment} for e in events)
         if cal is not None:
             s = self.search
             lo = start - s.base
@@ -237,7 +289,7 @@ class Pipeline:
             )
             self.search = None
             return
-        if self.strict_calibration and self.p.calibration.search_s > 0:
+        if self.strict_calibration and self.p.calibration.search_s > 0 and not self.recal_search:
             if t[-1] - (self.t_first or 0.0) > self.p.calibration.search_s:
                 raise self.search.refusal()
 
@@ -251,7 +303,9 @@ class Pipeline:
                 cal.pelvis, cal.trunk if self.trunk else None, t=float(t[0]), source="saved", trunk_reason=trunk_reason
             )
             self.cal = cal
-        out.append(cal.to_event())
+        out.append({**cal.to_event(), "segment": self.segment})
+        self.stats["calibrations"] += 1
+        self.recal_search = False
         # the filter's period: mean over the stretch the routine came from, robust to drops and jitter
         ts = self.ts
         if self.search is not None and self.search.period_s is not None:
@@ -342,6 +396,9 @@ class Pipeline:
                 self._end_bout(self.bout.last_min_t, tb, out)
             return
         if self.bout is None:
+            if self.stopped_at is not None:  # not running since: no data for the drifts, as a gap is
+                out.extend(self.drift.gap(self.stopped_at, ta, reason="stop"))
+                self.stopped_at = None
             self.bout = _Bout(start_t=ta, last_min=idx, last_min_t=tb)
         bout = self.bout
         bout.last_min, bout.last_min_t = idx, tb
@@ -376,7 +433,7 @@ class Pipeline:
             d2 = float(-pel.obliquity[mid:].min() if left_first else pel.obliquity[mid:].max())
             drop_l, drop_r = (d1, d2) if left_first else (d2, d1)
             ct_l, ct_r = (c1, c2) if left_first else (c2, c1)
-        lean = stack = None
+        lean = stack = trunk_up = None
         if self.tru is not None and self.cal.trunk is not None:
             ok = self.buf["tvalid"][lo:hi]
             if ok.all() and not self.buf["tbreak"][lo + 1 : hi].any():
@@ -384,6 +441,7 @@ class Pipeline:
                     t, self.buf["tacc"][lo:hi], self.buf["tq3"][lo:hi], self.cal.trunk.body_from_sensor, w
                 )
                 lean = tr.tilt_mean
+                trunk_up = tr.up_error_deg
                 stack = lean - pel.tilt_mean
         t0, t1 = float(t[0]), float(t[-1])
         values = {
@@ -402,7 +460,10 @@ class Pipeline:
             "contact_time_right_s": ct_r,
             "forward_axis_error_deg": pel.forward_axis_error_deg,
             # how far the stride's mean up is from the body's z (the calibration check; not printed)
-            "up_error_deg": max(abs(pel.tilt_mean), abs(float((w * pel.obliquity).sum() / w.sum()))),
+            "up_error_deg": pel.up_error_deg,
+            "fore_aft_sin": pel.fore_aft_sin,
+            "trunk_up_error_deg": trunk_up,
+            "cal_segment": self.segment,
         }
         self.pending.append(_Pending({"type": "stride"}, values))
 
@@ -414,6 +475,7 @@ class Pipeline:
             return
         self._release(out, bout=bout, end_t=end_t, decided_t=decided_t)
         self.drift.restart_confirmation()
+        self.stopped_at = end_t
 
     def _release(
         self,
@@ -488,6 +550,7 @@ class Pipeline:
         ev["contact_time_left_s"] = _r(v["contact_time_left_s"], 3)
         ev["contact_time_right_s"] = _r(v["contact_time_right_s"], 3)
         ev["forward_axis_error_deg"] = _r(v["forward_axis_error_deg"], 1)
+        ev["cal_segment"] = v["cal_segment"]
         out.append(ev)
         st = self.stats
         st["strides"] += 1
@@ -535,28 +598,44 @@ class Pipeline:
         cp = self.p.calibration_check
         self.fwd_errors.append(v["forward_axis_error_deg"])
         self.up_errors.append(v["up_error_deg"])
+        if v.get("trunk_up_error_deg") is not None:
+            self.trunk_up_errors.append(v["trunk_up_error_deg"])
+        self.fore_aft.append(v["fore_aft_sin"])
         if len(self.fwd_errors) < cp.strides:
             return
         med = float(np.median(self.fwd_errors))
         up = float(np.median(self.up_errors))
-        if not self.suspect and (med > cp.forward_axis_max_deg or up > cp.up_max_deg):
+        # the trunk is checked like the pelvis, once it has as many strides with trunk figures
+        tup = float(np.median(self.trunk_up_errors)) if len(self.trunk_up_errors) >= cp.strides else 0.0
+        back = float(np.median(self.fore_aft)) > FORE_AFT_REVERSED_SIN  # braking comes after propulsion
+        if not self.suspect and (med > cp.forward_axis_max_deg or max(up, tup) > cp.up_max_deg or back):
             self.suspect = True
             self.stats["suspect"] += 1
             if med > cp.forward_axis_max_deg:
                 reason = (
                     "the forward axis disagrees with the running accelerations: has the belt slipped? calibrate again"
                 )
-            else:
+            elif max(up, tup) <= cp.up_max_deg:
                 reason = (
-                    f"the pelvis reads {up:.0f}° off upright while running: the calibration does not fit this "
+                    "the forward axis points backwards (braking follows the push-off): the sensor is turned round "
+                    "against the calibration (saved from another mounting?): calibrate again"
+                )
+            else:
+                seg, off = ("pelvis", up) if up > cp.up_max_deg else ("trunk", tup)
+                reason = (
+                    f"the {seg} reads {off:.0f}° off upright while running: the calibration does not fit this "
                     "mounting (saved from another mounting, or the belt slipped?): calibrate again"
                 )
             ev = {"type": "calibration_suspect", "t": _r(v["t_end"], 4), "forward_axis_error_deg": _r(med, 1)}
             if up > cp.up_max_deg:
                 ev["up_error_deg"] = _r(up, 1)
+            if tup > cp.up_max_deg:
+                ev["trunk_up_error_deg"] = _r(tup, 1)
+            if back:
+                ev["forward_reversed"] = True
             ev["reason"] = reason
             out.append(ev)
-        elif self.suspect and med < cp.forward_axis_max_deg / 2 and up < cp.up_max_deg / 2:
+        elif self.suspect and med < cp.forward_axis_max_deg / 2 and max(up, tup) < cp.up_max_deg / 2 and not back:
             self.suspect = False
 
     def _gap(self, t0: float, t1: float, out: list[dict]) -> None:
@@ -583,6 +662,103 @@ class Pipeline:
             out.extend(self.drift.gap(t0, t1))
             out.append(ev)
 
+    # ------------------------------------------------------------------ controls
+    def pause(self, t: float) -> list[dict]:
+        """The run pauses at ``t`` (the time of the last sample fed): no samples come until :meth:`resume`.
+
+        The bout ends here (no stride spans a pause), so every stride waiting for its steadiness is decided
+        now; returns those and the ``pause`` event. A second pause while paused is a no-op. A ``t`` before the
+        last sample fed is taken as that sample's time (the data already analysed cannot be unsaid).
+        """
+        if self.finished:
+            raise PipelineError("pipeline already finished")
+        if self.paused_at is not None:
+            return []
+        t = self._not_before_data(t)
+        out: list[dict] = []
+        self._close_bout(t, out)
+        self.paused_at = t
+        self.stats["pauses"] += 1
+        out.append({"type": "pause", "t": _r(t, 4), "state": "paused"})
+        return out
+
+    def resume(self, t: float) -> list[dict]:
+        """The run goes on at ``t`` (no later than the first sample fed after it); returns the ``resumed`` event.
+
+        The time since the pause is no data (not a gap): out of the running time and the time in alert, and
+        a pause longer than the quiet time ends every drift, as a long gap does. A resume while not paused
+        is a no-op.
+        """
+        if self.finished:
+            raise PipelineError("pipeline already finished")
+        if self.paused_at is None:
+            return []
+        t0, t1 = self.paused_at, max(float(t), self.paused_at)
+        self.paused_at = None
+        self.stats["paused_s"] += t1 - t0
+        self.resumes.append((self.stats["samples"], t0, t1))
+        out = self.drift.gap(t0, t1, reason="pause")
+        out.append({"type": "pause", "t": _r(t1, 4), "state": "resumed", "paused_s": _r(t1 - t0, 2)})
+        return out
+
+    def recalibrate(self, t: float) -> list[dict]:
+        """Search for the calibration routine again from the next sample: a new calibration segment.
+
+        The bout ends at ``t`` and every drift with it (the new calibration measures from a new neutral);
+        no strides until the routine is accepted, and the old calibration is never fallen back on, so a
+        refused routine means no figures until one is accepted (the search never raises, even when strict).
+        """
+        if self.finished:
+            raise PipelineError("pipeline already finished")
+        t = self._not_before_data(t)
+        if self.paused_at is not None:
+            t = max(t, self.paused_at)
+        out: list[dict] = []
+        if self.ts is None:  # the period is not known yet: the first search has not begun
+            self.saved = None
+            return out
+        self._close_bout(t, out)
+        out.extend(self.drift.end_all(t, t, reason="recalibration"))
+        if self.running:
+            self.segment += 1
+        self.running = False
+        self.saved = None  # a saved calibration is the first segment's only
+        self.last_min = None
+        self.search = CalibrationSearch(self.p.calibration, bool(self.trunk))
+        self.search.base = self.search.seg_start = self.n
+        self.recal_search = self.stats["calibrations"] > 0
+        self.fwd_errors.clear()
+        self.up_errors.clear()
+        self.trunk_up_errors.clear()
+        self.fore_aft.clear()
+        self.suspect = False
+        return out
+
+    def _not_before_data(self, t: float) -> float:
+        t = float(t)
+        if not np.isfinite(t):
+            raise PipelineError(f"control time {t} is not a number")
+        return t if self.t_prev is None else max(t, self.t_prev)
+
+    def _close_bout(self, t: float, out: list[dict]) -> None:
+        """End the bout at its last step (decided at ``t``) and decide every stride held."""
+        if self.bout is not None:
+            self._end_bout(self.bout.last_min_t, t, out)
+        if self.pending:
+            self._release(out, end_t=t)
+
+    def _after_pause(self) -> None:
+        """The first sample after a pause: nothing before it pairs with what follows (as after a gap)."""
+        g = self.n
+        if self.running:
+            self.steps.reset(g)
+            self.last_min = None
+            self.pel.t_last = None
+            if self.tru is not None:
+                self.tru.t_last = None
+        elif self.search is not None:
+            self.search.reset_at(g)
+
     # ------------------------------------------------------------------ end
     def finish(self) -> list[dict]:
         """The source has ended: flush held strides and add the summary."""
@@ -599,11 +775,13 @@ class Pipeline:
         if not self.running:
             if self.search is None:
                 raise PipelineError("no samples")
-            if self.strict_calibration:
+            if self.strict_calibration and not self.recal_search:
                 raise self.search.refusal()
         if self.bout is not None:
             self._end_bout(self.bout.last_min_t, self.t_prev or self.bout.last_min_t, out)
         self._release(out, end_t=self.t_prev or 0.0)
+        if self.stopped_at is not None and self.t_prev is not None:  # standing or walking after the last running
+            out.extend(self.drift.gap(self.stopped_at, self.t_prev, reason="stop"))
         self.finished = True
         out.append(self.summary())
         return out
@@ -636,6 +814,9 @@ class Pipeline:
             "samples": st["samples"],
             "calibration_suspect": st["suspect"] > 0,
             "calibrated": self.cal is not None,
+            "calibrations": st["calibrations"],
+            "pauses": st["pauses"],
+            "paused_s": _r(st["paused_s"], 2),
         }
 
 

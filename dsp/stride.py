@@ -16,6 +16,9 @@ import numpy as np
 
 from .rotations import matrix_from_quat
 
+#: a median ``fore_aft_sin`` above this over the check's strides: the forward axis points backwards
+FORE_AFT_REVERSED_SIN = 0.5
+
 
 def _cross(a, b) -> np.ndarray:
     """Cross product of two 3-vectors (``np.cross`` costs more in axis handling than in arithmetic here)."""
@@ -40,6 +43,13 @@ class SegmentStride:
     heading: np.ndarray  # detrended, deg
     tilt_mean: float
     forward_axis_error_deg: float
+    #: the angle between the stride's mean up and the body's z (0..180°): a body z pointing down reads 180°,
+    #: where tilt and obliquity (arcsin of its x and y) would read it upright
+    up_error_deg: float = 0.0
+    #: sin of the phase of the forward acceleration against the vertical at the step rate: braking comes as the
+    #: vertical force rises and propulsion as it falls, so forward lags vertical by about 90° (−1); a forward
+    #: axis turned round reads about +1
+    fore_aft_sin: float = 0.0
 
 
 def segment_stride(
@@ -79,7 +89,15 @@ def segment_stride(
     fwd = np.array([np.cos(fwd_head), np.sin(fwd_head)])
     err = float(np.degrees(np.arccos(min(1.0, abs(float(major @ fwd))))))
     tilt_mean = float((w * tilt).sum() / w.sum())
-    return SegmentStride(tilt, obl, head_dt, tilt_mean, err)
+    x_h = x_e - np.outer(x_e @ up_e, up_e)  # the body's forward axis, horizontal, at every sample
+    a_f = np.einsum("ni,ni->n", f_e, x_h / np.linalg.norm(x_h, axis=1)[:, None])
+    a_v = f_e @ up_e
+    cf = (w * a_f * ph).sum()
+    cv = (w * (a_v - a_v.mean()) * ph).sum()
+    fore_aft = float(np.imag(cf / cv) / abs(cf / cv)) if abs(cf) > 0 and abs(cv) > 0 else 0.0
+    up_mean = (w[:, None] * up_b).sum(axis=0)
+    up_error = float(np.degrees(np.arccos(np.clip(up_mean[2] / np.linalg.norm(up_mean), -1.0, 1.0))))
+    return SegmentStride(tilt, obl, head_dt, tilt_mean, err, up_error, fore_aft)
 
 
 def contact_time(t: np.ndarray, s: np.ndarray, threshold_g: float) -> float | None:

@@ -24,6 +24,11 @@ from .block import Block
 
 PELVIS_COLUMNS = ["t", "ax", "ay", "az", "gx", "gy", "gz"]
 TRUNK_COLUMNS = ["trunk_ax", "trunk_ay", "trunk_az", "trunk_gx", "trunk_gy", "trunk_gz"]
+#: a reading beyond these is no sensor's, in any unit the analysis can still name (g, mg, °/s, m°/s): 4× a
+#: 16 g accelerometer's range in mg, 4× a 2000 °/s gyro's in m°/s. Such a row is rejected like a NaN row.
+ACC_LIMIT = 1e5
+GYR_LIMIT = 1e7
+_LIMITS = {name: (ACC_LIMIT if name[-2] == "a" else GYR_LIMIT) for name in PELVIS_COLUMNS[1:] + TRUNK_COLUMNS}
 
 
 def _format_rows(block: Block) -> list[str]:
@@ -118,6 +123,9 @@ def _parse_value(name: str, value: str, out: list[float]) -> str | None:
         return f"non-numeric value {shown!r} in column {name}"
     if not math.isfinite(number):
         return f"non-finite value in column {name}"
+    limit = _LIMITS.get(name)
+    if limit is not None and abs(number) > limit:
+        return f"value {number:.3g} in column {name} is beyond any sensor's range (±{limit:g})"
     out.append(number)
     return None
 
@@ -237,6 +245,7 @@ class RecordingReader:
                 self._fail(self._line_no, reason)
             self.columns = [name.strip() for name in text.split(",")]
             self.has_trunk = len(self.columns) > len(PELVIS_COLUMNS)
+            self._limits = np.array([_LIMITS.get(name, np.inf) for name in self.columns[1:]])
             return
         expected = _describe(PELVIS_COLUMNS)
         self._fail(None, f"no header line '{expected}' (only metadata, comments or blank lines)")
@@ -311,6 +320,8 @@ class RecordingReader:
             return None
         t = arr[:, 0]
         if not np.isfinite(arr[:, : len(PELVIS_COLUMNS)]).all():
+            return None
+        if (np.abs(arr[:, 1:]) > self._limits).any():  # NaN (no trunk) compares False: fine
             return None
         if t[0] <= self._last_t or (len(t) > 1 and not (np.diff(t) > 0).all()):
             return None

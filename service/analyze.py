@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -12,12 +11,13 @@ from typing import IO, Any
 
 from stackcue.dsp.calibration import Calibration
 from stackcue.dsp.pipeline import Pipeline
-from stackcue.errors import CalibrationError, StorageError
+from stackcue.errors import CalibrationError, PipelineError, StorageError
 from stackcue.firmware_bridge.block import Block
 from stackcue.firmware_bridge.csv_format import RecordingReader
 from stackcue.firmware_bridge.replay import ReplaySource
 from stackcue.firmware_bridge.source import Source
 
+from . import json_input
 from .config import Config
 from .output_files import write_output
 from .report_text import human_summary
@@ -39,20 +39,24 @@ def load_calibration(path: str | Path) -> Calibration:
     except UnicodeDecodeError as exc:
         raise CalibrationError(f"{p}: not a saved calibration (not UTF-8 text at byte {exc.start})") from None
     try:  # one JSON object (possibly pretty-printed), else JSON lines such as `analyze --jsonl` output
-        whole = json.loads(text)
+        whole = json_input.loads(text)
         lines = [json.dumps(whole)]
-    except json.JSONDecodeError:
-        lines = text.splitlines()
+    except ValueError:
+        lines = text.split("\n")
     for n, line in enumerate(lines, 1):
         line = line.strip()
         if not line:
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CalibrationError(f"{p}:{n}: not JSON ({exc.msg})") from None
-        if isinstance(obj, dict) and obj.get("type", "calibration") == "calibration" and obj.get("ok", True):
-            return Calibration.from_event(obj, f"{p}:{n}")
+            obj = json_input.loads(line)
+        except ValueError as exc:
+            raise CalibrationError(f"{p}:{n}: not JSON ({getattr(exc, 'msg', exc)})") from None
+        if isinstance(obj, dict) and obj.get("type", "calibration") == "calibration":
+            ok = obj.get("ok", True)
+            if not isinstance(ok, bool):
+                raise CalibrationError(f"{p}:{n}: ok {ok!r:.40} is not true or false")
+            if ok:
+                return Calibration.from_event(obj, f"{p}:{n}")
     raise CalibrationError(f"{p}: holds no accepted calibration")
 
 
@@ -81,23 +85,9 @@ class Progress:
             self.stream.flush()
 
 
-def _finite(x: Any) -> Any:
-    """``x`` with every non-finite float (NaN, ±inf) turned into None, which JSON can say."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
-
-
 def json_line(event: dict) -> str:
     """One event as strict JSON (never a bare ``NaN`` or ``Infinity``): a non-finite number becomes null."""
-    try:
-        return json.dumps(event, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(event), separators=(",", ":"), allow_nan=False)
+    return json_input.dumps(event)
 
 
 class AnalysisOutput:
@@ -213,6 +203,8 @@ def analyze_recording(
             on_block=lambda _b: bar.update(reader.bytes_done),
             **facts,
         )
+    except PipelineError as exc:  # the recording's time stamps (rate, order): name the file
+        raise PipelineError(f"{path}: {exc}") from None
     finally:
         bar.done()
         _report_problems(reader, err)

@@ -7,16 +7,21 @@ line and exit with status 2; a traceback would be a bug.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sqlite3
 import sys
+import threading
 import time
 from pathlib import Path
 
-from stackcue.errors import ConfigError, InputError, StackcueError, StorageError
+from stackcue.errors import ConfigError, InputError, SensorError, StackcueError, StorageError
 from stackcue.firmware_bridge.source import LIVE_SOURCE_KINDS
 
-from . import export, report_html, scan  # their heavy libraries (fit-tool, matplotlib) load only when they run
-from .argtypes import logbook_options, positive_float
+from . import ctl, export, report_html, scan  # their heavy libraries (fit-tool, matplotlib) load only when they run
+from .argtypes import EMULATED_MINUTES_RANGE, SPEED_RANGE, logbook_options, positive_float, ranged_float, seed
+from .output_files import is_write_through
+from .web import cli as web_cli  # light: Starlette, uvicorn and cryptography load only when serve/certs run
 
 EXIT_USAGE = 2
 
@@ -52,17 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="write a synthetic run (exchange CSV) and its truth files")
     s.add_argument("-o", "--output", required=True, metavar="FILE", help="CSV to write")
-    s.add_argument("--minutes", type=positive_float, default=10.0, help="running time (default 10)")
+    s.add_argument("--minutes", type=ranged_float(0.05, 600.0), default=10.0, help="running time (default 10)")
     s.add_argument("--trunk", action="store_true", help="add a sternum sensor")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     s.add_argument("--rate", type=positive_float, default=200.0, help="nominal sample rate in Hz (default 200)")
-    s.add_argument("--cadence", type=positive_float, default=170.0, help="steps per minute (default 170)")
-    s.add_argument("--speed", type=positive_float, default=3.3, help="running speed m/s (default 3.3)")
+    s.add_argument("--cadence", type=ranged_float(100.0, 240.0), default=170.0, help="steps per minute (default 170)")
+    s.add_argument("--speed", type=ranged_float(1.0, 12.0), default=3.3, help="running speed m/s (default 3.3)")
     s.add_argument("--no-episodes", action="store_true", help="steady posture, no drift episodes")
     s.add_argument("--ideal", action="store_true", help="ideal sensor: no bias, noise, jitter or gaps")
     pr = sub.add_parser("probe", help="find the MPU-6050s on the I2C bus and check them at rest")
     pr.add_argument("--bus", type=int, help="I2C bus number (default from the configuration: 1)")
-    pr.add_argument("--seconds", type=positive_float, default=3.0, help="seconds at rest per sensor (default 3)")
+    pr.add_argument(
+        "--seconds", type=ranged_float(0.5, 600.0), default=3.0, help="seconds at rest per sensor (default 3)"
+    )
     pr.add_argument("--config", metavar="FILE", help="configuration file")
     pr.add_argument("--emulate", action="store_true", help="probe emulated sensors instead of /dev/i2c-N")
 
@@ -76,19 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--speed",
-        type=positive_float,
+        type=ranged_float(*SPEED_RANGE),
         default=1.0,
         help="with --emulate: run the emulated time this many times faster (default 1)",
     )
     r.add_argument(
-        "--minutes", type=positive_float, default=10.0, help="with --emulate: length of the simulated run (default 10)"
+        "--minutes",
+        type=ranged_float(*EMULATED_MINUTES_RANGE),
+        default=10.0,
+        help="with --emulate: length of the simulated run (default 10)",
     )
-    r.add_argument("--seed", type=int, default=0, help="with --emulate: random seed")
-    rn = sub.add_parser("run", help="the live service: sensors → posture → alerts over MQTT")
+    r.add_argument("--seed", type=seed, default=0, help="with --emulate: random seed")
+    rn = sub.add_parser(
+        "run", help="the live service (a daemon): sensors → posture → alerts over MQTT; sessions on command"
+    )
     rn.add_argument("--config", metavar="FILE", help="configuration file")
     rn.add_argument("--source", choices=LIVE_SOURCE_KINDS, help="override [source] kind")
     rn.add_argument("--path", metavar="FILE", help="override [source] path (replay)")
-    rn.add_argument("--speed", type=positive_float, help="override [source] speed (replay, emulated)")
+    rn.add_argument("--speed", type=ranged_float(*SPEED_RANGE), help="override [source] speed (replay, emulated)")
     rn.add_argument("--jsonl", action="store_true", help="log every event as a JSON line on stdout")
 
     im = sub.add_parser("import", help="analyse a recording (exchange CSV) and store it in the logbook")
@@ -119,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     report_html.add_parser(sub)
     scan.add_parser(sub)
+    ctl.add_parser(sub)
+    web_cli.add_parsers(sub)
 
     cu = sub.add_parser("cue", help="speak or buzz the session's alerts and system events (MQTT subscriber)")
     cu.add_argument("--config", metavar="FILE", help="configuration file")
@@ -162,84 +176,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     run_lock = acquire_run_lock(cfg.runner_id, cfg.logbook_path, f"started {since}")
     try:
-        return _run_locked(args)
+        from .run_daemon import run_daemon
+
+        return run_daemon(args)
     finally:
         run_lock.release()
-
-
-def _run_locked(args: argparse.Namespace) -> int:
-    import logging
-
-    from stackcue.dsp.pipeline import Pipeline
-
-    from .config import load_config
-    from .mqtt_publisher import MqttPublisher
-    from .outbox import JsonlOutbox
-    from .record import clock_synchronised
-    from .session import EXIT_NOT_CALIBRATED, Session, new_session_id
-    from .sinks import LogSink, MqttSink
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-    cfg = load_config(args.config)
-    src_cfg = cfg["source"]
-    kind = args.source or src_cfg["kind"]
-    source = open_live_source(cfg, kind, args.path or src_cfg["path"], args.speed or src_cfg["speed"])
-    started = time.time()
-    sid = new_session_id(started)  # made once: the publisher, the outbox and the session all carry it
-    sinks: list = [LogSink(json_lines=args.jsonl, on_closed=lambda: session.stop())]  # `| head -1`: end
-    outbox = None
-    if cfg["mqtt"]["outbox"]:
-        try:
-            outbox = JsonlOutbox(cfg["mqtt"]["outbox"])
-        except StackcueError as exc:  # a bad outbox path must not stop the cues: one line, then the logbook's
-            logging.error("%s; [mqtt] outbox not used", exc)
-    book_sink = None
-    if cfg.logbook_path is not None:
-        from .logbook import Logbook, LogbookOutbox, LogbookSink, explain
-
-        lb = cfg["logbook"]
-        max_bytes = int(lb["max_mb"] * 1e6) or None
-        try:
-            book = Logbook(cfg.logbook_path, max_bytes)
-            n = book.mark_unclean_sessions()
-            if n:
-                logging.warning("logbook: %d earlier session(s) ended uncleanly; kept what they had", n)
-        except Exception as exc:  # a bad logbook must not stop the cues (LogbookError, sqlite3, OSError)
-            logging.error(
-                "logbook %s unusable: %s; running without it", cfg.logbook_path, explain(cfg.logbook_path, exc)
-            )
-            book = None
-        if book is not None:
-            book_sink = LogbookSink(cfg.logbook_path, config=cfg.data, flush_s=lb["flush_s"], max_bytes=max_bytes)
-            sinks.append(book_sink)
-            if outbox is None:
-                outbox = LogbookOutbox(book, sid)
-    publisher = MqttPublisher(cfg.mqtt_settings(), sid, outbox=outbox)
-    publisher.start()
-    sinks.append(MqttSink(publisher))
-
-    def held(summary: dict) -> None:  # how many alerts wait for the next start (after a short wait for acks)
-        summary["alerts_held"] = publisher.settle(session.alerts, 1.0)
-
-    session = Session(
-        source,
-        Pipeline(cfg.pipeline, strict_calibration=False),
-        sinks,
-        runner_id=cfg.runner_id,
-        session_id=sid,
-        started_epoch=started,
-        cue_owner=cfg["cue"]["owner"],
-        sensor_lost_s=src_cfg["sensor_lost_s"],
-        clock_synchronised=clock_synchronised(),
-        block_sinks=(book_sink,) if (book_sink is not None and cfg["logbook"]["raw"]) else (),
-        on_summary=held,
-    )
-    session.install_signals()
-    code = session.run()
-    print(f"stackcue run: session {sid} ended; MQTT {publisher.status}; {publisher.held_line()}", file=sys.stderr)
-    if code == EXIT_NOT_CALIBRATED:
-        print("stackcue run: the source ended before a calibration was accepted; nothing coached", file=sys.stderr)
-    return code
 
 
 def cmd_cue(args: argparse.Namespace) -> int:
@@ -301,6 +242,27 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if healthy == found else 1
 
 
+def _new_recording_path(name: str, command: str) -> Path:
+    """Where ``record``/``simulate`` write a recording: never ``-``; ``record`` never over an earlier recording
+    (a Ctrl-C right after opening it would leave it empty); created owner-only (raw data of a runner's body)."""
+    if name == "-":
+        raise InputError(f"{command} writes a file (a recording is not for standard output); give a file name")
+    out = Path(name)
+    if name.endswith("/") or out.is_dir():
+        raise InputError(f"{name}: is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise InputError(f"{out}: the folder {out.parent} does not exist")
+    if command == "record" and out.is_file() and out.stat().st_size > 0:
+        raise InputError(f"{out}: exists; remove it or choose another name (an earlier recording is not overwritten)")
+    if not is_write_through(out):
+        try:
+            os.close(os.open(out, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.chmod(out, 0o600)
+        except OSError as exc:
+            raise StorageError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    return out
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     from stackcue.firmware_bridge.devices import device_factory
     from stackcue.firmware_bridge.mpu6050_source import MPU6050Source
@@ -312,9 +274,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     opts = cfg.mpu6050_options()
     if args.bus is not None:
         opts["bus"] = args.bus
-    out = Path(args.output)
-    if not out.parent.exists():
-        raise InputError(f"{out}: the folder {out.parent} does not exist")
+    out = _new_recording_path(args.output, "record")
     devices = device_factory(
         args.emulate,
         minutes=args.minutes,
@@ -336,6 +296,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         f"wrote {out}: {stats['samples']} samples, {t:.1f} s, {stats['samples'] / t if t else 0:.1f} Hz, "
         f"{stats['gaps']} gaps ({stats['gap_s']:.2f} s); {stats['reason']}"
     )
+    if not stats["samples"]:
+        raise SensorError(f"no samples were recorded to {out} ({stats['reason']}): is the sensor streaming?")
     return 0
 
 
@@ -463,9 +425,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if not RATE_MIN_HZ <= args.rate <= RATE_MAX_HZ:
         raise InputError(f"--rate {args.rate:g} is outside {RATE_MIN_HZ:.0f}–{RATE_MAX_HZ:.0f} Hz")
-    out = Path(args.output)
-    if not out.parent.exists():
-        raise InputError(f"{out}: the folder {out.parent} does not exist")
+    out = _new_recording_path(args.output, "simulate")
+    if is_write_through(out):  # its truth files go beside it: not into /dev
+        raise InputError(f"{out}: simulate writes truth files beside the recording; give a file in a folder")
     t0 = time.monotonic()
     run = simulate(
         SimParams(
@@ -508,11 +470,37 @@ COMMANDS = {
     "export": export.cmd_export,
     "report": report_html.cmd_report,
     "scan": scan.cmd_scan,
+    "ctl": ctl.cmd_ctl,
+    "serve": web_cli.cmd_serve,
+    "certs": web_cli.cmd_certs,
 }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+# Commands that store into the logbook end on SIGTERM (systemd, `timeout`, kill) and SIGHUP (a closed terminal)
+# as on Ctrl-C: the half-stored session is removed, so a retry is not refused as "already being stored".
+_STORING = ("import", "analyze")
+
+
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed escaped, never a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
+    before = {}
+    if args.command in _STORING and threading.current_thread() is threading.main_thread():
+        before = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _dispatch(args)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except StackcueError as exc:
@@ -523,6 +511,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except UnicodeEncodeError as exc:  # an argument with bytes that are not UTF-8 (a Latin-1 file name, a note)
+        bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else ""
+        print(
+            f"stackcue {args.command}: an argument is not UTF-8 text ({bad.encode('utf-8', 'surrogateescape')!r} "
+            "in it); rename the file or retype the text",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except sqlite3.Error as exc:  # a logbook damaged past what opening it checks, or read-only
         print(f"stackcue {args.command}: logbook {_logbook_of(args)}: {_sqlite_words(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -203,4 +203,10 @@ def load_config(user_path: str | Path | None = None) -> Config:
         sources.append(p)
     cfg = Config(data, sources)
     cfg.pipeline  # noqa: B018 - cross-key checks now, not at first use
+    m = data["mpu6050"]
+    if m["pelvis_address"] == m["trunk_address"]:  # one chip would be read as two sensors
+        raise ConfigError(
+            f"{sources[-1]}: mpu6050.trunk_address = {m['trunk_address']:#04x} must differ from "
+            f"mpu6050.pelvis_address = {m['pelvis_address']:#04x}"
+        )
     return cfg

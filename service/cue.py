@@ -225,6 +225,11 @@ class CueClient:
         self.link.lost(reason_code, closing=self._closing)
 
     def _on_message(self, client, userdata, msg) -> None:
+        if msg.retain and msg.topic == self.rules.topics["alert"]:
+            # alerts are never published retained: one held by the broker (another client's, a stale test)
+            # would be spoken again at every start of this client
+            log.warning("cue: ignored: a retained message on %s (alerts are never retained)", msg.topic)
+            return
         self.handle(msg.topic, msg.payload)
 
     # ------------------------------------------------------------------ the command

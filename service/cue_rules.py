@@ -10,7 +10,8 @@ What is cued:
   back one short;
 * ``calibration`` events: accepted buzzes one short, refused three long (the words come with the ``guide``
   event the daemon sends right after);
-* ``session`` events are logged; ``clear`` and anything else are ignored (silence means posture fine).
+* ``session`` events are logged; ``clear`` and anything else are ignored (silence means posture fine);
+* an alert marked ``"muted": true`` (the runner muted the cues for a while: ``stackcue ctl mute``) is not cued.
 
 Ownership: one cue owner a session (docs/cues.md). A device that is not ``[cue] owner`` decides as the
 owner would, logs what it would cue and, once, why it stays silent.
@@ -35,7 +36,6 @@ waited behind others is dropped too.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 from stackcue.dsp.alert_kinds import ALERT_KINDS, GENERIC_PATTERN, GENERIC_PHRASE, SHORT, Pattern
 
+from . import json_input
 from .payloads import validate
 
 log = logging.getLogger("stackcue.cue")
@@ -106,8 +107,11 @@ def pattern_text(pattern: Pattern | None) -> str:
 
 
 def _num(v: Any) -> float | None:
-    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
+    try:
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v)
+    except OverflowError:  # an integer beyond a float's range
+        pass
     return None
 
 
@@ -161,8 +165,8 @@ class CueRules:
         if topic not in self.topics.values():
             return self._ignore(f"unknown topic {topic}")
         try:
-            msg = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+            msg = json_input.loads(payload)
+        except ValueError:
             return self._ignore(f"malformed JSON on {topic}", logging.WARNING)
         if not isinstance(msg, dict):
             return self._ignore(f"not a JSON object on {topic}", logging.WARNING)
@@ -199,6 +203,8 @@ class CueRules:
         if self.seen.seen(key):
             self.counts["duplicate"] += 1
             return Decision(None, "duplicate")
+        if msg.get("muted") is True:  # the runner muted the cues (a command): raised, logged, never cued
+            return self._ignore(f"alert {kind} #{aid}: muted", logging.INFO)
         age_s = _num(msg.get("age_s"))
         transit = self._transit(msg)
         age = (max(0.0, age_s) if age_s is not None else 0.0) + (transit or 0.0)

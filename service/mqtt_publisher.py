@@ -26,8 +26,11 @@ Delivery design (decided after reading paho-mqtt 2.2's client.py):
   therefore tagged with a connection generation and held alerts are sent only once no alert of an earlier
   generation is still waiting for its PUBACK. At most ``ALERT_WINDOW`` alerts are in flight; paho's own
   in-flight limit is lifted so that nothing sits in paho's queue with a stale ``sent_at``.
-* Our own session is clean (the publisher subscribes to nothing); the broker must hold a persistent session
-  for offline *subscribers* (the phone subscribes with clean_session False and QoS 1).
+* Our own session is clean; the broker must hold a persistent session for offline *subscribers* (the phone
+  subscribes with clean_session False and QoS 1). The daemon's publisher subscribes to one topic, the
+  ``command`` topic (``on_command``), again on each connection; a command sent while it is away is lost, as
+  it should be (a stale "stop" must not end a later run). Each ``state`` is sent in order (the newest 20 wait
+  while the broker is away): one state answers one command, so none may be overwritten by the next.
 * ``publish_event`` only appends to in-memory queues under a lock never held across I/O; a sender thread
   writes the outbox (fsync) and calls paho; paho's network thread (``loop_start``) does the socket work and
   reconnects with backoff (``reconnect_delay_set``). A crash between ``publish_event`` and the sender's
@@ -48,7 +51,6 @@ password file each give a one-line ``status`` (also logged on the ``stackcue.mqt
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -63,6 +65,7 @@ import paho.mqtt.client as mqtt
 
 from stackcue.errors import MqttSetupError
 
+from . import json_input
 from .mqtt_connection import LinkStatus, MqttClient, MqttSettings, new_client
 from .outbox import Outbox, record_problem
 from .topics import HA_BINARY_SENSOR, HA_SENSOR, TOPICS, topic
@@ -71,6 +74,7 @@ log = logging.getLogger("stackcue.mqtt")
 
 ALERT_WINDOW = 20  # alerts handed to paho and not yet acknowledged, at most
 EVENT_QUEUE_MAX = 50  # system events kept while the broker is away
+STATE_QUEUE_MAX = 20  # states kept in order (throttled to 1 Hz; more only when commands come in a burst)
 SYSTEM_EVENTS = ("session", "guide", "sensor", "calibration", "calibration_suspect", "reference", "clear")
 
 
@@ -89,7 +93,7 @@ def _public(payload: dict) -> dict:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), default=str)
+    return json_input.dumps(obj, default=str)  # strict JSON: a stored NaN goes out as null
 
 
 class MqttPublisher:
@@ -102,10 +106,12 @@ class MqttPublisher:
         outbox: Outbox | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        on_command: Callable[[bytes], None] | None = None,
     ) -> None:
         self.settings = settings
         self.session_id = session_id
         self.outbox = outbox
+        self.on_command = on_command  # set: subscribe to <prefix>/command and hand it each payload (paho's thread)
         self._clock = clock
         self._wall = wall
         p = settings.topic_prefix
@@ -123,6 +129,7 @@ class MqttPublisher:
         self._strides: deque[dict] = deque()
         self._events: deque[dict] = deque(maxlen=EVENT_QUEUE_MAX)  # system events while offline: latest kept
         self._retained: dict[str, str] = {}  # topic name (TOPICS) -> latest payload
+        self._states: deque[str] = deque(maxlen=STATE_QUEUE_MAX)  # each state in order (each answers a command)
         self._inflight: dict[int, tuple[dict, int]] = {}  # mid -> (alert payload, connection generation)
         self._early_acks: dict[int, float] = {}  # PUBACKs seen before the mid was recorded
         self._acked: deque[dict] = deque()  # acknowledged alerts waiting for outbox.mark_delivered
@@ -197,6 +204,19 @@ class MqttPublisher:
             )
         return own
 
+    def set_session(self, session_id: str) -> None:
+        """The daemon keeps one connection across sessions: what is published from now on carries this id."""
+        with self._cond:
+            self.session_id = session_id
+
+    def publish_state(self, state: dict) -> None:
+        """The retained ``<prefix>/state`` (service/state.py). Sent in order, not only the latest: each answers
+        a command (``last_command``), and a sender waiting for its answer must see it (at most 20 wait)."""
+        data = _dumps(state)
+        with self._cond:
+            self._states.append(data)
+            self._cond.notify_all()
+
     def publish_event(self, event: dict) -> None:
         """Route one pipeline event; returns at once (queues only). Unknown types are ignored."""
         try:
@@ -256,7 +276,7 @@ class MqttPublisher:
                 return False
             if not self._connected:
                 return True
-            return not (self._alerts or self._inflight or self._acked or self._retained or self._events)
+            return not (self._alerts or self._inflight or self._acked or self._retained or self._events or self._states)
 
         with self._cond:
             while not drained() and time.monotonic() < deadline:
@@ -335,7 +355,16 @@ class MqttPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        if self.on_command is not None:
+            client.on_message = self._on_message
         return client
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if self.on_command is not None and msg.topic == self.topics["command"]:
+            try:
+                self.on_command(msg.payload)
+            except Exception as exc:  # a command must never end paho's network thread
+                log.warning("mqtt: command not handled (%s: %s)", type(exc).__name__, exc)
 
     def _publish(self, client: mqtt.Client, name: str, payload: str, topic_name: str | None = None) -> Any:
         """Publish on ``TOPICS[name]`` with the table's QoS and retain flag (``topic_name`` for absolute ones)."""
@@ -350,6 +379,9 @@ class MqttPublisher:
             self._connected = True
             self._cond.notify_all()
         self._publish(client, "status", "online")
+        if self.on_command is not None:  # our session is clean: subscribe again on every connection
+            t = TOPICS["command"]
+            client.subscribe(self.topics["command"], qos=t.qos)
         if self.settings.homeassistant:
             for name, full, config in self._discovery():
                 self._publish(client, name, _dumps(config), full)
@@ -385,7 +417,7 @@ class MqttPublisher:
             return True
         if not self._connected or self._client is None:
             return False
-        return bool(self._can_send_alert() or self._retained or self._events or self._strides)
+        return bool(self._can_send_alert() or self._retained or self._states or self._events or self._strides)
 
     def _run_sender(self) -> None:
         while True:
@@ -440,6 +472,8 @@ class MqttPublisher:
                 gen = self._gen
                 if self._can_send_alert():
                     kind, item = "alert", self._alerts.popleft()
+                elif self._states:
+                    kind, item = "retained", ("state", self._states.popleft())
                 elif self._retained:
                     name = next(iter(self._retained))
                     kind, item = "retained", (name, self._retained.pop(name))
@@ -479,7 +513,11 @@ class MqttPublisher:
         if payload.get("_boot_id") == BOOT_ID and isinstance(mono, int | float):
             payload["age_s"] = round(max(0.0, self._clock() - mono), 6)
         else:
-            payload["age_s"] = round(max(0.0, now_wall - float(payload.get("raised_at") or now_wall)), 6)
+            raised = payload.get("raised_at")
+            known = isinstance(raised, int | float) and not isinstance(raised, bool) and raised <= now_wall + 1.0
+            # a raise time unknown, or later than now (a clock set back since): the age cannot be known, so it is
+            # sent as null and the cue client does not take the alert for fresh
+            payload["age_s"] = round(max(0.0, now_wall - float(raised)), 6) if known else None
             payload["age_source"] = "wall"
         info = self._publish(client, "alert", _dumps(_public(payload)))
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # not accepted by paho: keep it first in line

@@ -8,26 +8,39 @@ and boot id), keyed by (``session``, ``alert_id``).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from stackcue.errors import StorageError
 
+from . import json_input
+
 log = logging.getLogger("stackcue.mqtt")
 
 
 def _show(v: Any) -> str:
-    text = repr(v)
+    try:
+        text = repr(v)
+    except ValueError:  # an int of more than 4300 digits has no repr
+        text = f"<{type(v).__name__} too long to show>"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _number_or_none(v: Any) -> bool:
-    return v is None or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v))
+    if v is None:
+        return True
+    try:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:  # an integer beyond a float's range
+        return False
 
 
 def record_problem(p: Any) -> str | None:
@@ -112,17 +125,36 @@ class JsonlOutbox:
         try:
             if self.path.is_dir():
                 raise IsADirectoryError(21, "is a folder, not a file")
+            if self.path.exists() and not self.path.is_file():  # a FIFO would block the read for ever
+                raise OSError(0, "not a regular file (a FIFO or a device?)")
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Two daemons may share one outbox (docs/mqtt.md): appends and the rewrite at start-up hold an
+            # exclusive flock on a side file, so a rewrite never drops what the other appended meanwhile.
+            self._lock_fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
             if compact and self.path.exists():
-                self._compact()
+                with self._locked():
+                    self._compact()
             else:  # can we write here? (fails now, in one line, rather than at each alert)
                 os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
         except OSError as exc:
             raise StorageError(f"mqtt outbox {self.path}: cannot be used ({exc.strerror or exc})") from None
 
+    def __del__(self) -> None:
+        with contextlib.suppress(AttributeError, OSError):
+            os.close(self._lock_fd)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._lock:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     def _append(self, record: dict) -> None:
         line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
-        with self._lock:
+        with self._locked():
             _append_synced(self.path, line)
 
     def add(self, alert_payload: dict) -> None:
@@ -144,7 +176,7 @@ class JsonlOutbox:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line.decode("utf-8"))
+                rec = json_input.loads(line.decode("utf-8"))
             except ValueError:  # UnicodeDecodeError is a ValueError
                 rejected.append((line, f"line {n} is not JSON in UTF-8 (a torn write?)"))
                 continue

@@ -80,11 +80,13 @@ def write_output(path: str | os.PathLike, data: str | bytes | Callable[[Path], T
             raise StorageError(f"standard output: cannot write ({exc.strerror or exc})") from None
         return len(data)
     p = Path(path)
-    if p.is_dir():
-        raise StorageError(f"{p}: is a folder, not a file")
+    if p.is_dir() or name.endswith("/"):  # Path("x.html/") is Path("x.html"): the slash says a folder was meant
+        raise StorageError(f"{name}: is a folder, not a file")
     if is_write_through(p):
         try:
             return data(p) if callable(data) else _write_data(p, data)
+        except BrokenPipeError:  # `-o /dev/stdout | head`: the reader has what it wanted, as with `-o -`
+            raise
         except OSError as exc:
             raise StorageError(f"{p}: cannot write ({exc.strerror or exc})") from None
     target = Path(os.path.realpath(p)) if p.is_symlink() else p

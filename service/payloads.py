@@ -1,4 +1,4 @@
-"""The schema of the JSON payloads the cue client acts on (``alert`` and ``event``, service/topics.py).
+"""The schema of the JSON payloads stackcue acts on (``alert``, ``event``, ``command``, ``state``; service/topics.py).
 
 ``validate(topic_name, payload)`` says in one line what does not fit, or None when the payload may be acted
 on. It checks only the fields a decision reads (extra fields are allowed: a newer daemon may add some):
@@ -10,7 +10,10 @@ on. It checks only the fields a decision reads (extra fields are allowed: a newe
   ``replayed`` booleans when present;
 * ``event``: ``type`` a string; a ``calibration`` event's ``ok`` a JSON boolean (``"false"``, a string, is
   not an accepted calibration); a ``sensor`` event's ``state`` ``lost`` or ``back``; ``say`` a string and
-  ``step`` a string or an integer when present.
+  ``step`` a string or an integer when present; an alert's ``muted`` a boolean when present (true: not cued);
+* ``command`` (what the daemon obeys): ``service.controls.parse_command``, the one validation of a command;
+* ``state`` (what a page shows): ``state`` one of the daemon's states, numbers where numbers belong,
+  ``last_stride``/``last_command``/``last_session`` objects (``last_command.ok`` a boolean).
 
 Anything that does not fit is logged by the caller in one line and not cued.
 """
@@ -24,11 +27,17 @@ MAX_TEXT = 500  # a say text or a kind longer than this is not something the dae
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    try:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:  # an integer beyond a float's range
+        return False
 
 
 def _show(v: Any) -> str:
-    text = repr(v)
+    try:
+        text = repr(v)
+    except ValueError:  # an int of more than 4300 digits has no repr
+        text = f"<{type(v).__name__} too long to show>"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -82,11 +91,18 @@ def _first(*problems: str | None) -> str | None:
 def validate(topic_name: str, payload: Any) -> str | None:
     """What in ``payload`` (the decoded JSON of a message on topic ``topic_name``) does not fit its schema.
 
-    ``topic_name`` is the name in ``TOPICS`` ("alert" or "event"); returns one line naming the field and the
-    value, or None when the payload fits.
+    ``topic_name`` is the name in ``TOPICS`` ("alert", "event", "command" or "state"); returns one line naming
+    the field and the value, or None when the payload fits.
     """
+    if topic_name == "command":
+        from .controls import Refusal, parse_command
+
+        parsed = parse_command(payload) if isinstance(payload, dict) else Refusal("not a JSON object")
+        return parsed.reason if isinstance(parsed, Refusal) else None
     if not isinstance(payload, dict):
         return f"not a JSON object ({type(payload).__name__})"
+    if topic_name == "state":
+        return _state_problem(payload)
     common = _first(
         _check_text(payload, "session"),
         _check_number(payload, "t"),
@@ -101,9 +117,12 @@ def validate(topic_name: str, payload: Any) -> str | None:
             _check_text(payload, "kind", nullable=False),
             _check_id(payload, "alert_id"),
             _check_id(payload, "id"),
-            _check_number(payload, "age_s", nullable=False, minimum=0.0),
+            "alert without age_s (its age cannot be known, so it is not known to be fresh)"
+            if "age_s" not in payload
+            else _check_number(payload, "age_s", nullable=False, minimum=0.0),
             _check_bool(payload, "reminder"),
             _check_bool(payload, "replayed"),
+            _check_bool(payload, "muted"),
         )
     if topic_name == "event":
         etype = payload.get("type")
@@ -120,3 +139,42 @@ def validate(topic_name: str, payload: Any) -> str | None:
             return f"sensor state {_show(payload.get('state'))} is not 'lost' or 'back'"
         return None
     return f"no schema for topic {topic_name!r}"
+
+
+def _state_problem(p: dict) -> str | None:
+    """The retained state (service/state.py): the fields a page reads, with their types."""
+    from .controls import STATES
+
+    if p.get("state") not in STATES:
+        return f"state {_show(p.get('state'))} is not one of {', '.join(STATES)}"
+    problem = _first(
+        _check_text(p, "session"),
+        _check_number(p, "calibration_age_s", minimum=0.0),
+        _check_number(p, "alerts", nullable=False, minimum=0.0),
+        _check_number(p, "battery_pct", minimum=0.0),
+        _check_number(p, "muted_until"),
+        _check_number(p, "updated_at", nullable=False),
+    )
+    if problem:
+        return problem
+    for key in ("last_stride", "last_command", "last_session"):
+        if p.get(key) is not None and not isinstance(p[key], dict):
+            return f"{key} {_show(p[key])} is not an object"
+    stride = p.get("last_stride") or {}
+    for key in ("t", "pelvic_tilt_deg", "stack_deg", "cadence_spm"):
+        problem = _check_number(stride, key)
+        if problem:
+            return f"last_stride {problem}"
+    cmd = p.get("last_command")
+    if cmd is not None:
+        if not isinstance(cmd.get("ok"), bool):
+            return f"last_command ok {_show(cmd.get('ok'))} is not true or false"
+        problem = _first(_check_text(cmd, "id"), _check_text(cmd, "cmd"), _check_text(cmd, "reason"))
+        if problem:
+            return f"last_command {problem}"
+    last = p.get("last_session")
+    if last is not None:
+        problem = _first(_check_text(last, "id"), _check_text(last, "ended"))
+        if problem:
+            return f"last_session {problem}"
+    return None

@@ -67,6 +67,26 @@ class Run:
         return self.session.get("calibration")
 
     @property
+    def calibrations(self) -> list[dict]:
+        """The accepted calibrations in time order: the run's first, then one per re-calibration (``segment``).
+
+        The session row keeps only the latest, so they come from the stored events.
+        """
+        return sorted(
+            (e for e in self.events if e.get("type") == "calibration" and e.get("ok")), key=lambda e: num(e.get("t"))
+        )
+
+    @property
+    def recalibrations(self) -> list[dict]:
+        """The calibrations that changed the one in use mid-run (every accepted one after the first)."""
+        return self.calibrations[1:]
+
+    @property
+    def pauses(self) -> list[tuple[float, float]]:
+        """The run's pauses (start, end); one never resumed lasts to the end. Paused time is no data."""
+        return pauses(self.events, self.end_t)
+
+    @property
     def thresholds_set(self) -> bool:
         """False when a first-minutes reference was never set, so no posture alert could fire."""
         return self.ref_t != math.inf
@@ -139,6 +159,24 @@ def load_run(book, session: dict) -> Run:
         reference,
         _trunk_note(session, col),
     )
+
+
+def pauses(events: list[dict], end_t: float) -> list[tuple[float, float]]:
+    """(start, end) of each pause from the ``pause`` events (paused, then resumed)."""
+    out: list[tuple[float, float]] = []
+    start: float | None = None
+    for e in sorted((e for e in events if e.get("type") == "pause"), key=lambda e: num(e.get("t"))):
+        t = num(e.get("t"))
+        if not math.isfinite(t):
+            continue
+        if e.get("state") == "paused" and start is None:
+            start = t
+        elif e.get("state") == "resumed" and start is not None:
+            out.append((start, max(t, start)))
+            start = None
+    if start is not None:
+        out.append((start, max(end_t, start)))
+    return out
 
 
 def _trunk_note(session: dict, col: dict[str, np.ndarray]) -> str | None:

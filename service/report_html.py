@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from stackcue.errors import StorageError
+
 from .argtypes import logbook_options
 
 
@@ -73,6 +75,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         if warning := start_warning(session):
             print(f"warning: {warning}", file=sys.stderr)
+        if args.output and args.output.endswith("/"):  # Path() would drop the slash that says "a folder"
+            raise StorageError(f"{args.output}: is a folder, not a file")
         out = Path(args.output) if args.output else Path(f"report-{session['id']}.html")
         path = write_report(book, session["id"], out, args.compare)
     finally:

@@ -18,7 +18,7 @@ from markupsafe import Markup
 from stackcue.dsp.alert_kinds import ALERT_KINDS
 from stackcue.errors import ReportError
 
-from .report_data import Run
+from .report_data import Run, num
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 KIND_COLOURS = {k.name: k.colour for k in ALERT_KINDS.values()}
 MOVING_S = 30.0  # the bold line in the time plots: a centred 30-s moving mean of steady strides
 GAP_SHADE_S = 10.0  # gaps longer than this are shaded grey; shorter ones are a dotted line
+PAUSE_COLOUR = "#4a7fc1"  # paused spans (shaded) and their legend entry
+RECAL_COLOUR = "#1d2a6b"  # a re-calibration: a solid vertical line where the calibration in use changed
 DEG = "°"
 
 _SVG_ID = re.compile(r'\sid="[A-Za-z][A-Za-z0-9.]*(?:_\d+)+"')  # matplotlib's group ids (figure_1, line2d_3, ...)
@@ -178,6 +180,13 @@ def _series_panel(
             ax.axvspan(g0 / 60, g1 / 60, color="#999", alpha=0.25, lw=0)
         else:
             ax.axvline(g0 / 60, color="#888", lw=0.7, ls=":")
+    for p0, p1 in run.pauses:
+        ax.axvspan(p0 / 60, p1 / 60, facecolor=PAUSE_COLOUR, alpha=0.16, lw=0, hatch="//", edgecolor=PAUSE_COLOUR)
+    for e in run.recalibrations:
+        t = num(e.get("t")) / 60
+        ax.axvline(t, color=RECAL_COLOUR, lw=1.3)
+        label = f" cal {e.get('segment', '?')}"
+        ax.text(t, 1.0, label, transform=ax.get_xaxis_transform(), va="top", fontsize=8, color=RECAL_COLOUR)
     lim: list[float] = []
     for key, colour in series:
         y = c[key]
@@ -265,6 +274,10 @@ def time_figure(p: Plotter, run: Run) -> str:
             Line2D([], [], color="#555", lw=1.0, ls="--", label="alert threshold"),
             Line2D([], [], color="#888", lw=0.8, ls=":", label="gap in the data"),
         ]
+        if run.pauses:
+            handles.append(Patch(facecolor=PAUSE_COLOUR, alpha=0.3, hatch="//", edgecolor=PAUSE_COLOUR, label="paused"))
+        if run.recalibrations:
+            handles.append(Line2D([], [], color=RECAL_COLOUR, lw=1.3, label="re-calibrated (new segment)"))
         kinds = [k for k in KIND_COLOURS if any(pk == k for pk, *_ in run.periods)]
         handles += [Patch(color=KIND_COLOURS[k], alpha=0.35, label=ALERT_KINDS[k].label) for k in kinds]
         fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=9)

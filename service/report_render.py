@@ -24,7 +24,7 @@ from . import report_stats as stats
 from .output_files import write_output
 from .report_data import COLUMNS, Run, load_run, num, resolve
 from .report_plots import Plotter, compare_figure, hist_figure, time_figure
-from .report_text import clock
+from .report_text import clock, recalibration_line
 from .wallclock import known_start
 
 #: A change between the start and the end of the run is called out only past these (see _what_changed).
@@ -117,6 +117,8 @@ def _overview(run: Run) -> dict[str, Any]:
         "ended": summ.get("ended"),
         "end_t": run.end_t,
         "calibration": _calibration_brief(run),
+        "recalibrated": [recalibration_line(e) for e in run.recalibrations],
+        "paused": _paused_brief(run),
         "thresholds": _thresholds_brief(run),
         "notes": s.get("notes").split("\n") if s.get("notes") else [],  # `stackcue note --append` adds lines
         "glance": _glance(run),
@@ -142,8 +144,24 @@ def _source_text(src: Any) -> str:
     return ", ".join(parts)
 
 
+def _paused_brief(run: Run) -> str | None:
+    """The pauses in a line ("2 pauses, 1:05 in all (at 12:31, 40:02), not analysed"); None if never paused."""
+    pauses = run.pauses
+    if not pauses:
+        return None
+    n = len(pauses)
+    at = ", ".join(hms(a) for a, _ in pauses[:6]) + (", …" if n > 6 else "")
+    return f"{n} pause{'s' if n > 1 else ''}, {hms(stats.paused_s(run))} in all (at {at}), not analysed"
+
+
+def _first_calibration(run: Run) -> dict:
+    """The run's first accepted calibration (the session row keeps the latest), else what the session has."""
+    cals = run.calibrations
+    return cals[0] if cals else run.calibration() or {}
+
+
 def _calibration_brief(run: Run) -> str:
-    cal = run.calibration() or {}
+    cal = _first_calibration(run)
     if not cal.get("ok"):
         return "none accepted" + (f": {cal['reason']}" if cal.get("reason") else "")
     segs = []
@@ -425,7 +443,7 @@ def _alerts(run: Run) -> dict[str, Any]:
     return {
         "kinds": kinds,
         "source": src,
-        "any_s": stats.union_s(run.periods, stats.gaps(run)),
+        "any_s": stats.union_s(run.periods, stats.no_data(run)),
         "running_s": running_s,
         "listed": listed,
         "gap": gap,
@@ -508,7 +526,7 @@ def _minutes(run: Run) -> dict[str, Any]:
 
 
 def _calibration(run: Run) -> dict[str, Any]:
-    cal = run.calibration() or {}
+    cal = _first_calibration(run)
     al, ref = run.cfg["alerts"], run.cfg.get("reference", {})
     segments = []
     for seg, d in (cal.get("segments") or {}).items():
@@ -557,10 +575,24 @@ def _calibration(run: Run) -> dict[str, Any]:
         "t": num(cal.get("t")) if cal.get("t") is not None else 0.0,
         "segments": segments,
         "refused": [
-            {"t": num(e.get("t")), "reason": e.get("reason", "")}
+            {"t": num(e.get("t")), "reason": e.get("reason", ""), "segment": e.get("segment")}
             for e in run.events
             if e.get("type") == "calibration" and e.get("ok") is False
         ],
+        "changes": [
+            {
+                "t": num(e.get("t")),
+                "segment": e.get("segment", "?"),
+                "hinge": ", ".join(
+                    f"{seg} {fmt(num(d.get('hinge_deg')), '.0f', DEG)}" for seg, d in (e.get("segments") or {}).items()
+                ),
+                "quality": ", ".join(
+                    f"{seg} {fmt(num(d.get('quality')), '.2f')}" for seg, d in (e.get("segments") or {}).items()
+                ),
+            }
+            for e in run.recalibrations
+        ],
+        "pauses": [{"t0": a, "t1": b} for a, b in run.pauses],
         "kinds": kinds,
         "reference": rtxt,
         "alerts": al,

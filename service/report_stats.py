@@ -54,7 +54,7 @@ def time_in_alert(run: Run) -> tuple[dict[str, float], str]:
         return {k: float(v) for k, v in tia.items()}, "the pipeline's summary (from confirmation to clearing)"
     periods = [(kind, t0, t1) for kind, t0, t1, _ in run.periods]
     return (
-        drift.time_in_alert(periods, run.end_t, run.thresholds, gaps(run)),
+        drift.time_in_alert(periods, run.end_t, run.thresholds, no_data(run)),
         "the alerts and clears stored (the session has no summary)",
     )
 
@@ -68,6 +68,17 @@ def gaps(run: Run) -> list[tuple[float, float]]:
             if math.isfinite(a) and math.isfinite(b) and b > a:
                 out.append((a, b))
     return out
+
+
+def no_data(run: Run) -> list[tuple[float, float]]:
+    """The gaps and the pauses: neither counts as time in alert."""
+    return sorted(gaps(run) + run.pauses)
+
+
+def paused_s(run: Run) -> float:
+    """Seconds paused: the summary's figure, else the pause events'."""
+    v = (run.summary or {}).get("paused_s")
+    return float(v) if isinstance(v, int | float) else sum(b - a for a, b in run.pauses)
 
 
 def union_s(periods: Iterable[Period], gaps: Iterable[tuple[float, float]] = ()) -> float:

@@ -17,6 +17,21 @@ def clock(seconds: float) -> str:
     return f"{int(m)}:{sec:04.1f}"
 
 
+def quality_text(cal: dict) -> str:
+    """A calibration's quality: one figure when its segments agree (or there is one), else per segment."""
+    q = {seg: d.get("quality") for seg, d in (cal.get("segments") or {}).items() if isinstance(d, dict)}
+    vals = {f"{v:.2f}" if isinstance(v, int | float) else "?" for v in q.values()}
+    if len(vals) <= 1:
+        return f"quality {vals.pop() if vals else '?'}"
+    each = (f"{seg} {v:.2f}" if isinstance(v, int | float) else f"{seg} ?" for seg, v in q.items())
+    return "quality " + ", ".join(each)
+
+
+def recalibration_line(cal: dict) -> str:
+    """Where the calibration in use changed: "re-calibrated at 12:31.0 (segment 1, quality 1.00)"."""
+    return f"re-calibrated at {clock(cal.get('t') or 0.0)} (segment {cal.get('segment', '?')}, {quality_text(cal)})"
+
+
 def _stat(name: str, st: dict | None, unit: str = "°", signed: bool = True) -> str:
     if not st:
         return f"{name:<14} no data"
@@ -38,6 +53,10 @@ def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
     for c in cal:
         if not c.get("ok"):
             lines.append(f"Calibration refused at {clock(c['t'])}: {c['reason']}")
+            continue
+        if c.get("segment"):  # a re-calibration: the strides after it use it
+            line = recalibration_line(c)
+            lines.append(line[0].upper() + line[1:])
             continue
         segs = c["segments"]
         parts = []
@@ -85,4 +104,6 @@ def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
         if e["type"] == "calibration_suspect":
             lines.append(f"Suspect calibration from {clock(e['t'])}: {e['reason']}")
     lines.append(f"Gaps: {summ['gaps']} ({summ['gap_s']:.1f} s)   Rows rejected: {summ.get('rows_rejected', 0)}")
+    if summ.get("pauses"):
+        lines.append(f"Paused: {summ['pauses']} times, {clock(summ.get('paused_s') or 0.0)} in all (not analysed)")
     return "\n".join(lines)

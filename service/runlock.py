@@ -117,3 +117,45 @@ def acquire(path: Path, runner_id: str, info: str = "") -> RunLock:
     except OSError:
         pass  # the lock is what counts; the text is only information
     return RunLock(path, fd)
+
+
+def run_lock_held(runner_id: str, logbook_path: Path | None) -> bool:
+    """Is a `stackcue run` of ``runner_id`` alive now, i.e. is its run lock held (in any of ``lock_dirs``)?
+
+    Looked up without taking the lock, so a daemon starting at this very moment is never refused because of the
+    look: in ``/proc/locks`` (Linux) by the lock file's device and inode. Where that cannot be read, a shared
+    ``flock`` is tried and dropped at once (a starting daemon could then lose that instant's race).
+    """
+    files = [d / lock_name(runner_id) for d in lock_dirs(logbook_path)]
+    keys = set()
+    for f in files:
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue
+        keys.add(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}")
+    if not keys:
+        return False  # no lock file: no run of this runner ever started here
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            table = fh.read()
+    except OSError:
+        table = None
+    if table is not None:
+        for line in table.splitlines():
+            parts = line.split()
+            if "FLOCK" in parts and any(p in keys for p in parts):
+                return True
+        return False
+    for f in files:
+        try:
+            fd = os.open(f, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+    return False

@@ -45,7 +45,8 @@ SAY_BACK = "Sensor back."
 
 def new_session_id(started_epoch: float, key: str | None = None) -> str:
     """``20261204T155133Z-1a2b3c``: the UTC start, then a digest of ``key`` (stable) or a random suffix."""
-    suffix = hashlib.sha1(key.encode()).hexdigest()[:6] if key is not None else uuid.uuid4().hex[:6]
+    raw = None if key is None else key.encode("utf-8", "surrogateescape")  # a file name need not be UTF-8
+    suffix = hashlib.sha1(raw).hexdigest()[:6] if raw is not None else uuid.uuid4().hex[:6]
     try:
         d = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=started_epoch)
         when = f"{d.year:04d}{d:%m%dT%H%M%SZ}"  # a four-digit year even for year 1 (a clock never set)
@@ -92,7 +93,10 @@ class Session:
 
     ``sinks`` get every event; ``block_sinks`` also get every raw block (the logbook: its ``add_block``
     only queues). ``on_block`` sees each block after the pipeline (progress bars); ``on_summary`` may add
-    facts to the summary event before the sinks see it (the rows a file reader rejected).
+    facts to the summary event before the sinks see it (the rows a file reader rejected). ``on_tick`` runs
+    between two blocks on the driver's thread: the daemon applies the run's controls there (``pause``,
+    ``resume``, ``recalibrate``, ``stop``), so they never race the pipeline; ``on_event`` sees every event
+    before the sinks (the daemon's state topic).
     """
 
     def __init__(
@@ -115,6 +119,8 @@ class Session:
         wall: Callable[[], float] = time.time,
         on_block: Callable[[Block], None] | None = None,
         on_summary: Callable[[dict], None] | None = None,
+        on_event: Callable[[dict], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
         self.source = source
         self.pipeline = pipeline
@@ -131,11 +137,21 @@ class Session:
         self.session_id = session_id or new_session_id(self.started_epoch)
         self.clock_synchronised = clock_synchronised
         self.on_block, self.on_summary = on_block, on_summary
+        self.on_event, self.on_tick = on_event, on_tick
+        self.wall = wall
         self.stop_event = threading.Event()
-        self.t_data = 0.0  # the source's time of the newest sample
+        self.t_data = 0.0  # the source's time of the newest sample analysed
+        self.t_read = 0.0  # ... and of the newest read (also while paused)
         self.events = 0
         self.alerts = 0
-        self.calibrated = False
+        self.calibrated = False  # a calibration was accepted in this session (any segment)
+        self.searching = True  # looking for the calibration routine (at the start, after ``recalibrate``)
+        self.paused = False
+        self.lost = False
+        self.muted_until: float | None = None  # epoch s: alerts until then are marked "muted" (not cued)
+        self.dropped = 0  # samples read while paused: neither analysed nor kept
+        self._resume_pending = False  # the pipeline resumes at the first sample after the resume
+        self.first_words: str | None = None  # said right after the session event (the daemon's "Starting.")
         self.ended = ""
 
     # --------------------------------------------------------------- outputs
@@ -143,6 +159,10 @@ class Session:
         self.events += 1
         if event.get("type") == "alert":
             self.alerts += 1
+            if self.muted_until is not None and self.wall() < self.muted_until:
+                event = {**event, "muted": True}
+        if self.on_event is not None:
+            self.on_event(event)
         for w in self.workers:
             w.put(event)
 
@@ -154,6 +174,38 @@ class Session:
     def stop(self) -> None:
         """End the session at the next block (any thread, or a signal handler)."""
         self.stop_event.set()
+
+    @property
+    def state(self) -> str:
+        """What the run is doing: calibrating, running, paused or sensor_lost (the state topic's words)."""
+        if self.paused:
+            return "paused"
+        if self.lost:
+            return "sensor_lost"
+        return "calibrating" if self.searching else "running"
+
+    # The run's controls. Call them on the driver's thread only (``on_tick``): they touch the pipeline.
+    def pause(self) -> None:
+        """Stop analysing and keeping samples from the newest one on (a traffic light); ``resume`` goes on."""
+        if self.paused:
+            return
+        self.paused = True
+        for ev in self.pipeline.pause(self.t_data):
+            self._on_event(ev)
+
+    def resume(self) -> None:
+        """Analyse again from the next sample read (the pipeline learns the pause's end from its time)."""
+        if self.paused:
+            self.paused = False
+            self._resume_pending = True
+
+    def recalibrate(self) -> None:
+        """Look for the calibration routine again (a new calibration segment); a paused run resumes for it."""
+        for ev in self.pipeline.recalibrate(self.t_data):
+            self._on_event(ev)
+        self.searching = True
+        self.resume()
+        self.say("calibrate", SAY_START)
 
     def install_signals(self) -> None:
         """SIGTERM and SIGINT end the session cleanly (systemd's stop, Ctrl-C)."""
@@ -177,33 +229,49 @@ class Session:
             start["cue_owner"] = self.cue_owner
         start["source"] = dict(self.source.meta)
         self.emit(start)
+        if self.first_words:
+            self.say("control", self.first_words, 0.0)
         self.say("calibrate", SAY_START, 0.0)
         if self.live:
             self.notifier.ready("calibrating")
         next_dog = last_data = self.clock()
-        lost = False
         ended = "stopped"
         try:
             while not self.stop_event.is_set():
+                if self.on_tick is not None:  # the daemon applies commands here, between blocks
+                    self.on_tick()
+                    if self.stop_event.is_set():
+                        break
                 block = self.source.read()
                 now = self.clock() if self.live else 0.0
                 if block is None:
                     ended = "source ended"
                     break
-                if len(block):
+                if len(block) and self.paused:  # read and dropped: neither analysed nor kept
+                    self.dropped += len(block)
+                    self.t_read = float(block.t[-1])
+                    last_data = now
+                    if self.lost:
+                        self.lost = False
+                        self.emit({"type": "sensor", "t": round(self.t_data, 3), "state": "back", "say": SAY_BACK})
+                elif len(block):
+                    if self._resume_pending:
+                        self._resume_pending = False
+                        for ev in self.pipeline.resume(float(block.t[0])):
+                            self._on_event(ev)
                     for bs in self.block_sinks:
                         bs.add_block(block)
-                    self.t_data = float(block.t[-1])
+                    self.t_data = self.t_read = float(block.t[-1])
                     last_data = now
-                    if lost:
-                        lost = False
+                    if self.lost:
+                        self.lost = False
                         self.emit({"type": "sensor", "t": round(self.t_data, 3), "state": "back", "say": SAY_BACK})
                     for ev in self.pipeline.feed(block):
                         self._on_event(ev)
                     if self.on_block:
                         self.on_block(block)
-                elif self.live and not lost and now - last_data > self.sensor_lost_s:
-                    lost = True
+                elif self.live and not self.lost and now - last_data > self.sensor_lost_s:
+                    self.lost = True
                     self.emit(
                         {
                             "type": "sensor",
@@ -216,7 +284,7 @@ class Session:
                 if self.live and self.notifier.watchdog_s and now >= next_dog:
                     self.notifier.watchdog()
                     next_dog = now + self.notifier.watchdog_s / 2
-                    self.notifier.status(self._status_line(lost))
+                    self.notifier.status(self._status_line(self.lost))
         except BaseException:
             if not self.live:
                 self._close(ended)  # offline: the error is the caller's to print; the sinks still close
@@ -233,6 +301,8 @@ class Session:
         return 0
 
     def _status_line(self, lost: bool) -> str:
+        if self.paused:
+            return "paused"
         if lost:
             return "sensor lost"
         if not self.calibrated:
@@ -244,6 +314,7 @@ class Session:
             self.emit(ev)
             if ev.get("ok"):
                 self.calibrated = True
+                self.searching = False
                 self.say("calibrated", SAY_OK, ev.get("t"))
                 if self.live:
                     self.notifier.status("coaching")
@@ -273,6 +344,9 @@ class Session:
 
     def _finish(self, why: str) -> None:
         try:
+            if self.paused or self._resume_pending:  # stopped while paused: the pause lasted to the end
+                for ev in self.pipeline.resume(self.t_read):
+                    self._on_event(ev)
             for ev in self.pipeline.finish():
                 if ev.get("type") == "summary":
                     self._summarise(ev, why)

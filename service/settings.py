@@ -125,6 +125,40 @@ class CueSection:
 
 
 @dataclass(frozen=True)
+class ServeSection:
+    bind: str = setting(
+        "127.0.0.1",
+        doc="address `stackcue serve` listens on; beyond loopback (0.0.0.0, the hotspot's address) it needs "
+        "the certificate `stackcue certs` makes",
+    )
+    port: int = setting(8080, 1, 65535, "port of the web app (https:// when cert_dir holds a server certificate)")
+    cert_dir: str = setting(
+        "~/.local/share/stackcue/certs",
+        doc="the CA and server certificate of `stackcue certs` (HTTPS when server.crt is there); "
+        "on the Pi: /var/lib/stackcue/certs",
+    )
+    password_file: str = setting(
+        "~/.local/share/stackcue/web-password",
+        doc="the login's argon2 hash, written by `stackcue serve --set-password` (mode 0600)",
+    )
+    session_hours: float = setting(12.0, 0.1, 720.0, "h, how long a login lasts on a phone")
+
+
+@dataclass(frozen=True)
+class ControlSection:
+    start: str = setting(
+        "command",
+        doc='when `stackcue run` starts a session: "command" (idle until a start command: phone, button, '
+        '`stackcue ctl start`) | "now" (at once) | "running" (when running is detected); a replay starts at once',
+        choices=("command", "now", "running"),
+    )
+    button_pin: int = setting(0, 0, 27, "GPIO (BCM) pin of the push button (to ground); 0 = none")
+    button_hold_s: float = setting(1.5, 0.5, 5.0, "s, a press held this long is a long press (stop)")
+    button_double_s: float = setting(0.4, 0.15, 1.0, "s, a second press within this is a double press (recalibrate)")
+    mute_max_min: float = setting(240.0, 1.0, 1440.0, "min, the longest mute a command may ask for")
+
+
+@dataclass(frozen=True)
 class Mpu6050Section:
     rate_hz: float = setting(200.0, 50, 1000, "Hz, one of 1000/(1+d): 1000, 500, 333.33, 250, 200, ... 100, ... 50")
     accel_range_g: int = setting(8, doc="g, ±2/4/8/16; running impacts exceed ±4 g", choices=(2, 4, 8, 16))
@@ -165,6 +199,16 @@ SCHEMA: tuple[Section, ...] = (
         ("Every live run is kept (SQLite, WAL, synchronous=FULL, file mode 0600: posture data is personal).",),
     ),
     Section("cue", CueSection, ("One cue owner a session, so the runner never hears an alert twice.",)),
+    Section(
+        "control",
+        ControlSection,
+        ("The run's controls: start, pause, resume, stop, recalibrate, mute (docs/commands.md, docs/mqtt.md).",),
+    ),
+    Section(
+        "serve",
+        ServeSection,
+        ("`stackcue serve`: the phone's web page (docs/serve.md). A login always; HTTPS beyond loopback.",),
+    ),
     Section(
         "mpu6050",
         Mpu6050Section,

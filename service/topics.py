@@ -3,7 +3,8 @@
 The publisher and the cue client build their topic names, QoS and retain flags from ``TOPICS``, and
 tests/test_mqtt.py checks it against what a publisher actually sends, so the table cannot drift from the code.
 A broker's ACL (config/mosquitto/acl) must let the device write ``stackcue/#`` and, with Home Assistant
-discovery on, ``homeassistant/#``.
+discovery on, ``homeassistant/#``; ``command`` is the one topic the daemon subscribes to, and only the runner's own
+MQTT user (username = runner id) may write it besides the device.
 
 Topics with ``under_prefix`` sit under ``[mqtt] prefix`` (default ``stackcue/<runner_id>``); the others are
 absolute (Home Assistant discovery, whose ``{uid}`` is ``stackcue_<runner>_<sensor>``).
@@ -84,6 +85,25 @@ TOPICS: dict[str, Topic] = {
             "JSON: system events (session start with the cue owner, calibration steps and result, "
             "calibration_suspect, reference, guide, sensor lost/back, clear) plus session and sent_at",
             "what the runner must hear about the system itself",
+        ),
+        Topic(
+            "state",
+            1,
+            True,
+            "daemon",
+            ("phone", "web"),
+            "JSON: state (idle, calibrating, running, paused, sensor_lost), session, calibration_age_s, "
+            "last_stride, alerts, battery_pct, muted_until, updated_at, last_command, last_session",
+            "what the run is doing now, for a page opened mid-run; on every change, at most 1 Hz while running",
+        ),
+        Topic(
+            "command",
+            1,
+            False,
+            "the runner's own user: stackcue ctl, the web app, the phone",
+            ("daemon",),
+            'JSON: {"cmd": start|pause|resume|stop|recalibrate|mute, "minutes": 0-240 (mute), "id", "from"}',
+            "control the run; answered in the state's last_command and by a spoken guide event",
         ),
         Topic(
             "homeassistant/sensor/{uid}/config",

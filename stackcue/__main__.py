@@ -2,6 +2,6 @@
 
 import sys
 
-from stackcue.service.cli import main
+from stackcue.entry import main
 
 sys.exit(main())

@@ -651,3 +651,21 @@ def test_cli_cue_exits_0_on_sigterm(broker, tmp_path):
     assert "as stackcue-cue-ana-pi" in text
     assert f"MQTT disconnected from {broker.host}:{broker.port}" in text
     assert "Traceback" not in text
+
+
+def test_a_retained_alert_is_not_cued_again_at_start(broker):
+    """Alerts are never published retained; one a broker holds (another client's mistake) is not spoken at
+    every start of the cue client. A live alert after it still is."""
+    pub = RawPublisher(broker)
+    now = time.time()
+    info = pub.client.publish(A, json.dumps(alert(1, session="S-old", sent_at=now)), qos=1, retain=True)
+    info.wait_for_publish(5)
+    speaker = FakeSpeaker()
+    c = started_client(broker, speaker, None)
+    pub.send(A, alert(2, "pelvic_drop", session="S-new", sent_at=time.time()))
+    wait_until(lambda: len(speaker.texts) >= 1, what="the live alert spoken")
+    time.sleep(0.3)
+    assert len(speaker.texts) == 1 and c.counts["queued"] == 1
+    pub.client.publish(A, b"", qos=1, retain=True).wait_for_publish(5)  # clear the broker's copy
+    c.stop()
+    pub.close()

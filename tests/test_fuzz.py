@@ -51,8 +51,13 @@ BAD_TOKEN = st.sampled_from(
 JUNK = st.text(st.characters(blacklist_characters=",\n\r\x00", blacklist_categories=("Cs",)), max_size=6)
 
 
-def _valid_number(token: str) -> float | None:
-    """The oracle: what the exchange CSV counts as a value (docs/formats.md), independently of the reader."""
+def _valid_number(token: str, column: str = "t") -> float | None:
+    """The oracle: what the exchange CSV counts as a value (docs/formats.md), independently of the reader.
+
+    A reading beyond any sensor's range in any unit the analysis names is not one: |acceleration| > 1e5,
+    |angular rate| > 1e7.
+    """
+    limit = {"a": 1e5, "g": 1e7}.get(column[-2], math.inf) if column != "t" else math.inf
     s = token.strip()
     if not s or not s.isascii() or "_" in s:
         return None
@@ -60,7 +65,7 @@ def _valid_number(token: str) -> float | None:
         v = float(s)
     except ValueError:
         return None
-    return v if math.isfinite(v) else None
+    return v if math.isfinite(v) and abs(v) <= limit else None
 
 
 @st.composite
@@ -101,7 +106,7 @@ def csv_files(draw) -> tuple[str, bool, list[list[float]], set[int]]:
         f = [x.strip() for x in s.split(",")]
         row: list[float] | None = None
         if len(f) == ncols:
-            vals = [_valid_number(x) for x in f[: len(PELVIS)]]
+            vals = [_valid_number(x, c) for x, c in zip(f[: len(PELVIS)], PELVIS, strict=True)]
             tr = f[len(PELVIS) :]
             if None not in vals:
                 if not tr:
@@ -109,7 +114,7 @@ def csv_files(draw) -> tuple[str, bool, list[list[float]], set[int]]:
                 elif not any(tr) or all(x.lower() == "nan" for x in tr):
                     row = [*vals, *[math.nan] * 6]  # type: ignore[list-item]
                 elif all(tr):
-                    tv = [_valid_number(x) for x in tr]
+                    tv = [_valid_number(x, c) for x, c in zip(tr, TRUNK, strict=True)]
                     row = None if None in tv else [*vals, *tv]  # type: ignore[list-item]
         if row is not None and row[0] > last_t:
             last_t = row[0]

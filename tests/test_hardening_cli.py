@@ -8,9 +8,11 @@ import json
 import logging
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -130,11 +132,17 @@ def test_runner_export_on_a_full_disk(logbook, tmp_path, capsys, monkeypatch):
         def write(self, data):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
     def opener(file, mode="r", *a, **k):
         fh = real_open(file, mode, *a, **k)
         return Full(fh) if "w" in mode and Path(str(file)).name.startswith(".x.zip.") else fh
 
-    monkeypatch.setattr("io.open", opener)
+    monkeypatch.setattr("stackcue.service.runner_data.open", opener, raising=False)  # the zip is opened there
     out = tmp_path / "x.zip"
     rc = cli.main(["runner", "export", "sim", "-o", str(out), "--logbook", str(logbook)])
     monkeypatch.undo()
@@ -192,6 +200,29 @@ def test_infinite_numbers_are_refused(argv, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and argv[-1] in err and "finite" in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["simulate", "-o", "x.csv", "--seed", "-1"], "0..4294967295"),
+        (["record", "--emulate", "-o", "x.csv", "--seed", "-1"], "0..4294967295"),
+        (["record", "--emulate", "-o", "x.csv", "--speed", "1e30"], "0.01..1000"),
+        (["record", "--emulate", "-o", "x.csv", "--speed", "0.0001"], "0.01..1000"),
+        (["run", "--speed", "5000"], "0.01..1000"),
+        (["simulate", "-o", "x.csv", "--cadence", "1"], "100..240"),
+        (["probe", "--emulate", "--seconds", "1e9"], "0.5..600"),
+    ],
+    ids=lambda a: "-".join(a[:1] + a[-2:]) if isinstance(a, list) else None,
+)
+def test_numbers_beyond_what_the_configuration_allows_are_refused(argv, says, capsys):
+    """Before: a traceback (seed -1, speed 1e30) or hours of silence (speed 0.0001); the CLI now has the
+    configuration key's range."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and argv[-1] in err and says in err, err
 
 
 def test_since_far_in_the_past(logbook, capsys):
@@ -269,6 +300,8 @@ def test_a_replay_at_real_speed_of_a_good_csv_is_not_refused(sim_csv):
         ("[alerts]\nhysteresis_deg = 6.0\n", ["alerts.hysteresis_deg", "alerts.anterior_tilt_deg"]),
         ("[alerts]\nhysteresis_deg = 9.5\n", ["alerts.hysteresis_deg", "alerts.anterior_tilt_deg"]),
         ("[alerts]\npelvic_drop_deg = 1.0\n", ["alerts.hysteresis_deg", "alerts.pelvic_drop_deg"]),
+        # one chip read as two sensors (before: accepted, then a traceback from the emulated bus)
+        ("[mpu6050]\npelvis_address = 0x68\ntrunk_address = 0x68\n", ["trunk_address", "pelvis_address"]),
     ],
 )
 def test_contradictory_settings_are_refused_naming_both_keys(text, keys, tmp_path, capsys):
@@ -322,3 +355,36 @@ def test_run_jsonl_into_head_stops_quietly(sim_csv, tmp_path):
     assert "Traceback" not in r.stderr and "sink log failed" not in r.stderr, r.stderr
     assert "Exception ignored" not in r.stderr, r.stderr
     assert took < 6.0, (took, r.stderr)  # it stops, rather than replaying the 9 s to the end
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_store_ended_by_a_signal_leaves_nothing_and_the_retry_works(sim_csv, tmp_path, sig):
+    """`timeout`, systemd or a closed terminal end an import as Ctrl-C does (before: an empty "running" session
+    that refused every retry as "already being stored")."""
+    csv = sim_csv(minutes=8, rate_hz=200, trunk=True, seed=12)
+    book = tmp_path / "book.db"
+    exe = str(Path(sys.executable).parent / "stackcue")
+    p = subprocess.Popen([exe, "import", str(csv), "--logbook", str(book)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not book.exists() and time.monotonic() < deadline:  # the claim is made: the store is under way
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(sig)
+    err = p.communicate(timeout=30)[1]
+    assert p.returncode == 130 and "Traceback" not in err and err.strip().endswith("interrupted"), err
+    rc = subprocess.run([exe, "import", str(csv), "--logbook", str(book)], capture_output=True, text=True)
+    assert rc.returncode == 0, rc.stderr
+
+
+def test_arguments_that_are_not_utf8_are_one_line(sim_csv, tmp_path, capsys):
+    """A Latin-1 file name (copied from a Windows share) stores fine; a note or runner that is not UTF-8 text
+    is refused in one line (before: tracebacks from the session id and SQLite)."""
+    name = tmp_path / os.fsdecode(b"l\xe4ufer.csv")
+    shutil.copy(sim_csv(minutes=1.5), name)
+    book = tmp_path / "book.db"
+    assert cli.main(["import", str(name), "--logbook", str(book)]) == 0
+    capsys.readouterr()
+    for argv in (["note", "latest", os.fsdecode(b"\xff\xfe")], ["sessions", "--runner", os.fsdecode(b"\xff")]):
+        rc = cli.main([*argv, "--logbook", str(book)])
+        one_line(capsys, rc, "not UTF-8")

@@ -172,9 +172,7 @@ def test_a_symlink_to_a_device_is_written_through_not_replaced(command, book, tm
     assert not list(tmp_path.glob(".*tmp"))
 
 
-@pytest.mark.parametrize(
-    ("command", "fmt"), [("export", "csv"), ("export", "fit"), ("report", None), ("runner", None)]
-)
+@pytest.mark.parametrize(("command", "fmt"), [("export", "csv"), ("export", "fit"), ("report", None), ("runner", None)])
 def test_a_fifo_is_written_through(command, fmt, book, tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
@@ -359,3 +357,73 @@ def test_run_lock_falls_back_when_the_logbook_folder_cannot_hold_it(tmp_path, mo
     fresh = tmp_path / "new" / "deeper" / "logbook.sqlite"
     with acquire_run_lock("ana", fresh) as held:  # made as the logbook makes its folder
         assert held.path == fresh.parent / "stackcue-run-ana.lock"
+
+
+# ---------------------------------------------------------------- second pass: payloads no parser should choke on
+
+DEEP = "[" * 100_000 + "]" * 100_000
+HUGE = "1" + "0" * 400  # a valid JSON integer beyond a float's range
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        DEEP,
+        alert().decode().replace('"age_s": 0.02', f'"age_s": {HUGE}'),
+        alert().decode().replace('"age_s": 0.02', f'"age_s": {DEEP}'),
+        alert().decode().replace('"t": 30.0', '"t": ' + "9" * 5000),  # beyond int() of a string's 4300 digits
+    ],
+    ids=["deep", "huge_age", "deep_age", "5000_digits"],
+)
+def test_hostile_json_is_one_warning_not_a_traceback(payload, caplog):
+    r = rules()
+    with caplog.at_level(logging.DEBUG, logger="stackcue.cue"):
+        d = r.decide(A, payload)
+    assert d.cue is None
+    assert not any(rec.exc_info for rec in caplog.records)
+    warned = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING]
+    assert len(warned) == 1 and "\n" not in warned[0] and len(warned[0]) < 300
+
+
+def test_an_alert_without_age_s_is_not_fresh():
+    msg = json.loads(alert())
+    del msg["age_s"], msg["sent_at"]
+    d = rules().decide(A, json.dumps(msg))
+    assert d.cue is None and "age_s" in d.reason
+
+
+# ---------------------------------------------------------------- second pass: outputs
+
+
+def test_a_trailing_slash_names_a_folder_and_is_refused(book, tmp_path, capsys):
+    out = tmp_path / "a.html"
+    out.write_text("keep")
+    assert _report(book, str(out) + "/") == 2
+    assert "is a folder" in capsys.readouterr().err and out.read_text() == "keep"
+
+
+def test_a_closed_pipe_through_dev_stdout_stops_quietly(book):
+    exe = str(Path(sys.executable).parent / "stackcue")
+    cmd = f"'{exe}' export latest --what samples --format csv -o /dev/stdout --logbook '{book}' | head -c 10"
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60)
+    assert len(r.stdout) == 10 and "Broken pipe" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 0, r.stderr
+
+
+def test_simulate_and_record_outputs(tmp_path, capsys):
+    """simulate's truth files never land in /dev; a recording never goes to a file named '-', never replaces
+    an earlier recording, and is owner-only."""
+    assert _run("simulate", "-o", "/dev/null", "--minutes", "0.5") == 2
+    assert "truth files" in capsys.readouterr().err
+    assert not Path("/dev/null.truth.csv").exists()
+    for argv in (["record", "--emulate", "-o", "-"], ["simulate", "-o", "-"]):
+        assert _run(*argv) == 2
+        assert "give a file name" in capsys.readouterr().err
+    assert not Path("-").exists()
+    old = tmp_path / "old.csv"
+    old.write_text("an earlier recording\n")
+    assert _run("record", "--emulate", "-o", str(old), "--seconds", "1") == 2
+    assert "exists" in capsys.readouterr().err and old.read_text() == "an earlier recording\n"
+    new = tmp_path / "new.csv"
+    assert _run("record", "--emulate", "-o", str(new), "--speed", "20", "--minutes", "0.5", "--seconds", "3") == 0
+    assert stat.S_IMODE(new.stat().st_mode) == 0o600 and new.stat().st_size > 1000

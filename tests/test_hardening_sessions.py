@@ -263,3 +263,118 @@ def test_two_concurrent_save_commands_store_once(run_csv, tmp_path):
     ((_, how, strides, samples),) = _counts(book)
     assert how == "clean" and strides > 0
     assert samples == sum(1 for line in csv.read_text().splitlines() if line[:1] not in ("#", "t"))
+
+
+# ---------------------------------------------------------------------------------------------- second pass
+
+
+def _open_sessions(book: Path, runners: dict[str, str]) -> None:
+    """Sessions still running (``ended_how`` NULL), one per id → runner, each with one stored stride."""
+    with Logbook(book) as b:
+        for sid, runner in runners.items():
+            b.conn.execute(
+                "INSERT INTO sessions (id, runner, started_epoch, origin) VALUES (?, ?, 1.77e9, 'live')", (sid, runner)
+            )
+            b.conn.execute("INSERT INTO strides (session, t_start, t_end, event) VALUES (?, 1.0, 2.5, '{}')", (sid,))
+
+
+def _ended(book: Path) -> dict[str, str | None]:
+    with Logbook(book) as b:
+        return {s["id"]: s["ended_how"] for s in b.sessions()}
+
+
+def test_a_run_start_marks_only_dead_sessions_unclean_on_a_shared_logbook(tmp_path):
+    """Another runner's session whose `run` holds its lock is being written now: it must be left running."""
+    from stackcue.service.runlock import acquire_run_lock, run_lock_held
+
+    book = tmp_path / "shared.sqlite"
+    _open_sessions(book, {"a-old": "ana", "b-live": "ben", "c-dead": "cai"})
+    with acquire_run_lock("ben", book, "test"), Logbook(book) as b:
+        assert run_lock_held("ben", book) and not run_lock_held("cai", book)
+        n = b.mark_unclean_sessions("ana", held=lambda r: run_lock_held(r, book))
+    assert n == 2
+    assert _ended(book) == {"a-old": "unclean", "b-live": None, "c-dead": "unclean"}
+    with Logbook(book) as b:
+        assert b.session("a-old")["duration_s"] == 2.5
+        assert b.mark_unclean_sessions("ana") == 0  # only its own runner, when nothing says who is alive
+        assert b.mark_unclean_sessions("ben") == 1
+
+
+@pytest.mark.slow
+def test_run_leaves_another_live_runners_session_alone(run_csv, tmp_path):
+    import subprocess
+    import sys
+
+    from stackcue.service.runlock import acquire_run_lock
+
+    book = tmp_path / "shared.sqlite"
+    _open_sessions(book, {"a-old": "ana", "b-live": "ben"})
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        f'[runner]\nid = "ana"\n[source]\nkind = "replay"\npath = "{run_csv}"\nspeed = 1000.0\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = 9\n[logbook]\npath = "{book}"\n'
+    )
+    exe = str(Path(sys.executable).parent / "stackcue")
+    with acquire_run_lock("ben", book, "test"):
+        r = subprocess.run([exe, "run", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    ended = _ended(book)
+    assert ended.pop("a-old") == "unclean" and ended.pop("b-live") is None
+    assert list(ended.values()) == ["clean"]  # the run's own session
+
+
+def _live_run_into(book: Path, csv: Path, monkeypatch, fail_from: int, fail_until: int | None) -> str:
+    """A live session (the daemon's sinks) of ``csv`` whose raw-chunk inserts raise "database or disk is full"
+    from the ``fail_from``-th chunk until the ``fail_until``-th (None: to the end)."""
+    import sqlite3
+
+    from stackcue.dsp.pipeline import Pipeline
+    from stackcue.firmware_bridge.replay import ReplaySource
+    from stackcue.service.logbook import LogbookSink
+    from stackcue.service.session import Session
+
+    calls = [0]
+    write_chunk = LogbookSink._write_chunk
+
+    def full(self, conn, blocks):
+        calls[0] += 1
+        if calls[0] >= fail_from and (fail_until is None or calls[0] < fail_until):
+            raise sqlite3.OperationalError("database or disk is full")
+        write_chunk(self, conn, blocks)
+
+    monkeypatch.setattr(LogbookSink, "_write_chunk", full)
+    sink = LogbookSink(book, flush_s=0.02)
+
+    session = Session(
+        ReplaySource(csv, speed=150.0),  # paced: a chunk per flush, as in real time
+        Pipeline(strict_calibration=False),
+        [sink],
+        runner_id="ana",
+        block_sinks=(sink,),
+        live=True,
+    )
+    session.run()
+    assert calls[0] > min(fail_from, 3), calls  # the failure, if any, did happen part-way
+    return session.session_id
+
+
+@pytest.mark.parametrize("fail_until", [6, None], ids=["disk-freed-later", "disk-stays-full"])
+def test_a_live_session_whose_logbook_writes_failed_is_not_marked_clean(run_csv, tmp_path, monkeypatch, fail_until):
+    from stackcue.service.sessions_table import sessions_table
+
+    book = tmp_path / "lb.sqlite"
+    sid = _live_run_into(book, run_csv, monkeypatch, fail_from=3, fail_until=fail_until)
+    with Logbook(book) as b:
+        s = b.session(sid)
+        assert s["ended_how"] == "unclean", s
+        (why,) = b.events(sid, ["logbook"])
+        assert why["state"] == "incomplete" and "disk is full" in why["reason"] and why["raw_dropped"] > 0
+        assert "unclean" in sessions_table(b)
+        assert b.strides(sid) and b.events(sid, ["summary"])  # the events were kept and written
+
+
+def test_a_live_session_without_write_failures_is_clean(run_csv, tmp_path, monkeypatch):
+    book = tmp_path / "lb.sqlite"
+    sid = _live_run_into(book, run_csv, monkeypatch, fail_from=10**9, fail_until=None)
+    with Logbook(book) as b:
+        assert b.session(sid)["ended_how"] == "clean" and not b.events(sid, ["logbook"])

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ALLOWED = {
     "dsp": {"stackcue.errors", "stackcue.dsp"},
     "firmware_bridge": {"stackcue.errors", "stackcue.dsp", "stackcue.firmware_bridge"},
-    "stackcue": {"stackcue.errors", "stackcue.service"},  # __main__ starts the CLI
+    "stackcue": {"stackcue.errors", "stackcue.service", "stackcue.entry"},  # __main__ and entry start the CLI
 }
 
 

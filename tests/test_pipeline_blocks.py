@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_recalibrate import RECAL, controlled
 
 from stackcue.dsp.pipeline import Pipeline
 
@@ -71,6 +72,63 @@ def test_events_come_in_time_order(whole):
     times = [key(e) for e in whole if e["type"] != "summary"]
     assert times == sorted(times)
     assert np.all(np.diff([e["t_start"] for e in whole if e["type"] == "stride"]) > 0)
+
+
+@pytest.fixture(scope="module")
+def paused_run(sim_run):
+    """A second routine with a re-strap, and pauses: in the period probe, while running, while re-calibrating."""
+    run = sim_run(**RECAL)
+    b, r = run.block, run.info["recalibration"]
+
+    def i(t):
+        return int(np.searchsorted(b.t, t))
+
+    def pause(t0, t1):
+        return [(i(t0), "pause", float(b.t[i(t0) - 1])), (i(t1), "resume", float(b.t[i(t1)]))]
+
+    k = i(r["t_stop"] + 8.0)
+    controls = [
+        *pause(0.3, 0.5),
+        *pause(50.0, 56.0),
+        (k, "recalibrate", float(b.t[k - 1])),
+        *pause(r["t_stop"] + 9.0, r["t_stop"] + 10.0),
+        *pause(195.0, 230.0),  # inside the drift, and longer than the quiet time
+    ]
+    whole = controlled(b, controls)
+    types = [e["type"] for e in whole]
+    assert types.count("pause") == 8 and [e["segment"] for e in whole if e["type"] == "calibration"] == [0, 1]
+    assert any(e.get("reason") == "pause" for e in whole) and any(e["type"] == "gap" for e in whole)
+    return b, controls, whole
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        pytest.param([1], marks=pytest.mark.slow),
+        pytest.param([7], marks=pytest.mark.slow),
+        [64],
+        [65],
+        [4096],
+        [3, 900, 17],
+    ],
+)
+def test_pauses_and_recalibration_give_the_same_events_for_any_split(paused_run, sizes):
+    block, controls, whole = paused_run
+    if sizes == [1]:  # a sample at a time: the first minute
+        end = int(np.searchsorted(block.t, 60.0))
+        short = block.slice(0, end)
+        first = [c for c in controls if c[0] < end]
+        assert dumps(controlled(short, first, sizes)) == dumps(controlled(short, first))
+        return
+    assert dumps(controlled(block, controls, sizes)) == dumps(whole)
+
+
+@pytest.mark.slow
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(min_value=1, max_value=3000), min_size=1, max_size=6))
+def test_random_splits_with_pauses_and_recalibration(paused_run, sizes):
+    block, controls, whole = paused_run
+    assert dumps(controlled(block, controls, sizes)) == dumps(whole)
 
 
 @pytest.mark.parametrize(("ntaps", "fs"), [(15, 50.0), (61, 200.0), (301, 1000.0)])

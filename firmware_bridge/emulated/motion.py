@@ -56,16 +56,30 @@ class MotionTrack:
 
     @classmethod
     def from_simulation(
-        cls, minutes: float = 10.0, trunk: bool = False, seed: int = 0
+        cls,
+        minutes: float = 10.0,
+        trunk: bool = False,
+        seed: int = 0,
+        recal_at_s: float | None = None,
+        restrap: bool = False,
     ) -> tuple[MotionTrack, MotionTrack | None, SimRun]:
         """The synthetic runner at 1000 Hz with the sensor's own errors (bias, drift, scale, noise).
 
         Without timing errors, gaps, quantisation or clipping: the emulated chip adds those. Track time
         0 is the start of the simulated run (its truth ``t``). Note that the simulator already smooths
-        the impacts as a 188 Hz sensor filter would; the chip's DLPF comes on top.
+        the impacts as a 188 Hz sensor filter would; the chip's DLPF comes on top. ``recal_at_s`` and
+        ``restrap``: a second calibration routine mid-run, after re-strapping (see SimParams).
         """
         params = SimParams(
-            minutes=minutes, rate_hz=1000.0, trunk=trunk, seed=seed, gaps=False, timing_errors=False, quantise=False
+            minutes=minutes,
+            rate_hz=1000.0,
+            trunk=trunk,
+            seed=seed,
+            gaps=False,
+            timing_errors=False,
+            quantise=False,
+            recal_at_s=recal_at_s,
+            restrap=restrap,
         )
         run = simulate(params)
         t = run.truth["t"]

@@ -2,9 +2,10 @@
 
 The run follows docs/calibration.md: the calibration routine (still, hip hinge, still), a walking start,
 running with cadence variation, posture drift episodes, gentle turns, an optional traffic-light
-stop and a walk-down. Every profile is an analytic function of time (raised-cosine knots, cubic
-splines through smoothed noise, closed-form gait waveforms), so the gyroscope comes from central
-differences of the orientation and everything is vectorised numpy.
+stop (or instead a second calibration routine, optionally after re-strapping the sensors in another
+mounting: ``recal_at_s``, ``restrap``) and a walk-down. Every profile is an analytic function of time
+(raised-cosine knots, cubic splines through smoothed noise, closed-form gait waveforms), so the gyroscope
+comes from central differences of the orientation and everything is vectorised numpy.
 
 Frames: world Z up; body (pelvis, trunk) x forward, y left, z up, level at the standing neutral;
 R_world_from_body = Rz(heading)·Ry(pitch)·Rx(roll). Gait waveforms are built so that over a stride
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from scipy.interpolate import CubicSpline
-from scipy.spatial.transform import Rotation
+from scipy.spatial.transform import Rotation, Slerp
 
 from stackcue.errors import ConfigError, SourceError
 
@@ -89,6 +90,11 @@ class SimParams:
     timing_errors: bool = True
     # With sensor_errors on: False keeps quantisation and clipping out (a chip emulator does those).
     quantise: bool = True
+    # Seconds of running after which the runner stops and does the calibration routine again (for
+    # re-calibration); the traffic-light stop is then left out, and episodes that would overlap it.
+    recal_at_s: float | None = None
+    # With recal_at_s: the sensors are re-strapped while standing before that routine, in another mounting.
+    restrap: bool = False
 
 
 @dataclass
@@ -218,6 +224,22 @@ class _Runner:
         self.accel_end = self.run_start + 4.0
         self.end_decel = self.run_start + 60.0 * p.minutes
         self.duration = self.end_decel + 15.0
+        self.hinges = [self.hinge]
+        # The second routine (recal_at_s): slow to a stand, re-strap, still, hinge, still, walk off, run.
+        self.recal: dict[str, Any] | None = None
+        if p.recal_at_s is not None:
+            tr = self.run_start + p.recal_at_s
+            h0 = tr + 12.0 + 4.2
+            h1 = h0 + (self.hinge[1] - self.hinge[0])
+            self.recal = {
+                "t_stop": tr,
+                "restrap": [tr + 9.0, tr + 11.5],
+                "still1": [tr + 11.5, h0],
+                "hinge": [h0, h1],
+                "still2": [h1, h1 + 3.2],
+                "run_start": h1 + 3.2 + 1.0,
+            }
+            self.hinges.append((h0, h1))
         # Runner constants.
         self.v_walk = float(rng.uniform(1.2, 1.5))
         self.tilt0 = 2.0 + float(rng.uniform(-0.3, 0.3))
@@ -248,6 +270,8 @@ class _Runner:
         self._plan_events(rng)
         self._build_knots()
         still = [(0.0, self.t_still1), (self.hinge[1], self.t_still2)]
+        if self.recal is not None:
+            still += [tuple(self.recal["still1"]), tuple(self.recal["still2"])]
         if self.stop is not None:
             still.append((self.stop[0] + 8.0, self.stop[0] + 22.0))
         still.append((self.end_decel + 12.0, self.duration))
@@ -261,9 +285,13 @@ class _Runner:
         self.episodes: list[dict[str, Any]] = []
         if p.episodes and hi > lo:
             self.episodes = self._layout_episodes(rng, lo, hi)
+        recal_span = None
+        if self.recal is not None:
+            recal_span = (self.recal["t_stop"] - 8.0, self.recal["run_start"] + 10.0)
+            self.episodes = [e for e in self.episodes if e["t_end"] < recal_span[0] or e["t_start"] > recal_span[1]]
         # The stop goes into the free zone nearest the middle (8 s after an episode, 10 s before the next).
         self.stop: tuple[float, float] | None = None
-        if p.stop and p.minutes >= 4:
+        if p.stop and p.minutes >= 4 and self.recal is None:
             bounds = [lo] + [x for e in self.episodes for x in (e["t_start"], e["t_end"])] + [hi]
             target = self.run_start + 60.0 * p.minutes * (0.5 + float(rng.uniform(-0.08, 0.08)))
             best = None
@@ -281,6 +309,8 @@ class _Runner:
             taken = [(e["t_start"], e["t_end"]) for e in self.episodes]
             if self.stop:
                 taken.append(self.stop)
+            if recal_span is not None:
+                taken.append(recal_span)
             for _ in range(max(1, round(p.minutes / 3.0))):
                 length = float(rng.uniform(5.0, 15.0))
                 start = _free_spot(rng, length, [(self.accel_end + 5.0, self.end_decel - 5.0)], taken, 5.0)
@@ -341,6 +371,12 @@ class _Runner:
             # Relaxed at the lights: +8° anterior tilt, a posture that must raise no alert.
             stand_tilt += [(ts + 8, 0.0), (ts + 11, 8.0), (ts + 19, 8.0), (ts + 22, 0.0)]
             stand_lean += [(ts + 8, 0.0), (ts + 11, 6.0), (ts + 19, 6.0), (ts + 22, 0.0)]
+        if self.recal is not None:
+            tr, back = self.recal["t_stop"], self.recal["run_start"]
+            level += [(tr, 2.0), (tr + 3, 1.0), (tr + 7, 1.0), (tr + 8, 0.0), (back - 1.0, 0.0), (back, 1.0)]
+            level += [(back + 4.0, 2.0)]
+            speed += [(tr, v), (tr + 3, vw), (tr + 7, vw), (tr + 8, 0.0), (back - 1.0, 0.0), (back, vw)]
+            speed += [(back + 4.0, v)]
         level += [(te, 2.0), (te + 3, 1.0), (te + 11, 1.0), (te + 12, 0.0)]
         speed += [(te, v), (te + 3, vw), (te + 11, vw), (te + 12, 0.0)]
         self.k_level, self.k_speed = level, speed
@@ -413,8 +449,10 @@ class _Runner:
         s = np.sin(phi)
         # Pelvic drop: left side up during left stance (phi in [0, π)), down during right stance.
         drop = self.drop_left0 * np.clip(s, 0, None) ** 2 - drop_r * np.clip(-s, 0, None) ** 2
-        u = (t - self.hinge[0]) / (self.hinge[1] - self.hinge[0])
-        hinge = np.where((u > 0) & (u < 1), (1.0 - np.cos(2 * np.pi * u)) / 2.0, 0.0)
+        hinge = np.zeros(t.shape)
+        for h0, h1 in self.hinges:
+            u = (t - h0) / (h1 - h0)
+            hinge = hinge + np.where((u > 0) & (u < 1), (1.0 - np.cos(2 * np.pi * u)) / 2.0, 0.0)
         yaw_p = -5.0 * amp * np.cos(phi + self.ph[0])
         pelvis = (
             yaw_p,
@@ -458,18 +496,19 @@ class _Runner:
         acc[:, 0] += dv
         acc[:, 1] += v * self.heading_rate(t)  # centripetal, toward the turn centre
         # Hip hinge: the sacrum moves back and returns; the sternum swings on a lever about the hips.
-        u = (t - self.hinge[0]) / (self.hinge[1] - self.hinge[0])
-        inside = (u > 0) & (u < 1)
-        w = 2 * np.pi / (self.hinge[1] - self.hinge[0])
-        acc[:, 0] += np.where(inside, -self.hinge_back_m * w**2 * np.cos(w * (t - self.hinge[0])) / 2.0, 0.0)
-        if trunk:
-            a = self.hinge_trunk_deg * DEG
-            x = w * (t - self.hinge[0])
-            pth = a * (1 - np.cos(x)) / 2
-            pd, pdd = a * w * np.sin(x) / 2, a * w**2 * np.cos(x) / 2
-            lever = 0.45
-            acc[:, 0] += np.where(inside, lever * (np.cos(pth) * pdd - np.sin(pth) * pd**2), 0.0)
-            acc[:, 2] += np.where(inside, lever * (-np.sin(pth) * pdd - np.cos(pth) * pd**2), 0.0)
+        for h0, h1 in self.hinges:
+            u = (t - h0) / (h1 - h0)
+            inside = (u > 0) & (u < 1)
+            w = 2 * np.pi / (h1 - h0)
+            acc[:, 0] += np.where(inside, -self.hinge_back_m * w**2 * np.cos(w * (t - h0)) / 2.0, 0.0)
+            if trunk:
+                a = self.hinge_trunk_deg * DEG
+                x = w * (t - h0)
+                pth = a * (1 - np.cos(x)) / 2
+                pd, pdd = a * w * np.sin(x) / 2, a * w**2 * np.cos(x) / 2
+                lever = 0.45
+                acc[:, 0] += np.where(inside, lever * (np.cos(pth) * pdd - np.sin(pth) * pd**2), 0.0)
+                acc[:, 2] += np.where(inside, lever * (-np.sin(pth) * pdd - np.cos(pth) * pd**2), 0.0)
         return acc
 
 
@@ -485,6 +524,13 @@ def _validate(p: SimParams) -> None:
         raise ConfigError(f"cadence_spm={p.cadence_spm} is outside 100..240")
     if not 1.5 <= p.speed_m_s <= 8.0:
         raise ConfigError(f"speed_m_s={p.speed_m_s} is outside 1.5..8")
+    if p.recal_at_s is not None and not 10.0 <= p.recal_at_s <= 60.0 * p.minutes - 45.0:
+        raise ConfigError(
+            f"recal_at_s={p.recal_at_s} is outside 10..{60.0 * p.minutes - 45.0:g} s (the routine and 15 s of "
+            "running after it must fit before the end)"
+        )
+    if p.restrap and p.recal_at_s is None:
+        raise ConfigError("restrap needs recal_at_s (the sensors are re-strapped before the second routine)")
 
 
 def _euler_rates_to_body(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray, rates: np.ndarray) -> np.ndarray:
@@ -512,6 +558,34 @@ def _intervals_mask(t: np.ndarray, intervals: list[tuple[float, float]]) -> np.n
         lo, hi = np.searchsorted(t, [a, b])
         mask[lo:hi] = True
     return mask
+
+
+def _restrapped(
+    t: np.ndarray, f_body: np.ndarray, omega: np.ndarray, before: Rotation, after: Rotation, recal: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """(acc, gyr) in sensor axes of a sensor turned from mounting ``before`` to ``after`` during the re-strap.
+
+    The turn follows a raised cosine; the gyroscope adds the sensor's rotation relative to the body
+    (central differences of the mounting), so a filter integrating it stays consistent.
+    """
+    r0, r1 = recal["restrap"]
+    key = Rotation.concatenate([before, after])
+    slerp = Slerp([0.0, 1.0], key)
+
+    def mounting(tt: np.ndarray) -> Rotation:
+        u = np.clip((tt - r0) / (r1 - r0), 0.0, 1.0)
+        return slerp((1.0 - np.cos(np.pi * u)) / 2.0)
+
+    m = mounting(t)
+    acc = m.apply(f_body)
+    gyr = m.apply(omega)
+    inside = (t > r0 - H_DIFF) & (t < r1 + H_DIFF)
+    if inside.any():
+        ti = t[inside]
+        # sensor-from-body at t±h; the sensor's own rate relative to the body, in sensor axes
+        rel = (mounting(ti - H_DIFF) * mounting(ti + H_DIFF).inv()).as_rotvec() / (2 * H_DIFF)
+        gyr[inside] += rel
+    return acc, gyr
 
 
 def _sensor(
@@ -543,6 +617,9 @@ def simulate(params: SimParams) -> SimRun:
     runner = _Runner(p, rng)
     segments = ["pelvis", "trunk"] if p.trunk else ["pelvis"]
     mount = {seg: _random_rotation(rng) for seg in segments}  # R_sensor_from_body
+    # after a re-strap: from a generator of its own, so every other draw stays as without one
+    rng_strap = np.random.default_rng([p.seed, 14])
+    mount_after = {seg: _random_rotation(rng_strap) for seg in segments} if p.restrap else mount
 
     # True sample instants on the chip's (slightly wrong) oscillator.
     eps = float(rng.uniform(-0.015, 0.015)) if p.sensor_errors else 0.0
@@ -581,6 +658,8 @@ def simulate(params: SimParams) -> SimRun:
         )
         acc = mount[seg].apply(r_wb.inv().apply(f_world))
         gyr = mount[seg].apply(omega)
+        if p.restrap and runner.recal is not None:
+            acc, gyr = _restrapped(t, r_wb.inv().apply(f_world), omega, mount[seg], mount_after[seg], runner.recal)
         raw[seg] = (acc, gyr)
         # Truth in the vector forms of docs/frames-and-signs.md (the body is level at the neutral).
         tilt = np.degrees(pitch)  # asin(-x_b·Z) for |pitch| < 90°
@@ -625,6 +704,9 @@ def simulate(params: SimParams) -> SimRun:
         allowed = [(runner.accel_end + 5.0, runner.end_decel - 2.0)]
         if runner.stop is not None:
             allowed = [(allowed[0][0], runner.stop[0] - 2.0), (runner.stop[1] + 5.0, allowed[0][1])]
+        if runner.recal is not None:
+            r = runner.recal
+            allowed = [(allowed[0][0], r["t_stop"] - 2.0), (r["run_start"] + 5.0, allowed[0][1])]
         lengths = list(rng.uniform(0.3, 1.2, int(np.floor(p.minutes / 10.0 * rng.integers(1, 3) + rng.random()))))
         if p.minutes >= 6:
             lengths.append(float(rng.uniform(2.5, 3.5)))
@@ -678,6 +760,12 @@ def simulate(params: SimParams) -> SimRun:
         running.append([ts + 27.0])
         steady[-1].append(ts)
         steady.append([ts + 29.0])
+    if runner.recal is not None:
+        tr, back = runner.recal["t_stop"], runner.recal["run_start"]
+        running[-1].append(tr + 1.5)
+        running.append([back + 2.0])
+        steady[-1].append(tr)
+        steady.append([back + 4.0])
     running[-1].append(te + 1.5)
     steady[-1].append(te)
     info: dict[str, Any] = {
@@ -708,6 +796,14 @@ def simulate(params: SimParams) -> SimRun:
         "gaps": [on_record(a, b) for a, b in gaps],
         "trunk_dropouts": [on_record(a, b) for a, b in dropouts],
         "stop": list(runner.stop) if runner.stop else None,
+        **(
+            {
+                "recalibration": runner.recal,
+                "mounting_after": {seg: {"q_body_from_sensor_wxyz": _wxyz(mount_after[seg].inv())} for seg in segments},
+            }
+            if runner.recal is not None
+            else {}
+        ),
         "turns": [[x["t0"], x["t1"], x["radius"]] for x in runner.turns],
         "turn_directions": ["L" if x["sign"] > 0 else "R" for x in runner.turns],
         "baseline_deg": {

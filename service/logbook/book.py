@@ -8,10 +8,14 @@ and process and never need the live writer's thread and queue.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
+import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +23,86 @@ from stackcue.errors import LogbookError
 from stackcue.firmware_bridge.block import Block
 
 from .codec import decode_chunk
-from .schema import connect, from_json, to_json
+from .schema import connect, to_json
+
+log = logging.getLogger("stackcue.logbook")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")  # an alert kind's name (dsp/alert_kinds.py; older logbooks had others)
+
+#: what a stored figure may be; beyond it (or not a finite number) it is damage, read as unknown (None)
+_TIME_MAX_S = 4e6  # source-clock s (46 days: longer than any session; a FIT file holds 49.7); durations ≥ 0
+_EPOCH_MAX = 1e13  # wall-clock epoch seconds (year 318857): wallclock.py decides what it believes within it
+
+
+def _number_range(key: str) -> tuple[float, float] | None:
+    """The range of a numeric field of a stored event (or session column), by its name; None: not numeric."""
+    if key in ("id", "alert_id", "strides", "alerts", "steady_strides"):
+        return (0, 1e12)
+    if key.endswith("_deg"):
+        return (-360.0, 360.0)
+    if key == "cadence_spm":
+        return (0.0, 400.0)
+    if key in ("t", "t_start", "t_end", "decided_t"):
+        return (-_TIME_MAX_S, _TIME_MAX_S)
+    if key.endswith("_s"):
+        return (0.0, _TIME_MAX_S)
+    if key.endswith("_epoch") or key in ("raised_at", "sent_at", "delivered_at"):
+        return (-_EPOCH_MAX, _EPOCH_MAX)
+    if key == "distance_m":
+        return (0.0, 1e7)
+    return None
+
+
+def _finite(x: Any) -> tuple[Any, bool]:
+    """Non-finite floats (stored as JSON NaN/Infinity) anywhere in a value replaced by None."""
+    if isinstance(x, float):
+        return (x, True) if math.isfinite(x) else (None, False)
+    if isinstance(x, dict):
+        items = {k: _finite(v) for k, v in x.items()}
+        return {k: v for k, (v, _) in items.items()}, all(ok for _, ok in items.values())
+    if isinstance(x, list):
+        items = [_finite(v) for v in x]
+        return [v for v, _ in items], all(ok for _, ok in items)
+    return x, True
+
+
+def _clean_event(ev: dict, stats_ok: bool = False) -> tuple[dict, list[str]]:
+    """A stored event with every figure out of its range or not finite read as unknown (None); the keys so read.
+
+    Top-level figures by their name (``_number_range``); in a summary (``stats_ok``) a figure may be its
+    statistics (``{"mean": ..}``), checked by the figure's range; anything else only for being finite."""
+    out: dict = {}
+    bad: list[str] = []
+    for k, v in ev.items():
+        rng = _number_range(k) if isinstance(k, str) and not k.endswith("_rad_s") else None
+        if rng is not None and stats_ok and isinstance(v, dict):
+            inner = {}
+            for ik, iv in v.items():
+                inner[ik], ok = _figure(k, iv)
+                if not ok:
+                    bad.append(f"{k}.{ik}")
+            out[k] = inner
+            continue
+        if rng is not None:
+            out[k], ok = _figure(k, v)
+        else:
+            out[k], ok = _finite(v)
+        if not ok:
+            bad.append(str(k))
+    return out, bad
+
+
+def _figure(key: str, x: Any) -> tuple[Any, bool]:
+    """A stored value checked against its field's range: (value, True) when fine, (None, False) when not."""
+    rng = _number_range(key)
+    if x is None:
+        return None, True
+    if rng is None:
+        return (None, False) if isinstance(x, float) and not math.isfinite(x) else (x, True)
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None, False
+    if not (math.isfinite(x) and rng[0] <= x <= rng[1]):
+        return None, False
+    return x, True
 
 
 class Logbook:
@@ -43,16 +126,23 @@ class Logbook:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def mark_unclean_sessions(self) -> int:
+    def mark_unclean_sessions(self, runner: str | None = None, held: Callable[[str | None], bool] | None = None) -> int:
         """Sessions still open (the writer died: crash, kill, power cut) become ``'unclean'``; returns how many.
 
         Their end time is what the data says: the start plus the newest stored sample, stride or event time.
-        Call it when a daemon starts, before its own session begins: a session written by another live
-        process at that moment would be marked too.
+        Call it when a daemon of ``runner`` starts, holding that runner's run lock, before its own session
+        begins: that runner's open sessions are then certainly dead. Another runner's open session may be
+        written by its own live daemon right now (a shared logbook): it is marked only when ``held(its runner)``
+        says no run of it is alive, and left alone when ``held`` is not given. ``runner=None`` marks every
+        open session (a logbook no daemon writes).
         """
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            ids = [r[0] for r in self.conn.execute("SELECT id FROM sessions WHERE ended_how IS NULL")]
+            ids = [
+                sid
+                for sid, who in self.conn.execute("SELECT id, runner FROM sessions WHERE ended_how IS NULL")
+                if runner is None or who == runner or (held is not None and not held(who))
+            ]
             for sid in ids:
                 last = self.conn.execute(
                     "SELECT max(x) FROM (SELECT max(t1) AS x FROM raw_chunks WHERE session = ?1 "
@@ -73,24 +163,80 @@ class Logbook:
         "ended_how, summary, notes, duration_s, distance_m, origin"
     )
 
-    @staticmethod
-    def _session_row(r: tuple) -> dict:
-        return {
-            "id": r[0],
-            "runner": r[1],
-            "started_epoch": r[2],
-            "clock_synchronised": r[3],
-            "source": from_json(r[4]),
-            "calibration": from_json(r[5]),
-            "config": from_json(r[6]),
-            "ended_epoch": r[7],
-            "ended_how": r[8],
-            "summary": from_json(r[9]),
-            "notes": r[10],
-            "duration_s": r[11],
-            "distance_m": r[12],
-            "origin": r[13],
-        }
+    def _damaged(self, where: str, what: str) -> LogbookError:
+        return LogbookError(f"logbook {self.path}: {where}: {what}")
+
+    def _warn(self, where: str, what: str) -> None:
+        """One warning line, once per logbook object (a row is read many times by one command)."""
+        warned = self.__dict__.setdefault("_warned", set())
+        if (where, what) not in warned:
+            warned.add((where, what))
+            log.warning("logbook %s: %s: %s", self.path, where, what)
+
+    def _json_object(self, text: Any, where: str, column: str, warn: bool = True, clean: bool = True) -> dict | None:
+        """A JSON column that must hold an object: None when NULL; damage read as None with a warning."""
+        if text is None:
+            return None
+        try:
+            value = json.loads(text)
+            why = None if isinstance(value, dict) else f"holds a JSON {type(value).__name__}, not an object"
+        except (TypeError, ValueError, RecursionError) as exc:
+            value, why = None, f"is not JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        if why is not None:
+            if warn:
+                self._warn(where, f"column {column} {why}; read as unknown")
+            return None
+        if not clean:
+            return value
+        if column == "summary":
+            value, bad = _clean_event(value, stats_ok=True)
+        else:  # the config's sections are not figures: only NaN and infinities are damage there
+            value, ok = _finite(value)
+            bad = [] if ok else ["a value"]
+        if bad and warn:
+            self._warn(where, f"column {column}: {', '.join(bad[:5])} out of range or not a number; read as unknown")
+        return value
+
+    def _session_row(self, r: tuple) -> dict:
+        sid = r[0]
+        if not isinstance(sid, str):
+            raise self._damaged(f"a sessions row (id {sid!r})", "the id is not text")
+        where = f"session {sid}"
+        row: dict[str, Any] = {"id": sid}
+        for i, key in ((1, "runner"), (3, "clock_synchronised"), (8, "ended_how"), (10, "notes"), (13, "origin")):
+            v = r[i]
+            if isinstance(v, bytes):
+                v = v.decode("utf-8", "replace")
+            if v is not None and not isinstance(v, str):
+                v = str(v)
+            row[key] = v
+        if row["ended_how"] not in (None, "clean", "unclean"):
+            self._warn(where, f"column ended_how {row['ended_how']!r} is not clean or unclean; read as unclean")
+            row["ended_how"] = "unclean"
+        for i, key in ((2, "started_epoch"), (7, "ended_epoch"), (11, "duration_s"), (12, "distance_m")):
+            row[key], ok = _figure(key, r[i])
+            if not ok:
+                self._warn(where, f"column {key} = {r[i]!r:.40} is out of range or not a number; read as unknown")
+        for i, key in ((4, "source"), (5, "calibration"), (6, "config"), (9, "summary")):
+            row[key] = self._json_object(r[i], where, key)
+        return {k: row[k] for k in self._SESSION_KEYS}
+
+    _SESSION_KEYS = (
+        "id",
+        "runner",
+        "started_epoch",
+        "clock_synchronised",
+        "source",
+        "calibration",
+        "config",
+        "ended_epoch",
+        "ended_how",
+        "summary",
+        "notes",
+        "duration_s",
+        "distance_m",
+        "origin",
+    )
 
     def sessions(self, runner: str | None = None, since_epoch: float | None = None) -> list[dict]:
         """Sessions, oldest first; optionally of one runner and started at or after ``since_epoch``."""
@@ -123,38 +269,96 @@ class Logbook:
             raise LogbookError(f"session {session_id!r} is ambiguous: {names}")
         return self._session_row(rows[0]) if rows else None
 
-    def strides(self, session_id: str) -> list[dict]:
-        """The stride events of a session, as they were emitted, in time order."""
-        return [
-            json.loads(r[0])
-            for r in self.conn.execute(
-                "SELECT event FROM strides WHERE session = ? ORDER BY t_start, rowid", (session_id,)
+    def _stored_events(self, session_id: str, table: str, rows) -> list[tuple[int, dict]]:
+        """(rowid, event) of rows whose JSON is an object; the others set aside with one warning line naming the
+        logbook, the session, the table, the rows and the column; figures out of range read as unknown."""
+        out, bad, unknown = [], [], []
+        column = "payload" if table == "alerts" else "event"
+        for rowid, text in rows:
+            ev = self._json_object(text, "", column, warn=False, clean=False)
+            if ev is None:
+                bad.append(rowid)
+                continue
+            ev, wrong = _clean_event(ev, stats_ok=ev.get("type") == "summary")
+            t0, t1 = ev.get("t_start"), ev.get("t_end")
+            if (
+                {"t", "t_start", "t_end"} & set(wrong)  # an event at a damaged time cannot be placed
+                or (t0 is not None and t1 is not None and t1 < t0)
+                or (table == "strides" and t0 is None)
+            ):
+                bad.append(rowid)
+                continue
+            if wrong:
+                unknown.append(f"{rowid} ({', '.join(wrong[:3])})")
+            out.append((rowid, ev))
+        if bad:
+            rows_text = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+            why = "not a JSON object, or its times damaged"
+            self._warn(f"session {session_id}", f"{table} row(s) {rows_text}: column {column} {why}; set aside")
+        if unknown:
+            rows_text = "; ".join(unknown[:3]) + ("; ..." if len(unknown) > 3 else "")
+            self._warn(
+                f"session {session_id}", f"{table} row(s) {rows_text}: out of range or not a number; read as unknown"
             )
-        ]
+        return out
+
+    def strides(self, session_id: str) -> list[dict]:
+        """The stride events of a session, as they were emitted, in time order.
+
+        A damaged row is set aside and a figure out of its range read as unknown (None), each with one warning
+        line (``_stored_events``)."""
+        rows = self.conn.execute(
+            "SELECT rowid, event FROM strides WHERE session = ? ORDER BY rowid", (session_id,)
+        ).fetchall()
+        evs = self._stored_events(session_id, "strides", rows)
+        return [ev for _, ev in sorted(evs, key=lambda x: (x[1]["t_start"], x[0]))]
 
     def alerts(self, session_id: str) -> list[dict]:
         rows = self.conn.execute(
-            "SELECT alert_id, t, kind, payload, delivered, delivered_at, queued FROM alerts "
-            "WHERE session = ? ORDER BY alert_id",
+            "SELECT rowid, alert_id, t, kind, payload, delivered, delivered_at, queued FROM alerts "
+            "WHERE session = ? ORDER BY alert_id, rowid",
             (session_id,),
-        )
-        return [
-            {
-                "alert_id": r[0],
-                "t": r[1],
-                "kind": r[2],
-                "payload": json.loads(r[3]),
-                "delivered": bool(r[4]),
-                "delivered_at": r[5],
-                "queued": bool(r[6]),
-            }
-            for r in rows
-        ]
+        ).fetchall()
+        payloads = dict(self._stored_events(session_id, "alerts", [(r[0], r[4]) for r in rows]))
+        out = []
+        for r in rows:
+            if r[0] not in payloads:
+                continue
+            p = payloads[r[0]]
+            kind = next((k for k in (r[3], p.get("kind")) if isinstance(k, str) and _KIND.fullmatch(k)), None)
+            if kind != r[3]:
+                self._warn(f"session {session_id}", f"alerts row {r[0]}: column kind {r[3]!r:.40} is no alert kind")
+            if p.get("kind") != kind:
+                p["kind"] = kind
+            t = _figure("t", r[2])[0]
+            if p.get("t") is None:
+                if t is None:
+                    self._warn(f"session {session_id}", f"alerts row {r[0]}: no valid time; set aside")
+                    continue
+                p["t"] = t
+            out.append(
+                {
+                    "alert_id": _figure("alert_id", r[1])[0],
+                    "t": t,
+                    "kind": kind,
+                    "payload": p,
+                    "delivered": r[5] == 1,
+                    "delivered_at": _figure("delivered_at", r[6])[0],
+                    "queued": r[7] == 1,
+                }
+            )
+        return out
 
     def events(self, session_id: str, types: tuple[str, ...] | list[str] | None = None) -> list[dict]:
-        """The session's other events (calibration, clear, gap, reference, summary, ...) in the order emitted."""
-        rows = self.conn.execute("SELECT type, event FROM events WHERE session = ? ORDER BY rowid", (session_id,))
-        return [json.loads(e) for ty, e in rows if types is None or ty in types]
+        """The session's other events (calibration, clear, gap, reference, summary, ...) in the order emitted.
+
+        A damaged row is set aside with one warning line; figures out of range read as unknown (None)."""
+        rows = self.conn.execute(
+            "SELECT rowid, event FROM events WHERE session = ? AND (?2 IS NULL OR type IN "
+            "(SELECT value FROM json_each(?2))) ORDER BY rowid",
+            (session_id, None if types is None else json.dumps(list(types))),
+        ).fetchall()
+        return [ev for _, ev in self._stored_events(session_id, "events", rows)]
 
     def stats(self) -> dict[str, dict]:
         """Per session: strides, steady strides, their mean cadence, tilt, lean and stack, and alerts raised.
@@ -162,11 +366,17 @@ class Logbook:
         Computed from the stored strides, so a session that ended uncleanly (no summary) has them too.
         """
         out: dict[str, dict] = {}
+
+        def fig(col: str, lo: float, hi: float) -> str:  # a column's figure only when it is a number in range
+            return (
+                f"avg(CASE WHEN steady = 1 AND typeof({col}) IN ('integer', 'real') "
+                f"AND {col} BETWEEN {lo} AND {hi} THEN {col} END)"
+            )
+
         for r in self.conn.execute(
-            "SELECT session, count(*), sum(steady = 1), avg(CASE WHEN steady = 1 THEN cadence_spm END), "
-            "avg(CASE WHEN steady = 1 THEN pelvic_tilt_deg END), "
-            "avg(CASE WHEN steady = 1 THEN trunk_lean_deg END), "
-            "avg(CASE WHEN steady = 1 THEN stack_deg END) FROM strides GROUP BY session"
+            "SELECT session, count(*), sum(steady = 1), "
+            f"{fig('cadence_spm', 0, 400)}, {fig('pelvic_tilt_deg', -360, 360)}, "
+            f"{fig('trunk_lean_deg', -360, 360)}, {fig('stack_deg', -360, 360)} FROM strides GROUP BY session"
         ):
             out[r[0]] = {
                 "strides": r[1],
@@ -250,8 +460,10 @@ class Logbook:
 
     def has_trunk(self, session_id: str) -> bool:
         """Did any stored chunk of the session carry a trunk sensor?"""
-        row = self.conn.execute("SELECT max(trunk) FROM raw_chunks WHERE session = ?", (session_id,)).fetchone()
-        return bool(row[0])
+        row = self.conn.execute(
+            "SELECT 1 FROM raw_chunks WHERE session = ? AND trunk = 1 LIMIT 1", (session_id,)
+        ).fetchone()
+        return row is not None
 
     def raw_blocks(self, session_id: str) -> Iterator[Block]:
         """The raw samples as float64 blocks, all with trunk columns when any chunk has them (then pelvis-only
@@ -277,7 +489,18 @@ class Logbook:
     def raw_chunks(self, session_id: str) -> Iterator[dict[str, np.ndarray]]:
         """The raw samples of a session, chunk by chunk in time order (see ``decode_chunk``)."""
         rows = self.conn.execute(
-            "SELECT data, n, trunk FROM raw_chunks WHERE session = ? ORDER BY t0, rowid", (session_id,)
+            "SELECT rowid, data, n, trunk FROM raw_chunks WHERE session = ? ORDER BY t0, rowid", (session_id,)
         )
-        for data, n, trunk in rows:
-            yield decode_chunk(data, n, bool(trunk))
+        last = -math.inf
+        for rowid, data, n, trunk in rows:
+            where = f"session {session_id}: raw_chunks row {rowid}"
+            if trunk not in (0, 1):
+                raise self._damaged(where, f"column trunk = {trunk!r:.40} is not 0 or 1")
+            try:
+                chunk = decode_chunk(data, n, bool(trunk))
+            except ValueError as exc:
+                raise self._damaged(where, f"column data: {exc}") from None
+            if chunk["t"][0] < last:
+                raise self._damaged(where, "its samples start before the previous chunk's end")
+            last = float(chunk["t"][-1])
+            yield chunk

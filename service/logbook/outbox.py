@@ -70,7 +70,7 @@ class LogbookOutbox:
             try:
                 p = json.loads(payload)
                 why = record_problem(p)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
                 why = f"payload is not JSON ({exc})"
             if why is None:
                 if "_runner" not in p and isinstance(runner, str):

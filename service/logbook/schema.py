@@ -20,7 +20,9 @@ Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 2):
   logbook sink and the MQTT outbox write the same row, whichever comes first.
 * ``raw_chunks``: ``session``, ``t0``, ``t1``, ``n``, ``trunk`` (0/1), ``data``: see ``codec.encode_chunk``.
 * ``events`` (v2): ``session``, ``t``, ``type``, ``event`` (JSON): every event that is not a stride, an alert
-  or the session start (calibration, clear, gap, reference, calibration_suspect, guide, sensor, summary).
+  or the session start (calibration, clear, gap, reference, calibration_suspect, guide, sensor, summary), and
+  the writer's own ``logbook`` event (``state: 'incomplete'``, ``reason``, ``raw_dropped``, ``events_dropped``)
+  when failed writes cost a session data: such a session ends ``'unclean'``, not ``'clean'``.
 * v2 added to ``sessions``: ``duration_s`` (from the summary, or the newest data of an unclean session),
   ``distance_m`` (NULL: no source measures it yet), ``origin`` (``'live'``, ``'analyze'``, ``'import'``).
 

@@ -77,6 +77,7 @@ class LogbookSink:
         self._calibrated = False
         self._stop = False
         self._mark_clean = True
+        self._last_error: str | None = None  # why the latest write failed (kept in the session's end mark)
         self._conn: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="logbook-writer", daemon=True)
         self._thread.start()
@@ -136,6 +137,7 @@ class LogbookSink:
             self._conn = connect(self.path, self.max_bytes)
         except (sqlite3.Error, OSError, LogbookError) as exc:
             self.errors += 1
+            self._last_error = f"cannot open the logbook: {explain(self.path, exc)}"
             self._set_status(f"cannot open logbook {self.path}: {explain(self.path, exc)}; retrying", logging.ERROR)
             return False
         self._set_status(f"writing to {self.path}")
@@ -154,6 +156,10 @@ class LogbookSink:
                 blocks, self._blocks = self._blocks, []
             next_flush = time.monotonic() + self.flush_s
             self._write(events, blocks, final=stop)
+            if stop and blocks and self.status.startswith("write failed"):
+                with self._cond:  # the samples are lost: the events and the end mark may still fit without them
+                    events, self._events = self._events, []
+                self._write(events, [], final=True)
             with self._cond:
                 self._cycles += 1
                 self._writing = False
@@ -192,8 +198,8 @@ class LogbookSink:
                     self._write_blocks(conn, blocks)
                 if final and self._mark_clean and self._session is not None and not self._ended:
                     conn.execute(
-                        "UPDATE sessions SET ended_how = 'clean', ended_epoch = ? WHERE id = ? AND ended_how IS NULL",
-                        (self._wall(), self._session),
+                        "UPDATE sessions SET ended_how = ?, ended_epoch = ? WHERE id = ? AND ended_how IS NULL",
+                        (self._end_how(conn, self._session), self._wall(), self._session),
                     )
                     self._ended = True
                 conn.execute("COMMIT")
@@ -212,6 +218,7 @@ class LogbookSink:
                 self._set_status(f"writing to {self.path}")
         except sqlite3.Error as exc:
             self.errors += 1
+            self._last_error = explain(self.path, exc)
             lost = sum(len(b) for b in blocks)
             self.raw_dropped += lost
             with self._cond:
@@ -282,11 +289,28 @@ class LogbookSink:
                 conn.execute("UPDATE sessions SET calibration = ? WHERE id = ?", (to_json(ev), session))
             elif et == "summary":
                 conn.execute(
-                    "UPDATE sessions SET summary = ?, ended_epoch = ?, ended_how = 'clean', duration_s = ? "
-                    "WHERE id = ?",
-                    (to_json(ev), self._wall(), ev.get("duration_s"), session),
+                    "UPDATE sessions SET summary = ?, ended_epoch = ?, ended_how = ?, duration_s = ? WHERE id = ?",
+                    (to_json(ev), self._wall(), self._end_how(conn, session), ev.get("duration_s"), session),
                 )
                 self._ended = True
+
+    def _end_how(self, conn: sqlite3.Connection, session: str) -> str:
+        """``'clean'``, or ``'unclean'`` when writes failed and cost data (raw samples, events): then a ``logbook``
+        event says what is missing and why, so a report or the coach sees the session is incomplete."""
+        if not (self.raw_dropped or self.events_dropped):
+            return "clean"
+        ev = {
+            "type": "logbook",
+            "state": "incomplete",
+            "reason": self._last_error or "writes failed",
+            "raw_dropped": self.raw_dropped,
+            "events_dropped": self.events_dropped,
+            "write_errors": self.errors,
+        }
+        conn.execute(
+            "INSERT INTO events (session, t, type, event) VALUES (?, NULL, 'logbook', ?)", (session, to_json(ev))
+        )
+        return "unclean"
 
     def _write_blocks(self, conn: sqlite3.Connection, blocks: list) -> None:
         run: list = []

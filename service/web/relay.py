@@ -1,0 +1,213 @@
+"""One MQTT client in the serve process, relayed to every open page as Server-Sent Events.
+
+The page never talks to the broker: the broker stays on the Pi with its own users and ACL, and the only
+thing a phone must authenticate to is this app. The client subscribes to the runner's ``state`` (retained),
+``alert``, ``event``, ``stride`` and ``status`` topics and hands each message to every page's queue; a page
+that connects gets the last state, the broker link and the cue owner at once.
+
+Speaking on the phone is decided here with the cue client's own rules (``cue_rules.CueRules`` as device
+"phone"): the same phrases, de-duplication, staleness and ownership as the Pi's ``stackcue cue``, so the
+runner hears one voice whichever device owns the cue. An alert or guide line carries ``cue`` (what to say,
+the vibration pattern in ms) only when the phone owns the cue and the alert is not muted.
+
+Threads: paho's network thread calls ``_on_*``; they hand messages to the asyncio loop with
+``call_soon_threadsafe``, and only the loop touches the page queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import time
+from typing import Any
+
+from stackcue.dsp.alert_kinds import label
+
+from ..cue_rules import CueRules
+from ..mqtt_connection import LinkStatus, MqttSettings, new_client
+
+log = logging.getLogger("stackcue.serve")
+
+RELAYED = ("state", "alert", "event", "stride", "status")
+QUEUE_MAX = 256  # per page; a page that falls this far behind loses strides first
+COMMANDS = ("start", "pause", "resume", "stop", "recalibrate", "mute")
+
+
+def _vibrate_ms(pattern: Any) -> list[int]:
+    """cue_rules' ((on_s, off_s), ...) as navigator.vibrate's [on_ms, off_ms, ...]."""
+    out: list[int] = []
+    for on, off in pattern or ():
+        out += [round(on * 1000), round(off * 1000)]
+    while out and out[-1] == 0:
+        out.pop()
+    return out
+
+
+class Relay:
+    def __init__(self, settings: MqttSettings, cue_owner: str, max_age_s: float) -> None:
+        self.settings = dataclasses.replace(
+            settings,
+            client_id=f"stackcue-{settings.runner_id}-serve-{os.getpid()}",
+            reconnect_max_s=min(settings.reconnect_max_s, 5.0),  # the page shows a broker that is back soon
+        )
+        self.topics = {name: self.settings.topic(name) for name in (*RELAYED, "command")}
+        self.configured_owner = cue_owner
+        self.cue_owner = cue_owner  # the daemon's session event says which owner this session has
+        self.rules = CueRules(
+            cue_owner,
+            "phone",
+            max_age_s,
+            {"alert": self.topics["alert"], "event": self.topics["event"]},
+            can_say=True,
+            can_buzz=True,
+        )
+        self.connected = False
+        self.daemon: str | None = None  # "online" | "offline" from the status topic
+        self.state: dict | None = None
+        self.link = LinkStatus(self.settings, log)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pages: set[asyncio.Queue] = set()
+        self.client = None
+        self.closing = False
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        c = new_client(self.settings, self.settings.effective_client_id, True, self.link)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+        self.link.connecting()
+        c.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
+        c.loop_start()
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.closing = True
+            self.client.disconnect()
+            self.client.loop_stop()
+
+    # ------------------------------------------------------------------ pages
+
+    def open_page(self) -> asyncio.Queue:
+        """A new page's queue, primed with what it must show at once."""
+        q: asyncio.Queue = asyncio.Queue(QUEUE_MAX)
+        q.put_nowait(("broker", self._broker()))
+        q.put_nowait(("session", json.dumps({"cue_owner": self.cue_owner, "configured": self.configured_owner})))
+        if self.daemon is not None:
+            q.put_nowait(("status", json.dumps({"daemon": self.daemon})))
+        if self.state is not None:
+            q.put_nowait(("state", json.dumps(self.state)))
+        self.pages.add(q)
+        return q
+
+    def close_page(self, q: asyncio.Queue) -> None:
+        self.pages.discard(q)
+
+    def _fanout(self, name: str, data: str) -> None:
+        for q in list(self.pages):
+            if q.full():
+                if name == "stride":
+                    continue
+                try:
+                    q.get_nowait()  # the oldest goes, so an alert still gets through
+                except asyncio.QueueEmpty:
+                    pass
+            q.put_nowait((name, data))
+
+    def _send(self, name: str, payload: Any) -> None:
+        if self.loop is not None:
+            data = json.dumps(payload, separators=(",", ":"))
+            self.loop.call_soon_threadsafe(self._fanout, name, data)
+
+    def _broker(self) -> str:
+        return json.dumps({"connected": self.connected, "text": self.link.text})
+
+    # ------------------------------------------------------------------ commands
+
+    def publish_command(self, cmd: str, minutes: float | None) -> str | None:
+        """Publish a command (QoS 1) with a new id; None when the broker is not connected."""
+        if not self.connected or self.client is None:
+            return None
+        cid = secrets.token_hex(6)
+        payload: dict[str, Any] = {"cmd": cmd, "id": cid, "from": "phone"}
+        if minutes is not None:
+            payload["minutes"] = minutes
+        info = self.client.publish(self.topics["command"], json.dumps(payload), qos=1, retain=False)
+        if info.rc != 0:
+            return None
+        log.info("serve: command %s (id %s) published", cmd, cid)
+        return cid
+
+    # ------------------------------------------------------------------ paho's thread
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self.link.connack(reason_code):
+            return
+        client.subscribe([(self.topics[n], 1 if n != "stride" else 0) for n in RELAYED])
+        self.connected = True
+        self._send("broker", {"connected": True, "text": self.link.text})
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.link.lost(reason_code, closing=self.closing)
+        self.connected = False
+        self._send("broker", {"connected": False, "text": self.link.text})
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            self._relay(msg.topic, msg.payload)
+        except Exception:  # one bad message must not stop paho's thread
+            log.exception("serve: message on %s not relayed", msg.topic)
+
+    def _relay(self, topic: str, payload: bytes) -> None:
+        name = next((n for n, t in self.topics.items() if t == topic), None)
+        if name == "status":
+            self.daemon = payload.decode("utf-8", "replace").strip()[:32]
+            self._send("status", {"daemon": self.daemon})
+            return
+        try:
+            msg = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            log.warning("serve: malformed JSON on %s", topic)
+            return
+        if not isinstance(msg, dict):
+            return
+        if name == "state":
+            self.state = msg
+            self._send("state", msg)
+        elif name == "stride":
+            keep = ("t", "t_start", "t_end", "pelvic_tilt_deg", "stack_deg", "trunk_lean_deg", "cadence_spm", "steady")
+            self._send("stride", {k: msg[k] for k in keep if k in msg})
+        elif name == "alert":
+            self._send("alert", {**msg, "label": label(str(msg.get("kind"))), "cue": self._cue(topic, payload, msg)})
+        elif name == "event":
+            etype = msg.get("type")
+            if etype == "session":
+                self._session(msg)
+            elif etype in ("guide", "sensor"):
+                cue = self._cue(topic, payload, msg)
+                say = msg.get("say") or (cue or {}).get("say")
+                self._send("guide", {**msg, "say": say, "cue": cue})
+
+    def _session(self, msg: dict) -> None:
+        owner = msg.get("cue_owner")
+        if isinstance(owner, str) and owner != self.cue_owner:
+            self.cue_owner = owner
+            self.rules.owner = owner
+            self.rules.is_owner = owner == "phone"
+            self.rules._silence_told = False
+        self.rules.decide(self.topics["event"], json.dumps(msg))  # logs the session, warns on a mismatch
+        self._send("session", {"cue_owner": self.cue_owner, "configured": self.configured_owner})
+
+    def _cue(self, topic: str, payload: bytes, msg: dict) -> dict | None:
+        """What the phone says and vibrates for this message, or None (not the owner, muted, stale, a repeat)."""
+        decision = self.rules.decide(topic, payload)
+        if decision.cue is None or msg.get("muted") is True:
+            return None
+        return {"say": decision.cue.text, "vibrate": _vibrate_ms(decision.cue.pattern), "at": time.time()}

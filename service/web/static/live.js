@@ -1,0 +1,225 @@
+// stackcue live page: Server-Sent Events from /events, commands to /api/command, cues through Web Speech.
+// Hand-written, no build step and no network beyond the Pi: the phone may have no internet on the road.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const csrf = document.querySelector('meta[name="csrf"]').content;
+  const MUTE_MIN = 10;
+  const STRIDES = 90; // about a minute at 1.4 strides/s
+  const LABEL = { idle: "Idle", calibrating: "Calibrating", running: "Running", paused: "Paused", sensor_lost: "Sensor lost" };
+  const page = { stream: false, broker: false, daemon: null, state: null, owner: $("cuebox").dataset.configuredOwner,
+    cuesOn: false, strides: [], pending: null, stopArmed: 0, alerts: [] };
+  window.stackcue = page; // for the tests and for a curious runner's console
+
+  // ---------------------------------------------------------------- connection
+  function showConn() {
+    const up = page.stream && page.broker;
+    const el = $("conn");
+    el.dataset.state = up ? "connected" : "disconnected";
+    let text = "connected";
+    if (!page.stream) text = "disconnected: reconnecting to the Pi…";
+    else if (!page.broker) text = "disconnected: the Pi's broker is away, reconnecting…";
+    else if (page.daemon === "offline") text = "connected; the stackcue service is not running";
+    $("conntext").textContent = text;
+    $("statecard").classList.toggle("stale", !up);
+  }
+  let es = null;
+  function connect() {
+    es = new EventSource("/events");
+    es.onopen = () => { page.stream = true; showConn(); };
+    es.onerror = () => {
+      page.stream = false; showConn();
+      if (es.readyState === EventSource.CLOSED) { // a refused stream (logged out): the browser gives up, we do not
+        setTimeout(() => fetch("/events", { method: "GET", redirect: "manual" })
+          .then((r) => { if (r.status === 401) location.href = "/login"; else connect(); }, () => setTimeout(connect, 2000)), 1000);
+      }
+    };
+    const on = (name, fn) => es.addEventListener(name, (e) => { try { fn(JSON.parse(e.data)); } catch (err) { console.error(err); } });
+    on("broker", (m) => { page.broker = !!m.connected; showConn(); });
+    on("status", (m) => { page.daemon = m.daemon; showConn(); });
+    on("session", (m) => { page.owner = m.cue_owner; showOwner(); });
+    on("state", showState);
+    on("stride", addStride);
+    on("alert", onAlert);
+    on("guide", onGuide);
+  }
+
+  // ---------------------------------------------------------------- state
+  function fmt(v, digits, sign) {
+    if (typeof v !== "number" || !isFinite(v)) return "—";
+    const s = v.toFixed(digits);
+    return sign && v > 0 ? "+" + s : s;
+  }
+  function ago(s) { return s < 90 ? Math.round(s) + " s" : Math.round(s / 60) + " min"; }
+  function showState(st) {
+    page.state = st;
+    const name = st.state || "unknown";
+    $("statecard").dataset.state = name;
+    $("state").textContent = LABEL[name] || name;
+    if (st.session && st.session !== page.session) { page.strides = []; draw(); } // a new run: a new chart
+    page.session = st.session || page.session;
+    const bits = [];
+    const ls = st.last_session;
+    if (name === "idle") {
+      bits.push("Ready. Press Start.");
+      if (ls && ls.ended) bits.push("last run: " + ls.ended);
+    }
+    if (st.session) bits.push("run " + st.session.slice(9, 15).replace(/(\d\d)(\d\d)(\d\d)/, "$1:$2"));
+    if (typeof st.calibration_age_s === "number") bits.push("calibrated " + ago(st.calibration_age_s) + " ago");
+    if (typeof st.alerts === "number" && name !== "idle") bits.push(st.alerts + (st.alerts === 1 ? " alert" : " alerts"));
+    if (typeof st.battery_pct === "number") bits.push("battery " + Math.round(st.battery_pct) + "%");
+    const muted = typeof st.muted_until === "number" && st.muted_until * 1000 > Date.now();
+    if (muted) bits.push("cues muted until " + new Date(st.muted_until * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+    $("statedetail").textContent = bits.join(" · ");
+    if (st.last_stride) showFigures(st.last_stride);
+    $("lastrun").textContent = ls && ls.ended ? "last run: " + ls.ended : "";
+    const enable = {
+      "btn-start": ["idle"], "btn-stop": ["calibrating", "running", "paused", "sensor_lost"],
+      "btn-recalibrate": ["running", "paused"],
+    };
+    for (const [id, states] of Object.entries(enable)) $(id).disabled = !states.includes(name);
+    const pause = $("btn-pause");
+    pause.dataset.cmd = name === "paused" ? "resume" : "pause";
+    pause.textContent = name === "paused" ? "Resume" : "Pause";
+    pause.className = "btn " + (name === "paused" ? "go" : "warn");
+    pause.disabled = !["calibrating", "running", "paused"].includes(name);
+    const mute = $("btn-mute");
+    mute.dataset.minutes = muted ? "0" : String(MUTE_MIN);
+    mute.textContent = muted ? "Cues back on" : "Mute " + MUTE_MIN + " min";
+    showAck();
+  }
+  function showAck() { // the daemon's answer may come before or after the POST's own answer
+    const lc = page.state && page.state.last_command;
+    if (lc && page.pending && lc.id === page.pending.id) {
+      $("ack").textContent = lc.ok ? "✓ " + page.pending.cmd + " done" : "✗ " + page.pending.cmd + " refused: " + (lc.reason || "");
+      page.pending = null;
+    }
+  }
+  function showFigures(s) {
+    $("tilt").textContent = fmt(s.pelvic_tilt_deg, 1, true);
+    $("stack").textContent = fmt(s.stack_deg, 1, true);
+    $("cadence").textContent = fmt(s.cadence_spm, 0, false);
+  }
+
+  // ---------------------------------------------------------------- chart
+  function addStride(s) {
+    page.strides.push(s);
+    if (page.strides.length > STRIDES) page.strides.shift();
+    showFigures(s);
+    draw();
+  }
+  function draw() {
+    const c = $("chart"), dpr = window.devicePixelRatio || 1;
+    const w = c.clientWidth, h = c.clientHeight;
+    if (c.width !== Math.round(w * dpr)) { c.width = Math.round(w * dpr); c.height = Math.round(h * dpr); }
+    const g = c.getContext("2d");
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.clearRect(0, 0, w, h);
+    const top = h * 0.64, gap = 8, pts = page.strides;
+    const x = (i) => w - (pts.length - 1 - i) * (w / (STRIDES - 1));
+    let lim = 5;
+    for (const p of pts) for (const k of ["pelvic_tilt_deg", "stack_deg"]) if (typeof p[k] === "number") lim = Math.max(lim, Math.abs(p[k]) * 1.15);
+    const ya = (v) => top / 2 - (v / lim) * (top / 2 - 4);
+    g.strokeStyle = "#2d333b"; g.lineWidth = 1;
+    g.beginPath(); g.moveTo(0, ya(0)); g.lineTo(w, ya(0)); g.stroke();
+    g.fillStyle = "#9aa4af"; g.font = "12px system-ui, sans-serif";
+    g.fillText("+" + lim.toFixed(0) + "°", 2, 12); g.fillText("−" + lim.toFixed(0) + "°", 2, top - 4);
+    const cad = pts.map((p) => p.cadence_spm).filter((v) => typeof v === "number");
+    const cmin = cad.length ? Math.min(...cad) - 3 : 150, cmax = cad.length ? Math.max(...cad) + 3 : 190;
+    const yc = (v) => h - 3 - ((v - cmin) / (cmax - cmin)) * (h - top - gap - 6);
+    g.beginPath(); g.moveTo(0, top + gap / 2); g.lineTo(w, top + gap / 2); g.stroke();
+    const line = (key, y, colour) => {
+      g.strokeStyle = colour; g.lineWidth = 2.5; g.beginPath();
+      let on = false;
+      pts.forEach((p, i) => {
+        const v = p[key];
+        if (typeof v !== "number") { on = false; return; }
+        if (on) g.lineTo(x(i), y(v)); else g.moveTo(x(i), y(v));
+        on = true;
+      });
+      g.stroke();
+    };
+    line("pelvic_tilt_deg", ya, "#f0883e");
+    line("stack_deg", ya, "#6cb6ff");
+    line("cadence_spm", yc, "#8ddb8c");
+  }
+  window.addEventListener("resize", draw);
+
+  // ---------------------------------------------------------------- alerts and cues
+  function cue(c) {
+    if (!c || page.owner !== "phone" || !page.cuesOn) return;
+    if (c.say && "speechSynthesis" in window) {
+      const u = new SpeechSynthesisUtterance(c.say);
+      u.rate = 1.1;
+      window.speechSynthesis.speak(u);
+    }
+    if (c.vibrate && c.vibrate.length && typeof navigator.vibrate === "function") navigator.vibrate(c.vibrate);
+  }
+  let bannerTimer = null;
+  function onAlert(a) {
+    page.alerts.push({ kind: a.kind, alert_id: a.alert_id, received: Date.now() });
+    const b = $("banner");
+    b.innerHTML = "";
+    b.append(document.createTextNode(a.label || a.kind));
+    const small = document.createElement("small");
+    small.textContent = (a.cue && a.cue.say) || (a.reminder ? "reminder" : "") || (a.muted ? "cues muted" : "");
+    b.append(small);
+    b.hidden = false;
+    clearTimeout(bannerTimer);
+    bannerTimer = setTimeout(() => { b.hidden = true; }, 12000);
+    cue(a.cue);
+  }
+  $("banner").addEventListener("click", () => { $("banner").hidden = true; });
+  function onGuide(m) {
+    if (m.say) $("say").textContent = "“" + m.say + "”";
+    cue(m.cue);
+  }
+  function showOwner() {
+    const phone = page.owner === "phone";
+    $("btn-cues").hidden = !phone || page.cuesOn;
+    $("cueowner").textContent = phone
+      ? (page.cuesOn ? "This phone speaks the cues (keep the page open)." : "This phone owns the cues: tap below so it may speak.")
+      : page.owner === "none" ? "No device speaks cues this session." : "The Pi speaks the cues (cue owner: " + page.owner + ").";
+  }
+  $("btn-cues").addEventListener("click", () => {
+    page.cuesOn = true; // browsers let a page speak only after a tap: this one
+    if ("speechSynthesis" in window) window.speechSynthesis.speak(new SpeechSynthesisUtterance("Cues on."));
+    if (typeof navigator.vibrate === "function") navigator.vibrate(60);
+    showOwner();
+  });
+
+  // ---------------------------------------------------------------- commands
+  async function send(cmd, minutes) {
+    const body = { cmd };
+    if (minutes !== undefined) body.minutes = minutes;
+    $("ack").textContent = "sending " + cmd + "…";
+    try {
+      const r = await fetch("/api/command", { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify(body), credentials: "same-origin" });
+      const j = await r.json().catch(() => ({}));
+      if (r.status === 202) { page.pending = { id: j.id, cmd }; $("ack").textContent = cmd + " sent…"; showAck(); }
+      else if (r.status === 401) location.href = "/login";
+      else $("ack").textContent = "✗ " + cmd + ": " + (j.error || r.status);
+    } catch (err) {
+      $("ack").textContent = "✗ " + cmd + ": the Pi did not answer";
+    }
+  }
+  for (const b of document.querySelectorAll(".controls .btn")) {
+    b.addEventListener("click", () => {
+      const cmd = b.dataset.cmd;
+      if (cmd === "stop" && Date.now() - page.stopArmed > 3000) { // a second tap within 3 s: no stop by a brush
+        page.stopArmed = Date.now();
+        b.textContent = "Tap again to stop"; b.classList.add("armed");
+        setTimeout(() => { b.textContent = "Stop"; b.classList.remove("armed"); }, 3000);
+        return;
+      }
+      if (cmd === "stop") { page.stopArmed = 0; b.textContent = "Stop"; b.classList.remove("armed"); }
+      send(cmd, cmd === "mute" ? Number(b.dataset.minutes || MUTE_MIN) : undefined);
+    });
+  }
+
+  showOwner();
+  showConn();
+  draw();
+  connect();
+})();
