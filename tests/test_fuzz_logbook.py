@@ -267,6 +267,7 @@ def _damage_chunks(c: sqlite3.Connection, damage: list[tuple]) -> None:
                 "data",
             )
         elif how == "n":
+            n = n if isinstance(n, int) else 0  # damaged by an earlier step of this example
             value, column = [0, -1, n + 1, n - 1, 2**40, 3.5, "x", None][arg % 8], "n"
         elif how == "trunk":
             value, column = [0, 2, -1, "1", None][arg % 5], "trunk"
@@ -394,6 +395,7 @@ def _copy(base: tuple[Path, str, str], tmp_path: Path) -> Path:
 @example([("json", "strides", "event", 5, ("field", ("stack_deg", "7.77e77")))], "runner export")
 @example([("json", "sessions", "summary", 0, ("nested", ("cadence_spm", "Infinity")))], "report")
 @example([("json", "sessions", "summary", 0, ("not json", "{"))], "analyze")
+@example([("json", "sessions", "summary", 0, ("field", ("steady", "7.77e77")))], "sessions")  # a count, found in CI
 @example([("json", "sessions", "config", 0, ("shape", "[1, 2]"))], "export fit")
 @example([("json", "events", "event", 0, ("not json", "nul"))], "runner export")
 @example([("json", "alerts", "payload", 0, ("field", ("t", '"x"')))], "report")

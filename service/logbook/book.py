@@ -33,9 +33,17 @@ _TIME_MAX_S = 4e6  # source-clock s (46 days: longer than any session; a FIT fil
 _EPOCH_MAX = 1e13  # wall-clock epoch seconds (year 318857): wallclock.py decides what it believes within it
 
 
+_COUNTS = frozenset(  # identifiers and counts a summary or a row carries
+    (
+        *("id", "alert_id", "strides", "alerts", "steady_strides", "steady", "reminders", "gaps", "samples"),
+        *("suspect", "pauses", "calibrations", "rows_rejected", "segment", "cal_segment", "alerts_held", "n"),
+    )
+)
+
+
 def _number_range(key: str) -> tuple[float, float] | None:
     """The range of a numeric field of a stored event (or session column), by its name; None: not numeric."""
-    if key in ("id", "alert_id", "strides", "alerts", "steady_strides"):
+    if key in _COUNTS:
         return (0, 1e12)
     if key.endswith("_deg"):
         return (-360.0, 360.0)
