@@ -189,6 +189,8 @@ class Daemon:
         summary = last.get("summary") if isinstance(last.get("summary"), dict) else {}
         if how == "clean" and isinstance(summary.get("ended"), str):
             how = summary["ended"]  # "stopped", "source ended": the words the daemon used
+        elif how == "unclean" and not summary:  # the process died with no summary: a pulled battery, kill -9
+            how = "power lost"
         return {"id": last["id"], "ended": how}
 
     def _start_button(self) -> None:

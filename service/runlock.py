@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -35,8 +36,24 @@ def lock_dirs(logbook_path: Path | None) -> list[Path]:
         d = os.environ.get(var, "").split(":")[0]
         if d and os.path.isdir(d):
             dirs.append(Path(d))
-    dirs.append(Path(tempfile.gettempdir()))
+    private = _private_temp_dir()
+    if private is not None:
+        dirs.append(private)
     return dirs
+
+
+def _private_temp_dir() -> Path | None:
+    """``<tmp>/stackcue-<uid>``, 0700 and ours: in a world-writable folder another user could plant a link or
+    hold the lock; a folder that is not ours (or not a folder) is not used."""
+    d = Path(tempfile.gettempdir()) / f"stackcue-{os.getuid()}"
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(d)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
+    return d
 
 
 def lock_name(runner_id: str) -> str:
@@ -94,7 +111,7 @@ class RunLock:
 def acquire(path: Path, runner_id: str, info: str = "") -> RunLock:
     """Take the run lock at ``path`` or raise ``StorageError`` naming the lock and the process holding it."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)  # a planted link is not followed
     except OSError as exc:
         raise _CannotOpen(f"{path}: cannot open the run lock ({exc.strerror or exc})") from None
     try:

@@ -359,6 +359,25 @@ def test_run_lock_falls_back_when_the_logbook_folder_cannot_hold_it(tmp_path, mo
         assert held.path == fresh.parent / "stackcue-run-ana.lock"
 
 
+def test_run_lock_never_follows_a_planted_link(tmp_path, monkeypatch):
+    """A link planted where the lock goes is not followed (before: its target was truncated and overwritten
+    with the pid), and the temp-folder fallback is a private per-user folder, not /tmp itself."""
+    from stackcue.errors import StorageError
+    from stackcue.service.runlock import acquire, lock_dirs
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    link = tmp_path / "stackcue-run-ana.lock"
+    link.symlink_to(victim)
+    with pytest.raises(StorageError):
+        acquire(link, "ana")
+    assert victim.read_text() == "precious"
+    monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    last = lock_dirs(None)[-1]
+    assert last.name == f"stackcue-{os.getuid()}" and stat.S_IMODE(last.stat().st_mode) == 0o700
+
+
 # ---------------------------------------------------------------- second pass: payloads no parser should choke on
 
 DEEP = "[" * 100_000 + "]" * 100_000

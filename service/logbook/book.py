@@ -33,17 +33,15 @@ _TIME_MAX_S = 4e6  # source-clock s (46 days: longer than any session; a FIT fil
 _EPOCH_MAX = 1e13  # wall-clock epoch seconds (year 318857): wallclock.py decides what it believes within it
 
 
-_COUNTS = frozenset(  # identifiers and counts a summary or a row carries
-    (
-        *("id", "alert_id", "strides", "alerts", "steady_strides", "steady", "reminders", "gaps", "samples"),
-        *("suspect", "pauses", "calibrations", "rows_rejected", "segment", "cal_segment", "alerts_held", "n"),
-    )
+# counts a summary carries (a stride's "steady" is a boolean: these are checked in a summary only)
+_SUMMARY_COUNTS = frozenset(
+    ("steady", "reminders", "gaps", "samples", "suspect", "pauses", "calibrations", "rows_rejected", "alerts_held")
 )
 
 
 def _number_range(key: str) -> tuple[float, float] | None:
     """The range of a numeric field of a stored event (or session column), by its name; None: not numeric."""
-    if key in _COUNTS:
+    if key in ("id", "alert_id", "strides", "alerts", "steady_strides"):
         return (0, 1e12)
     if key.endswith("_deg"):
         return (-360.0, 360.0)
@@ -92,6 +90,9 @@ def _clean_event(ev: dict, stats_ok: bool = False) -> tuple[dict, list[str]]:
             continue
         if rng is not None:
             out[k], ok = _figure(k, v)
+        elif stats_ok and k in _SUMMARY_COUNTS and v is not None:
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1e12
+            out[k] = v if ok else None
         else:
             out[k], ok = _finite(v)
         if not ok:
