@@ -33,6 +33,8 @@ _TIME_MAX_S = 4e6  # source-clock s (46 days: longer than any session; a FIT fil
 _EPOCH_MAX = 1e13  # wall-clock epoch seconds (year 318857): wallclock.py decides what it believes within it
 
 
+_SHAPES: dict[str, type | tuple[type, ...]] = {"segments": dict, "type": str, "enabled": list, "kind": str}
+_FLAGS = frozenset(("steady", "reminder", "replayed", "ok", "muted"))  # booleans of an event: nothing else fits
 # counts a summary carries (a stride's "steady" is a boolean: these are checked in a summary only)
 _SUMMARY_COUNTS = frozenset(
     ("steady", "reminders", "gaps", "samples", "suspect", "pauses", "calibrations", "rows_rejected", "alerts_held")
@@ -92,6 +94,12 @@ def _clean_event(ev: dict, stats_ok: bool = False) -> tuple[dict, list[str]]:
             out[k], ok = _figure(k, v)
         elif stats_ok and k in _SUMMARY_COUNTS and v is not None:
             ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1e12
+            out[k] = v if ok else None
+        elif k in _FLAGS and v is not None:
+            ok = isinstance(v, bool)
+            out[k] = v if ok else None
+        elif k in _SHAPES and v is not None:
+            ok = isinstance(v, _SHAPES[k])
             out[k] = v if ok else None
         else:
             out[k], ok = _finite(v)
