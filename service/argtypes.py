@@ -16,12 +16,7 @@ EMULATED_MINUTES_RANGE: tuple[float, float] = _SOURCE_RANGES["emulated_minutes"]
 
 
 def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
+    v = _finite(text)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
     return v
