@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import math
 import os
 import threading
 from collections.abc import Iterator
@@ -22,25 +21,13 @@ from typing import Any, Protocol
 from stackcue.errors import StorageError
 
 from . import json_input
+from .payloads import _is_num, _show
 
 log = logging.getLogger("stackcue.mqtt")
 
 
-def _show(v: Any) -> str:
-    try:
-        text = repr(v)
-    except ValueError:  # an int of more than 4300 digits has no repr
-        text = f"<{type(v).__name__} too long to show>"
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _number_or_none(v: Any) -> bool:
-    if v is None:
-        return True
-    try:
-        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    except OverflowError:  # an integer beyond a float's range
-        return False
+    return v is None or _is_num(v)
 
 
 def record_problem(p: Any) -> str | None:
