@@ -20,7 +20,7 @@ from stackcue.firmware_bridge.source import LIVE_SOURCE_KINDS
 
 from . import ctl, export, report_html, scan  # their heavy libraries (fit-tool, matplotlib) load only when they run
 from .argtypes import EMULATED_MINUTES_RANGE, SPEED_RANGE, logbook_options, positive_float, ranged_float, seed
-from .output_files import is_write_through
+from .output_files import check_output, is_write_through
 from .web import cli as web_cli  # light: Starlette, uvicorn and cryptography load only when serve/certs run
 
 EXIT_USAGE = 2
@@ -109,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser("sessions", help="list the sessions in the logbook")
     se.add_argument("--runner", metavar="ID", help="only this runner's sessions")
-    se.add_argument("--since", metavar="DATE", help="only sessions started on or after DATE (2026-11-01, or 7d)")
+    se.add_argument(
+        "--since",
+        metavar="DATE",
+        help="only sessions started on or after DATE (2026-11-01, or 7d); those of an unknown start are counted",
+    )
     se.add_argument("--delete", metavar="SESSION", help="delete one session (id, prefix or latest) with --yes")
     se.add_argument("--yes", action="store_true", help="with --delete: do it (without, only say what would go)")
     logbook_options(se)
@@ -310,11 +314,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise InputError("give a recording FILE or --session ID (one of them)")
     if args.session is not None and args.save:
         raise InputError("--save stores a recording file; a --session is in the logbook already")
-    if args.save_calibration and not Path(args.save_calibration).parent.is_dir():  # before the whole analysis
-        raise InputError(
-            f"--save-calibration {args.save_calibration}: the folder {Path(args.save_calibration).parent} "
-            "does not exist"
-        )
+    if args.save_calibration:  # before the whole analysis: the same refusals write_output would make after it
+        check_output(args.save_calibration, "--save-calibration")
     cfg = load_config(args.config)
     cal = load_calibration(args.calibration) if args.calibration else None
     if args.session is not None:
@@ -363,7 +364,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     from .sessions_table import parse_since, sessions_table
 
     since = parse_since(args.since) if args.since else None
-    with open_logbook(load_config(args.config), args.logbook) as book:
+    with open_logbook(load_config(args.config), args.logbook, readonly=not args.delete) as book:
         if args.delete:
             from .session_store import find_session
 
@@ -389,7 +390,8 @@ def cmd_note(args: argparse.Namespace) -> int:
         raise InputError("note: give one of TEXT, --append TEXT or --clear")
     if args.append is not None and not added:
         raise InputError("note: --append needs a TEXT that is not empty")
-    with open_logbook(load_config(args.config), args.logbook) as book:
+    writes = bool(text or added or args.clear)
+    with open_logbook(load_config(args.config), args.logbook, readonly=not writes) as book:
         s = find_session(book, args.session)
         if args.clear:
             book.set_notes(s["id"], None)
@@ -408,7 +410,7 @@ def cmd_runner(args: argparse.Namespace) -> int:
     from .runner_data import delete_runner, export_runner
     from .session_store import open_logbook
 
-    with open_logbook(load_config(args.config), args.logbook) as book:
+    with open_logbook(load_config(args.config), args.logbook, readonly=args.action == "export") as book:
         if args.action == "export":
             if not args.output:
                 raise InputError("runner export needs -o FILE.zip")

@@ -157,7 +157,8 @@ def _paused_brief(run: Run) -> str | None:
 def _first_calibration(run: Run) -> dict:
     """The run's first accepted calibration (the session row keeps the latest), else what the session has."""
     cals = run.calibrations
-    return cals[0] if cals else run.calibration() or {}
+    cal = cals[0] if cals else run.calibration()
+    return cal if isinstance(cal, dict) else {}
 
 
 def _calibration_brief(run: Run) -> str:
@@ -165,7 +166,11 @@ def _calibration_brief(run: Run) -> str:
     if not cal.get("ok"):
         return "none accepted" + (f": {cal['reason']}" if cal.get("reason") else "")
     segs = []
-    for seg, d in (cal.get("segments") or {}).items():
+    segments = cal.get("segments")
+    for seg, d in (segments if isinstance(segments, dict) else {}).items():
+        if not isinstance(d, dict):  # a damaged stored calibration: name the segment, show no figure
+            segs.append(str(seg))
+            continue
         hinge = num(d.get("hinge_deg"))
         segs.append(
             f"{seg} hinge {hinge:.0f}{DEG} quality {num(d.get('quality')):.2f}" if math.isfinite(hinge) else seg

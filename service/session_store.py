@@ -3,9 +3,12 @@
 An analysed recording is a session like a live one, driven by the same ``Session`` and written by the same
 ``LogbookSink`` (one writer, one format): the session row, every event and the raw samples, so it can be
 re-analysed, reported and exported later. Its start time comes from the recording's ``started_utc``
-metadata (``stackcue record`` writes it), else the file's modification time minus its length; its id
-(``session.new_session_id``) is that time plus a hash of the file's path and size, so importing the same
-file twice is refused instead of stored twice.
+metadata (``stackcue record`` writes it), else the file's modification time minus its length (an invalid
+``started_utc`` says so in one warning line). The recording's identity is a SHA-256 digest of its bytes, kept
+in the session's ``source`` JSON (``sha256``); its id (``session.new_session_id``) is the start time plus a
+hash of that digest. So the same content is stored once whatever its name, time or link: touched, copied or
+hard-linked, a second store is refused. A session stored before the digest existed is found by the old id
+(start time, path and size) as well.
 
 The session row is claimed before anything is analysed, in one transaction (``Logbook.claim_session``), so of
 two stores of one file running at once exactly one stores it and the other is refused. A store that fails (a
@@ -16,6 +19,9 @@ unfinished until a daemon start marks it unclean, and a retry then replaces it.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import math
 import sqlite3
 import sys
 from pathlib import Path
@@ -26,7 +32,7 @@ from stackcue.errors import ConfigError, InputError, LogbookError, StorageError
 from stackcue.firmware_bridge.block import Block
 from stackcue.firmware_bridge.replay import ReplaySource
 
-from .analyze import analyze_recording, run_pipeline
+from .analyze import Control, analyze_recording, run_pipeline
 from .config import Config
 from .logbook import Logbook, LogbookSink, explain
 from .report_text import human_summary
@@ -35,17 +41,21 @@ from .wallclock import known_start
 
 #: flush the writer after this many queued samples, so a fast analysis never holds a whole file in memory
 FLUSH_SAMPLES = 200_000
+#: the digest reads the recording in pieces this big (never the whole file in memory)
+DIGEST_CHUNK = 1 << 20
 
 
-def open_logbook(cfg: Config, override: str | None = None) -> Logbook:
-    """The configured logbook, for the coach's commands; a one-line error when there is none."""
+def open_logbook(cfg: Config, override: str | None = None, readonly: bool = True) -> Logbook:
+    """The configured logbook, for the coach's commands; a one-line error when there is none.
+
+    Read-only unless ``readonly=False`` (commands that write: note, delete): nothing made or written."""
     path = override or cfg.logbook_path
     if path is None:
         raise ConfigError("no logbook: [logbook] path is empty in the configuration (give --logbook FILE)")
     if not Path(path).exists():
         raise StorageError(f"logbook {path} does not exist yet (a `stackcue run` or `analyze --save` makes it)")
     try:
-        return Logbook(path)
+        return Logbook(path, readonly=readonly)
     except (LogbookError, OSError) as exc:
         raise StorageError(f"logbook {path}: {exc}") from None
     except Exception as exc:  # sqlite3.DatabaseError: not a database, locked
@@ -63,7 +73,8 @@ def find_session(book: Logbook, session: str) -> dict:
     return found
 
 
-def _started(meta: dict[str, str], path: Path, duration_s: float) -> tuple[float, str]:
+def _started(meta: dict[str, str], path: Path, duration_s: float, err: IO[str] | None = None) -> tuple[float, str]:
+    """The recording's start: its ``started_utc``, else (with a warning when that is invalid) the file's time."""
     text = meta.get("started_utc")
     if text:
         try:
@@ -72,8 +83,23 @@ def _started(meta: dict[str, str], path: Path, duration_s: float) -> tuple[float
                 when = when.replace(tzinfo=dt.UTC)
             return when.timestamp(), meta.get("clock_synchronised", "unknown")
         except ValueError:
-            pass
+            (err or sys.stderr).write(
+                f"warning: {path}: started_utc={text!r} is not a date and time; "
+                "the session starts at the file's modification time instead\n"
+            )
     return path.stat().st_mtime - duration_s, "file time"
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 of the file's bytes, read in pieces: the recording's identity, whatever its name or time."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while piece := fh.read(DIGEST_CHUNK):
+                h.update(piece)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    return h.hexdigest()
 
 
 def _last_t(p: Path) -> float:
@@ -107,16 +133,46 @@ class _Unclosed:
         pass
 
 
-def _claim(book_path: str | Path, row: dict, p: Path) -> None:
-    """The session row made in one transaction, or a one-line refusal when the recording is stored already."""
-    sid = row["id"]
+def _same_content(book: Logbook, digest: str, old_id: str) -> list[str]:
+    """Ids of the sessions holding this content, oldest first: its digest in ``source``, or the old-scheme id.
+
+    A substring search then a check of the parsed JSON: a damaged ``source`` is no match and no error."""
+    rows = book.conn.execute(
+        "SELECT id, source FROM sessions WHERE id = ? OR instr(source, ?) > 0 ORDER BY rowid", (old_id, digest)
+    ).fetchall()
+    found = []
+    for sid, source in rows:
+        try:
+            kept = json.loads(source).get("sha256")
+        except (TypeError, ValueError, AttributeError):
+            kept = None
+        if kept == digest or (sid == old_id and kept is None):  # an old id with another digest: other content
+            found.append(sid)
+    return found
+
+
+def _claim(book_path: str | Path, row: dict, p: Path, digest: str, old_id: str) -> str:
+    """The session row made in one transaction, or a one-line refusal when the content is stored already.
+
+    Returns the id claimed. The same content under another id (another start time: a touched copy) is found
+    first and its id used, so the claim itself refuses it (or replaces it when a killed store left it
+    unclean). Two stores of differently-timed copies at once can both claim; then the later row gives way."""
     try:
         with Logbook(book_path) as book:
+            prior = _same_content(book, digest, old_id)
+            if prior:
+                row = {**row, "id": prior[0]}
             old = book.claim_session(row, replace_unclean=("analyze", "import"))
+            if old is None:
+                first = _same_content(book, digest, "")[0]
+                if first != row["id"]:  # another store of this content claimed it just before us
+                    book.delete_session(row["id"])
+                    old = book.session(first) or {"id": first, "ended_how": None}
     except (LogbookError, OSError, sqlite3.Error) as exc:
         raise StorageError(f"logbook {book_path}: {explain(book_path, exc)}") from None
+    sid = row["id"] if old is None else old["id"]
     if old is None:
-        return
+        return sid
     if old["ended_how"] is None:
         raise InputError(
             f"{p} is already being stored in {book_path} as session {sid} by another command "
@@ -178,20 +234,22 @@ def store_recording(
         size = p.stat().st_size
     except OSError as exc:
         raise InputError(f"{p}: cannot read ({exc.strerror})") from None
+    digest = content_digest(p)  # before anything is analysed: a second store is refused at once
     facts: dict = {}
     opened: list[LogbookSink] = []
     claimed: list[str] = []
 
     def prepare(source: ReplaySource) -> dict:  # the start time and the runner need the recording's metadata
         meta = source.meta
-        started, how = _started(meta, p, _last_t(p))
+        started, how = _started(meta, p, _last_t(p), err)
         if known_start(started) is None:  # kept as it is; shown as unknown, exported without wall-clock time
             what = f"started_utc={meta['started_utc']}" if how != "file time" else "the file's modification time"
             (err or sys.stderr).write(
                 f"warning: {p}: {what} is out of range (a clock that was not set?); the session's start time is "
                 "unknown\n"
             )
-        sid = new_session_id(started, key=f"{p.resolve()}|{size}")
+        sid = new_session_id(started, key=f"sha256:{digest}")
+        old_id = new_session_id(started, key=f"{p.resolve()}|{size}")  # the id before issue 13: old logbooks
         source.meta = {"kind": "file", "path": str(p.resolve()), **meta}
         facts.update(
             session_id=sid,
@@ -205,11 +263,12 @@ def store_recording(
             "runner": facts["runner_id"],
             "started_epoch": round(started, 3),
             "clock_synchronised": how,
-            "source": dict(source.meta),
+            "source": {**source.meta, "sha256": digest},
             "config": cfg.data,
             "origin": origin,
         }
-        _claim(book_path, row, p)  # atomic: of two stores of one file, one claims the id, the other is refused
+        sid = _claim(book_path, row, p, digest, old_id)  # of two stores of one content, one claims, one is refused
+        facts["session_id"] = sid
         claimed.append(sid)
         sink = LogbookSink(book_path, config=cfg.data)  # after the claim: its writer opens the file at once
         opened.append(sink)
@@ -243,6 +302,31 @@ def store_recording(
     return facts["session_id"], events
 
 
+#: pause events' times are rounded to 0.1 ms: half of that either way, and far less than a sample period
+PAUSE_T_ROUNDING = 1e-4
+
+
+def stored_controls(book: Logbook, session_id: str) -> list[Control]:
+    """The live run's pauses and re-calibrations, in order, for its replay to make them at the same samples.
+
+    ``recalibrate`` events (the daemon's, exact times) and the pipeline's ``pause`` events: a pause after
+    its last sample (its time is rounded), its resume before the first sample after it. A control without a
+    usable time cannot be placed: said in one warning line, and the replay goes on without it."""
+    out: list[Control] = []
+    for ev in book.events(session_id, ["pause", "recalibrate"]):
+        t, what = ev.get("t"), ev.get("type") if ev.get("type") == "recalibrate" else ev.get("state")
+        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
+            sys.stderr.write(f"warning: session {session_id}: a {what} event without a time is not replayed\n")
+            continue
+        if what == "recalibrate":
+            out.append((float(t), "recalibrate"))
+        elif what == "paused":
+            out.append((float(t) + PAUSE_T_ROUNDING, "pause"))
+        elif what == "resumed":
+            out.append((float(t) - PAUSE_T_ROUNDING, "resume"))
+    return out
+
+
 def analyze_session(
     book: Logbook,
     session: str,
@@ -252,11 +336,17 @@ def analyze_session(
     out: IO[str] | None = None,
     calibration: Calibration | None = None,
 ) -> list[dict]:
-    """Re-run the pipeline over a stored session's raw samples (other settings, a saved calibration)."""
+    """Re-run the pipeline over a stored session's raw samples (other settings, a saved calibration).
+
+    The live run's pauses and re-calibrations are made again at the same samples (``stored_controls``), so
+    each stride is measured against the calibration segment it was measured against live."""
     s = find_session(book, session)
     if not book.has_raw(s["id"]):
         raise InputError(f"session {s['id']} has no raw samples in {book.path} ([logbook] raw was off)")
-    events = run_pipeline(book.raw_blocks(s["id"]), cfg, jsonl=jsonl, out=out, calibration=calibration)
+    controls = stored_controls(book, s["id"])
+    events = run_pipeline(
+        book.raw_blocks(s["id"]), cfg, jsonl=jsonl, out=out, calibration=calibration, controls=controls
+    )
     if not jsonl:
         meta = {k: str(v) for k, v in (s.get("source") or {}).items() if k in ("rate", "runner", "sensor")}
         (out or sys.stdout).write(human_summary(events, f"session {s['id']}", meta) + "\n")

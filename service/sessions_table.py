@@ -38,10 +38,16 @@ def _short(notes: str | None) -> str:
 
 
 def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float | None = None) -> str:
-    """One line a session, oldest first; cadence, tilt, lean and stack are means over steady strides."""
+    """One line a session, oldest first; cadence, tilt, lean and stack are means over steady strides.
+
+    ``since_epoch``: only sessions started since then; those whose start is unknown are left out (their stored
+    number says nothing about when they were) and counted in a last line."""
     rows = []
     unknown = False
     stats = book.stats()
+    hidden = 0
+    if since_epoch is not None:  # the sessions since then leave out those of an unknown start: count them
+        hidden = sum(known_start(s["started_epoch"]) is None for s in book.sessions(runner=runner))
     for s in book.sessions(runner=runner, since_epoch=since_epoch):
         st = stats.get(s["id"], {})
         start = known_start(s["started_epoch"])
@@ -49,7 +55,7 @@ def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float 
         unknown = unknown or start is None
         if start is not None and s["clock_synchronised"] != "yes":
             started += "?"  # the clock was not known to be synchronised, or the date is the file's: may be off
-        ended = s["ended_how"] or "running"
+        ended = s["ended_reason"] or s["ended_how"] or "running"  # 'power lost': cut, closed at the next start
         rows.append(
             (
                 s["id"],
@@ -65,9 +71,11 @@ def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float 
                 _short(s["notes"]),
             )
         )
+    hidden_line = f"{hidden} session(s) with an unknown start not shown (--since needs a known start)"
     if not rows:
         who = f" for runner {runner!r}" if runner else ""
-        return f"no sessions{who} in {book.path}" + (" since then" if since_epoch is not None else "")
+        none = f"no sessions{who} in {book.path}" + (" since then" if since_epoch is not None else "")
+        return none + (f"\n{hidden_line}" if hidden else "")
     widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
     left = {0, 1, 9, 10}
     lines = [
@@ -82,4 +90,6 @@ def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float 
     )
     if unknown:
         lines.append("started 'unknown': no start time, or one out of range (a clock that was not set)")
+    if hidden:
+        lines.append(hidden_line)
     return "\n".join(lines)

@@ -3,6 +3,10 @@
 A Pi with no real-time clock and no network starts in 1970; a recording's ``started_utc`` may say year 1 or
 9999. Such a start is not a time to print, sort a report by or put in a FIT file: the coach's commands show it
 as unknown and export the session without wall-clock times, with one warning line (``start_warning``).
+
+One range for everyone: the logbook's writer and ``claim_session`` store a start out of it as unknown (NULL),
+the readers show it unknown, and ``sessions --since`` leaves such a session out (counted in a last line) rather
+than compare a number that says nothing about when it was.
 """
 
 from __future__ import annotations

@@ -404,6 +404,9 @@ def _copy(base: tuple[Path, str, str], tmp_path: Path) -> Path:
 @example([("json", "alerts", "payload", 0, ("field", ("t", '"x"')))], "report")
 @example([("value", "sessions", "duration_s", 0, -123456.5)], "analyze")
 @example([("value", "sessions", "runner", 0, b"\xff\x00")], "export fit")
+@example([("json", "events", "event", 0, ("nested", ("t", "7.77e77")))], "report")  # a calibration's segment
+@example([("json", "events", "event", 0, ("nested", ("t", "NaN")))], "export jsonl")
+@example([("json", "events", "event", 0, ("nested", ("t", "7.77e77")))], "analyze")
 def test_damaged_rows_never_give_a_traceback_or_a_wrong_figure(base, tmp_path, caplog, damage, heavy):
     EXAMPLES["rows"] += 1
     book = _copy(base, tmp_path)

@@ -198,7 +198,7 @@ def test_exports_of_out_of_range_starts_have_no_wall_clock_time(odd_book, tmp_pa
         err = io.StringIO()
         assert export.write_fit(b, sid, tmp_path / "x.fit", err=err) > 0
         (line,) = err.getvalue().splitlines()  # one warning line
-        assert "out of range" in line and sid in line
+        assert "start time is unknown" in line and sid in line  # stored unknown (NULL) by the store
         fit = FitFile.from_file(str(tmp_path / "x.fit"))
         (fid,) = [r.message for r in fit.records if isinstance(r.message, FileIdMessage)]
         assert 0 <= fid.time_created // 1000 - export.FIT_EPOCH_S < 0x10000000  # FIT system time: relative
@@ -223,12 +223,12 @@ def test_export_cli_warns_once_for_an_out_of_range_start(odd_book, tmp_path, cap
         capsys.readouterr()
         out = tmp_path / f"x.{fmt}"
         assert main(["export", odd[0], "--logbook", str(book), "-o", str(out)]) == 0
-        warnings = [line for line in capsys.readouterr().err.splitlines() if "out of range" in line]
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "start time" in line]
         assert len(warnings) == 1, fmt
     assert main(["sessions", "--logbook", str(book)]) == 0
     capsys.readouterr()
     assert main(["report", odd[2], "--compare", *odd[:2], "--logbook", str(book), "-o", str(tmp_path / "r.html")]) == 0
-    assert sum("out of range" in line for line in capsys.readouterr().err.splitlines()) == 1
+    assert sum("start time" in line for line in capsys.readouterr().err.splitlines()) == 1
 
 
 def test_a_start_before_year_1_utc_is_stored_with_a_warning(run_csv, tmp_path):
@@ -378,3 +378,53 @@ def test_a_live_session_without_write_failures_is_clean(run_csv, tmp_path, monke
     sid = _live_run_into(book, run_csv, monkeypatch, fail_from=10**9, fail_until=None)
     with Logbook(book) as b:
         assert b.session(sid)["ended_how"] == "clean" and not b.events(sid, ["logbook"])
+
+
+# ---------------------------------------------------------------------------------------------- third pass: item 6
+
+
+def test_a_live_start_out_of_range_is_stored_as_unknown_with_one_warning(tmp_path, caplog):
+    """The writer and the readers share one range (wallclock.py): a year-9999 start is not stored to be called
+    damage or compared as a number later; it is unknown from the start, said once."""
+    import logging
+
+    from stackcue.service.logbook import LogbookSink
+    from stackcue.service.sessions_table import sessions_table
+
+    book = tmp_path / "lb.sqlite"
+    with caplog.at_level(logging.WARNING, logger="stackcue.logbook"):
+        sink = LogbookSink(book)
+        sink.handle({"type": "session", "state": "started", "session": "Y9999", "started_epoch": 253402300740.0})
+        sink.handle({"type": "summary", "duration_s": 5.0, "strides": 0})
+        sink.close()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "Y9999" in line and "out of range" in line and "unknown" in line
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="stackcue.logbook"), Logbook(book) as b:
+        assert b.conn.execute("SELECT started_epoch FROM sessions").fetchone()[0] is None
+        (row,) = [x for x in sessions_table(b).splitlines() if x.startswith("Y9999")]
+        assert row.split()[1] == "unknown"
+    assert not caplog.records  # no damage reported on reading
+
+
+def test_sessions_since_leaves_out_unknown_starts_and_counts_them(odd_book, tmp_path, capsys):
+    import datetime as dt
+    import shutil
+
+    from stackcue.service.cli import main
+    from stackcue.service.sessions_table import sessions_table
+
+    src, good, odd = odd_book
+    book = tmp_path / "lb.sqlite"
+    shutil.copy(src, book)
+    since = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
+    with Logbook(book) as b:
+        b.conn.execute("UPDATE sessions SET started_epoch = 253402300740.0 WHERE id = ?", (odd[2],))  # an older
+        table = sessions_table(b, since_epoch=since)  # writer stored the number itself
+    ids = [line.split()[0] for line in table.splitlines() if line.split()]
+    assert good in ids and not set(odd) & set(ids), table
+    assert table.splitlines()[-1] == "3 session(s) with an unknown start not shown (--since needs a known start)"
+    assert main(["sessions", "--since", "2026-01-01", "--logbook", str(book)]) == 0
+    assert "3 session(s) with an unknown start not shown" in capsys.readouterr().out
+    with Logbook(book) as b:
+        assert "unknown start" not in sessions_table(b)  # without --since every session is listed

@@ -28,6 +28,7 @@ from stackcue.service.logbook import (
     decode_chunk,
     encode_chunk,
 )
+from stackcue.service.logbook.schema import APPLICATION_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,7 +85,7 @@ def test_schema_and_private_mode(tmp_path):
             assert p.exists(), p
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
         assert os.umask(0o022) == 0o022  # restored after connecting
-        assert lb.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert lb.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         tables = {r[0] for r in lb.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"sessions", "strides", "alerts", "raw_chunks", "events"} <= tables
         cols = {r[1] for r in lb.conn.execute("PRAGMA table_info(sessions)")}
@@ -103,6 +104,7 @@ def test_schema_and_private_mode(tmp_path):
             "duration_s",
             "distance_m",
             "origin",
+            "ended_reason",
         }
         lb.close()
     finally:
@@ -120,10 +122,14 @@ def test_wal_and_synchronous_full_on_every_connection(tmp_path):
 def test_migration_from_version_0_and_refusal_of_a_newer_file(tmp_path):
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE unrelated (x)")  # a version-0 file (e.g. made by hand) keeps what it had
+    conn.execute("CREATE TABLE unrelated (x)")  # a version-0 file with a table: another application's
     conn.commit()
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
     conn.close()
+    with pytest.raises(LogbookError, match="is not a stackcue logbook"):
+        Logbook(path)
+    path.unlink()
+    sqlite3.connect(path).close()  # an empty SQLite file is a new logbook
     lb = Logbook(path)
     assert lb.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert lb.sessions() == []
@@ -134,6 +140,7 @@ def test_migration_from_version_0_and_refusal_of_a_newer_file(tmp_path):
     newer = tmp_path / "newer.sqlite"
     conn = sqlite3.connect(newer)
     conn.execute("PRAGMA user_version = 7")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.close()
     with pytest.raises(LogbookError, match="newer"):
         Logbook(newer)
@@ -153,6 +160,14 @@ def _database_at_version(path: Path, version: int) -> None:
             "VALUES ('S', 'ann', 1735689600.0, ?, ?, 'clean')",
             (json.dumps(cal), json.dumps(summ)),
         )
+        if version >= 2:  # v2 wrote these itself, and its calibration and summary as events
+            conn.execute("UPDATE sessions SET duration_s = 200.0, origin = 'live'")
+            conn.execute(
+                "INSERT INTO events (session, t, type, event) VALUES ('S', 8.2, 'calibration', ?)", (json.dumps(cal),)
+            )
+            conn.execute(
+                "INSERT INTO events (session, t, type, event) VALUES ('S', 200, 'summary', ?)", (json.dumps(summ),)
+            )
         conn.execute("INSERT INTO strides (session, t_start, t_end, event) VALUES ('S', 10, 10.7, '{\"t_start\":10}')")
         conn.execute(
             "INSERT INTO alerts (session, alert_id, t, kind, payload) VALUES ('S', 1, 95.4, 'anterior_tilt', '{}')"
@@ -179,14 +194,16 @@ def test_migration_from_every_earlier_version_keeps_the_data(tmp_path, version):
 def test_session_lookup_by_prefix_latest_and_ambiguity(tmp_path):
     lb = Logbook(tmp_path / "l.sqlite")
     for sid, t0 in (("20250101T000000Z-aaaaaa", 1.0), ("20250101T000000Z-aabbbb", 2.0), ("20250102T000000Z-cc", 3.0)):
-        lb.conn.execute("INSERT INTO sessions (id, runner, started_epoch) VALUES (?, 'ann', ?)", (sid, t0))
+        lb.conn.execute("INSERT INTO sessions (id, runner, started_epoch) VALUES (?, 'ann', ?)", (sid, 1.77e9 + t0))
     assert lb.session("20250102")["id"] == "20250102T000000Z-cc"
     assert lb.session("latest")["id"] == "20250102T000000Z-cc"
     assert lb.session("20250101T000000Z-aab")["id"] == "20250101T000000Z-aabbbb"
     assert lb.session("2026") is None
     with pytest.raises(LogbookError, match="ambiguous: 20250101T000000Z-aaaaaa, 20250101T000000Z-aabbbb"):
         lb.session("20250101T000000Z-aa")
-    assert [s["id"] for s in lb.sessions(since_epoch=2.0)] == ["20250101T000000Z-aabbbb", "20250102T000000Z-cc"]
+    assert [s["id"] for s in lb.sessions(since_epoch=1.77e9 + 2)] == ["20250101T000000Z-aabbbb", "20250102T000000Z-cc"]
+    lb.conn.execute("INSERT INTO sessions (id, runner, started_epoch) VALUES ('odd', 'ann', 253402300740.0)")
+    assert "odd" not in [s["id"] for s in lb.sessions(since_epoch=1.77e9)]  # year 9999: an unknown start
     assert lb.sessions(runner="bob") == []
     lb.close()
 

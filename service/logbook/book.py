@@ -22,6 +22,7 @@ import numpy as np
 from stackcue.errors import LogbookError
 from stackcue.firmware_bridge.block import Block
 
+from ..wallclock import EARLIEST_EPOCH, LATEST_EPOCH, known_start
 from .codec import decode_chunk
 from .schema import connect, to_json
 
@@ -98,6 +99,10 @@ def _clean_event(ev: dict, stats_ok: bool = False) -> tuple[dict, list[str]]:
         elif k in _FLAGS and v is not None:
             ok = isinstance(v, bool)
             out[k] = v if ok else None
+        elif k == "segments" and isinstance(v, dict):
+            out[k], inner_bad = _clean_segments(v)
+            bad.extend(inner_bad)
+            continue
         elif k in _SHAPES and v is not None:
             ok = isinstance(v, _SHAPES[k])
             out[k] = v if ok else None
@@ -105,6 +110,41 @@ def _clean_event(ev: dict, stats_ok: bool = False) -> tuple[dict, list[str]]:
             out[k], ok = _finite(v)
         if not ok:
             bad.append(str(k))
+    return out, bad
+
+
+#: a calibration segment's vectors: their length and the largest magnitude a component may have
+_SEGMENT_VECTORS = {"q_body_from_sensor_wxyz": (4, 1.0 + 1e-6), "gyro_bias_rad_s": (3, 35.0)}  # 2000 °/s = 34.9
+
+
+def _clean_segments(segments: dict) -> tuple[dict, list[str]]:
+    """A calibration's per-sensor parts; a part that is not an object, or whose rotation or gyro bias is damaged,
+    is left out whole (a part without its rotation cannot be used or shown); its other figures are checked by
+    name (``_clean_event``), ``quality`` within 0..1."""
+    out: dict = {}
+    bad: list[str] = []
+    for seg, d in segments.items():
+        if not isinstance(d, dict):
+            bad.append(f"segments.{seg}")
+            continue
+        part, part_bad = _clean_event(d)
+        for key, (n, lim) in _SEGMENT_VECTORS.items():
+            x = part.get(key)
+            if x is not None and not (
+                isinstance(x, list)
+                and len(x) == n
+                and all(isinstance(c, int | float) and not isinstance(c, bool) and abs(c) <= lim for c in x)
+            ):
+                part_bad.append(key)
+        q = part.get("quality")
+        if q is not None and not (isinstance(q, int | float) and not isinstance(q, bool) and 0 <= q <= 1):
+            part["quality"] = None
+            part_bad.append("quality")
+        if any(k in _SEGMENT_VECTORS for k in part_bad):
+            bad.append(f"segments.{seg}")
+            continue
+        out[seg] = part
+        bad.extend(f"segments.{seg}.{k}" for k in part_bad)
     return out, bad
 
 
@@ -123,16 +163,22 @@ def _figure(key: str, x: Any) -> tuple[Any, bool]:
 
 
 class Logbook:
-    """One logbook file; its connection belongs to the thread that made the object (``connect()`` for others)."""
+    """One logbook file; its connection belongs to the thread that made the object (``connect()`` for others).
 
-    def __init__(self, path: str | os.PathLike, max_bytes: int | None = None) -> None:
+    ``readonly``: for commands that only read (``sessions``, ``report``, exports): the file is neither made,
+    migrated (unless it is older and may be written) nor written, and nothing is made beside it
+    (``schema.connect_readonly``); a missing file is a ``LogbookError`` "no logbook at ...".
+    """
+
+    def __init__(self, path: str | os.PathLike, max_bytes: int | None = None, readonly: bool = False) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
-        self.conn = connect(self.path, max_bytes)
+        self.readonly = readonly
+        self.conn = connect(self.path, max_bytes, readonly=readonly)
 
     def connect(self) -> sqlite3.Connection:
         """A new connection to the same file, for another thread."""
-        return connect(self.path, self.max_bytes)
+        return connect(self.path, self.max_bytes, readonly=self.readonly)
 
     def close(self) -> None:
         self.conn.close()
@@ -144,7 +190,8 @@ class Logbook:
         self.close()
 
     def mark_unclean_sessions(self, runner: str | None = None, held: Callable[[str | None], bool] | None = None) -> int:
-        """Sessions still open (the writer died: crash, kill, power cut) become ``'unclean'``; returns how many.
+        """Sessions still open (the writer died: crash, kill, power cut) become ``'unclean'`` with the reason
+        ``'power lost'`` (``ended_reason``); returns how many.
 
         Their end time is what the data says: the start plus the newest stored sample, stride or event time.
         Call it when a daemon of ``runner`` starts, holding that runner's run lock, before its own session
@@ -169,7 +216,7 @@ class Logbook:
                     (sid,),
                 ).fetchone()[0]
                 self.conn.execute(
-                    "UPDATE sessions SET ended_how = 'unclean', duration_s = ?, "
+                    "UPDATE sessions SET ended_how = 'unclean', ended_reason = 'power lost', duration_s = ?, "
                     "ended_epoch = coalesce(ended_epoch, started_epoch + ?) WHERE id = ?",
                     (last, last or 0.0, sid),
                 )
@@ -177,7 +224,7 @@ class Logbook:
 
     _SESSION_COLS = (
         "id, runner, started_epoch, clock_synchronised, source, calibration, config, ended_epoch, "
-        "ended_how, summary, notes, duration_s, distance_m, origin"
+        "ended_how, summary, notes, duration_s, distance_m, origin, ended_reason"
     )
 
     def _damaged(self, where: str, what: str) -> LogbookError:
@@ -207,6 +254,8 @@ class Logbook:
             return value
         if column == "summary":
             value, bad = _clean_event(value, stats_ok=True)
+        elif column == "calibration":  # the latest calibration event: its segments read as the events' are
+            value, bad = _clean_event(value)
         else:  # the config's sections are not figures: only NaN and infinities are damage there
             value, ok = _finite(value)
             bad = [] if ok else ["a value"]
@@ -220,7 +269,14 @@ class Logbook:
             raise self._damaged(f"a sessions row (id {sid!r})", "the id is not text")
         where = f"session {sid}"
         row: dict[str, Any] = {"id": sid}
-        for i, key in ((1, "runner"), (3, "clock_synchronised"), (8, "ended_how"), (10, "notes"), (13, "origin")):
+        for i, key in (
+            (1, "runner"),
+            (3, "clock_synchronised"),
+            (8, "ended_how"),
+            (10, "notes"),
+            (13, "origin"),
+            (14, "ended_reason"),
+        ):
             v = r[i]
             if isinstance(v, bytes):
                 v = v.decode("utf-8", "replace")
@@ -253,14 +309,18 @@ class Logbook:
         "duration_s",
         "distance_m",
         "origin",
+        "ended_reason",
     )
 
     def sessions(self, runner: str | None = None, since_epoch: float | None = None) -> list[dict]:
-        """Sessions, oldest first; optionally of one runner and started at or after ``since_epoch``."""
+        """Sessions, oldest first; optionally of one runner and started at or after ``since_epoch``.
+
+        With ``since_epoch``, a session whose start is unknown (NULL, or out of ``wallclock``'s range: a clock
+        that was not set) is not listed: its stored number says nothing about when it was."""
         rows = self.conn.execute(
             f"SELECT {self._SESSION_COLS} FROM sessions WHERE (?1 IS NULL OR runner = ?1) "
-            "AND (?2 IS NULL OR started_epoch >= ?2) ORDER BY started_epoch, id",
-            (runner, since_epoch),
+            "AND (?2 IS NULL OR (started_epoch >= max(?2, ?3) AND started_epoch < ?4)) ORDER BY started_epoch, id",
+            (runner, since_epoch, EARLIEST_EPOCH, LATEST_EPOCH),
         )
         return [self._session_row(r) for r in rows]
 
@@ -449,10 +509,11 @@ class Logbook:
         One ``BEGIN IMMEDIATE`` transaction, so of two processes claiming the same id exactly one wins:
         returns None when the row was made, else the existing session (not changed). An existing session that
         ended ``'unclean'`` and whose origin is in ``replace_unclean`` (a store that was killed) is deleted
-        and replaced.
+        and replaced. A start out of ``wallclock``'s range is stored as unknown (NULL): the caller warns.
         """
         cols = ("id", "runner", "started_epoch", "clock_synchronised", "source", "config", "origin")
         values = [to_json(row.get(c)) if c in ("source", "config") else row.get(c) for c in cols]
+        values[2] = known_start(values[2])  # out of wallclock's range: stored unknown, as the live writer does
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
             r = self.conn.execute(f"SELECT {self._SESSION_COLS} FROM sessions WHERE id = ?", (row["id"],)).fetchone()

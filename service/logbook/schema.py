@@ -6,9 +6,15 @@ least once a second, so a crash or a pulled battery loses at most about one seco
 
 Privacy: the file is created mode 0600 (``os.open`` before SQLite sees it) and the process umask is 0o077 while
 SQLite connects and switches to WAL, so the ``-wal``/``-shm`` files are owner-only too (SQLite also gives them
-the database file's mode). An existing file keeps its mode (e.g. a ``stackcue`` group set up by the admin).
+the database file's mode). An existing file that stackcue writes keeps its group bits (e.g. a ``stackcue``
+group set up by the admin) but loses its world bits, with one warning line.
 
-Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 2):
+Only our own file: ``PRAGMA application_id`` is ``APPLICATION_ID`` in every file stackcue made or migrated;
+an older stackcue's file (id 0, our tables only) is adopted and stamped; any other SQLite file, or a path that
+is not a regular file (a link to /dev/null, a FIFO, a folder), is refused in one line before it is touched.
+Readers (``connect(readonly=True)``) neither create, migrate (unless it is older and may be written) nor write.
+
+Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 3):
 
 * ``sessions``: ``id`` (the daemon's session id), ``runner``, ``started_epoch``, ``clock_synchronised``,
   ``source``/``calibration``/``config``/``summary`` (JSON), ``ended_epoch``, ``ended_how`` (``'clean'``,
@@ -25,23 +31,35 @@ Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 2):
   when failed writes cost a session data: such a session ends ``'unclean'``, not ``'clean'``.
 * v2 added to ``sessions``: ``duration_s`` (from the summary, or the newest data of an unclean session),
   ``distance_m`` (NULL: no source measures it yet), ``origin`` (``'live'``, ``'analyze'``, ``'import'``).
+* v3 added to ``sessions``: ``ended_reason``: ``'power lost'`` for a session closed ``'unclean'`` at the next
+  start (no summary: the process died, ``mark_unclean_sessions``); NULL otherwise (an unclean session whose
+  writes failed says why in its ``logbook`` event).
+
+``started_epoch`` is NULL (unknown) when the start was out of ``wallclock``'s range (a clock that was not set).
 
 Times ``t*`` are on the source's clock (as in the events); ``*_epoch``/``delivered_at`` are wall-clock epoch s.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import json
+import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from stackcue.errors import LogbookError
 
+log = logging.getLogger("stackcue.logbook")
+
 BUSY_TIMEOUT_MS = 2000
+#: ``PRAGMA application_id`` of a stackcue logbook ("StkC"): set when stackcue creates or migrates a file
+APPLICATION_ID = 0x53746B43
+_OUR_TABLES = frozenset(("sessions", "strides", "alerts", "raw_chunks", "events"))
 
 
 def _migrate_0_to_1(c: sqlite3.Connection) -> None:
@@ -84,8 +102,21 @@ def _migrate_1_to_2(c: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_2_to_3(c: sqlite3.Connection) -> None:
+    """Why an unclean session ended: ``ended_reason`` ``'power lost'`` for a session closed at the next start.
+
+    A column, not a third value of ``ended_how``: SQLite cannot alter that column's CHECK (the table would be
+    rebuilt), and every reader that knows ``'clean'``/``'unclean'`` stays right. Sessions v2 marked unclean at
+    the next start (no summary, no ``logbook`` event of failed writes) get the reason too."""
+    c.execute("ALTER TABLE sessions ADD COLUMN ended_reason TEXT")
+    c.execute(
+        "UPDATE sessions SET ended_reason = 'power lost' WHERE ended_how = 'unclean' AND summary IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM events WHERE events.session = sessions.id AND events.type = 'logbook')"
+    )
+
+
 #: MIGRATIONS[v] takes a file from schema version v to v + 1
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -107,33 +138,103 @@ def explain(path: str | os.PathLike, exc: BaseException) -> str:
     return str(exc)
 
 
-def _create_private(path: Path) -> None:
+def _create_private(path: Path) -> bool:
+    """The file made mode 0600 before SQLite sees it; True when it was made now."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(FileExistsError):
+    try:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    return True
 
 
-def connect(path: str | os.PathLike, max_bytes: int | None = None) -> sqlite3.Connection:
+def _check_regular(p: Path) -> None:
+    """A device, FIFO or folder (or a link to one, e.g. to /dev/null) refused before SQLite opens it: SQLite
+    would put a ``-journal`` beside its target (``/dev/null-journal``) and fail with "cannot rollback"."""
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        if os.path.islink(p):
+            raise LogbookError(f"{p} is a link to {os.readlink(p)}, which does not exist") from None
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise LogbookError(f"{p} is not a regular file")
+
+
+def _check_ours(conn: sqlite3.Connection, p: Path) -> int:
+    """The file's schema version when it is a stackcue logbook (or an empty file to make one); else refused.
+
+    Ours: our ``application_id``; or (made by a stackcue before it set one) id 0, a known schema version and
+    only our tables; or id 0, version 0 and no tables at all (new). Anything else is another application's
+    database, which must never be migrated into a logbook (nor switched to WAL)."""
+    app = conn.execute("PRAGMA application_id").fetchone()[0]  # not SQLite at all: "file is not a database"
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {
+        r[0]
+        for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        if not r[0].startswith("sqlite_")
+    }
+    if app == APPLICATION_ID:
+        return version
+    if app == 0 and version == 0 and not tables:
+        return 0
+    if app == 0 and 1 <= version <= SCHEMA_VERSION and "sessions" in tables and tables <= _OUR_TABLES:
+        return version
+    raise LogbookError(f"{p} is not a stackcue logbook")
+
+
+def _no_world_access(p: Path) -> None:
+    """A logbook stackcue writes is not readable by every user: the world bits of the file and its ``-wal``/
+    ``-shm`` are removed, with one line; the group's bits are kept (an admin's ``stackcue`` group)."""
+    for f in (p, Path(f"{p}-wal"), Path(f"{p}-shm")):
+        try:
+            mode = stat.S_IMODE(os.stat(f).st_mode)
+            if mode & 0o007:
+                os.chmod(f, mode & ~0o007)
+                if f == p:
+                    log.warning(
+                        "logbook %s was readable by every user (mode %04o): now %04o (personal data; the group "
+                        "keeps its access)",
+                        p,
+                        mode,
+                        mode & ~0o007,
+                    )
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # not the file's owner: say so, and write anyway (a read-only one fails next)
+            if exc.errno == errno.EROFS:
+                return
+            log.warning("logbook %s: cannot remove the other users' access to %s (%s)", p, f, exc)
+
+
+def connect(path: str | os.PathLike, max_bytes: int | None = None, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection with the logbook's settings (WAL, synchronous FULL, busy timeout), schema migrated.
 
     Autocommit mode (``isolation_level=None``): callers open their own ``BEGIN IMMEDIATE`` transactions.
     ``max_bytes`` caps the database size (``PRAGMA max_page_count``); beyond it writes fail like a full disk.
-    A connection belongs to the thread that made it.
+    ``readonly``: for the coach's reading commands (``connect_readonly``): nothing created, migrated or written.
+    A connection belongs to the thread that made it. Another application's SQLite file, or a path that is not
+    a regular file, is refused (``LogbookError``) before anything is written to it.
     """
     p = Path(path)
+    _check_regular(p)
+    if readonly:
+        return connect_readonly(p)
     _create_private(p)
     old = os.umask(0o077)
     try:
         conn = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            _check_ours(conn, p)
+            _no_world_access(p)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             if max_bytes is not None:
                 page = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count={max(1, int(max_bytes) // page)}")
-            _migrate(conn)
+            _migrate(conn, p)
         except BaseException:
             conn.close()
             raise
@@ -142,18 +243,73 @@ def connect(path: str | os.PathLike, max_bytes: int | None = None) -> sqlite3.Co
     return conn
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+def connect_readonly(path: str | os.PathLike) -> sqlite3.Connection:
+    """A connection that reads the logbook and never writes it, nor makes a file beside it.
+
+    A logbook with its ``-wal`` and ``-shm`` (a writer has it open, or died) is read with SQLite's ``mode=ro``,
+    which sees what the ``-wal`` holds and makes no file. One without (closed cleanly: everything is in the
+    file) is read ``immutable=1``: ``mode=ro`` would make the ``-wal``/``-shm`` (owned by the reader: a daemon
+    of another user could then not write them) and fails on a read-only file system. A writer starting while
+    it reads writes to its own ``-wal``, which this reader does not see. A ``-wal`` without a ``-shm`` needs
+    ``mode=ro`` to make the ``-shm``: on a read-only file system that is refused in words. A logbook of an
+    older schema is migrated first when it can be written, else refused in one line (the queries need the
+    new columns).
+    """
+    p = Path(path)
+    _check_regular(p)
+    if not p.exists():
+        raise LogbookError(f"no logbook at {p}")
+    wal, shm = Path(f"{p}-wal"), Path(f"{p}-shm")
+    has_wal = wal.exists() and wal.stat().st_size > 0
+    query = "mode=ro" if has_wal or shm.exists() else "immutable=1"
+    conn = sqlite3.connect(
+        f"{p.absolute().as_uri()}?{query}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            version = _check_ours(conn, p)
+        except sqlite3.OperationalError as exc:
+            if has_wal and not shm.exists():
+                raise LogbookError(
+                    f"cannot read {p}: its -wal file holds data not yet in the file, and reading it needs a "
+                    f"-shm file beside it: {explain(p, exc)}"
+                ) from None
+            raise
+    except BaseException:
+        conn.close()
+        raise
     if version == SCHEMA_VERSION:
+        return conn
+    conn.close()
+    if version > SCHEMA_VERSION:
+        raise LogbookError(f"logbook schema version {version} is newer than this stackcue ({SCHEMA_VERSION})")
+    if version == 0:
+        raise LogbookError(f"no logbook at {p} (the file is empty)")
+    try:
+        connect(p).close()  # an older stackcue's logbook: migrated once, by whoever may write it
+    except (sqlite3.Error, OSError) as exc:
+        raise LogbookError(
+            f"{p} has schema version {version}, older than this stackcue's ({SCHEMA_VERSION}), and cannot be "
+            f"migrated: {explain(p, exc)} (open it once where it can be written)"
+        ) from None
+    log.info("logbook %s: schema migrated from version %d to %d", p, version, SCHEMA_VERSION)
+    return connect_readonly(p)
+
+
+def _migrate(conn: sqlite3.Connection, p: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION and conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
+        version = _check_ours(conn, p)  # another process may have migrated (or written) it meanwhile
         if version > SCHEMA_VERSION:
             raise LogbookError(f"logbook schema version {version} is newer than this stackcue ({SCHEMA_VERSION})")
         for v in range(version, SCHEMA_VERSION):
             MIGRATIONS[v](conn)
             conn.execute(f"PRAGMA user_version={v + 1}")
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

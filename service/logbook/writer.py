@@ -19,6 +19,7 @@ import numpy as np
 
 from stackcue.errors import LogbookError
 
+from ..wallclock import known_start
 from .codec import encode_chunk
 from .schema import connect, explain, to_json
 
@@ -37,9 +38,11 @@ class LogbookSink:
     on ``stackcue.logbook``), events are kept for the next try (at most ``backlog_max``; the oldest strides go
     first), raw samples of the failed batch are dropped and counted in ``raw_dropped``.
 
-    The session row is made by the ``session``/``started`` event, updated by ``calibration`` (the latest
-    accepted one, or the latest refusal while none is accepted) and closed ``'clean'`` by ``summary`` or by
-    ``close()``. Raw blocks take the session of the latest session event written (held until there is one).
+    The session row is made by the ``session``/``started`` event (a start out of ``wallclock``'s range, which
+    every reader would show as unknown, is stored as unknown: NULL, with one warning line), updated by
+    ``calibration`` (the latest accepted one, or the latest refusal while none is accepted) and closed
+    ``'clean'`` by ``summary`` or by ``close()``. Raw blocks take the session of the latest session event
+    written (held until there is one).
     """
 
     name = "logbook"
@@ -79,6 +82,7 @@ class LogbookSink:
         self._mark_clean = True
         self._last_error: str | None = None  # why the latest write failed (kept in the session's end mark)
         self._conn: sqlite3.Connection | None = None
+        self._warned_start: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="logbook-writer", daemon=True)
         self._thread.start()
 
@@ -239,19 +243,29 @@ class LogbookSink:
             self._session = str(ev.get("session"))
             self._ended = False
             self._calibrated = False
-            conn.execute(
+            started = known_start(ev.get("started_epoch"))
+            made = conn.execute(
                 "INSERT INTO sessions (id, runner, started_epoch, clock_synchronised, source, config, origin) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (
                     self._session,
                     ev.get("runner"),
-                    ev.get("started_epoch"),
+                    started,
                     ev.get("clock_synchronised"),
                     to_json(ev.get("source")),
                     to_json(self.config),
                     ev.get("origin", "live"),
                 ),
-            )
+            ).rowcount
+            odd = started is None and ev.get("started_epoch") is not None
+            if odd and made and self._session not in self._warned_start:  # a claimed row: its claimer warned
+                self._warned_start.add(self._session)  # a batch that failed is written again: one line
+                log.warning(
+                    "logbook: session %s: its start time %r is out of range (a clock that was not set?); "
+                    "stored as unknown",
+                    self._session,
+                    ev.get("started_epoch"),
+                )
             return
         session = self._session
         if session is None:
