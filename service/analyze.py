@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from stackcue.dsp.calibration import Calibration
 from stackcue.dsp.pipeline import Pipeline
 from stackcue.errors import CalibrationError, PipelineError, StorageError
@@ -124,15 +126,56 @@ def replay_session(
     **session: Any,
 ) -> list[dict]:
     """A source replayed through the one session driver at unlimited speed; returns the analysis events."""
-    Session(
+    s = Session(
         source,
         Pipeline(config.pipeline, calibration),
         [output, *sinks],
         live=False,
         runner_id=session.pop("runner_id", config.runner_id),
         **session,
-    ).run()
+    )
+    if isinstance(source, ControlledBlocks):
+        source.session = s
+    s.run()
     return output.events
+
+
+#: a stored control's time and its name: ``pause``, ``resume`` or ``recalibrate``
+Control = tuple[float, str]
+
+
+class ControlledBlocks(Source):
+    """A stored session's raw blocks, cut where the live run was paused or re-calibrated, each control applied
+    to the session just before the first sample after it: the replay's pipeline re-calibrates (and pauses)
+    where the live one did, so its calibration segments are the live run's (issue 14)."""
+
+    def __init__(self, blocks: Iterable[Block], controls: Iterable[Control]) -> None:
+        super().__init__()
+        self._blocks = iter(blocks)
+        self._controls = list(controls)
+        self._next: Block | None = None
+        self.session: Session | None = None
+
+    def _apply(self, before: float) -> None:
+        while self._controls and self._controls[0][0] < before:
+            _, name = self._controls.pop(0)
+            if self.session is None:
+                raise RuntimeError("ControlledBlocks needs its session (replay_session binds it)")
+            getattr(self.session, name)()
+
+    def _read_block(self) -> Block | None:
+        block = self._next if self._next is not None else next(self._blocks, None)
+        self._next = None
+        if block is None:
+            self._apply(np.inf)  # a pause to the end: the session ends paused, as the live one did
+            return None
+        if not len(block):
+            return block
+        self._apply(float(block.t[0]))
+        if self._controls and self._controls[0][0] < float(block.t[-1]):
+            k = int(np.searchsorted(block.t, self._controls[0][0], side="right"))  # 1 ≤ k < len: t[k-1] ≤ c < t[k]
+            block, self._next = block.slice(0, k), block.slice(k, len(block))
+        return block
 
 
 def analyze_file(
@@ -219,11 +262,14 @@ def run_pipeline(
     out: IO[str] | None = None,
     calibration: Calibration | None = None,
     sinks: Sequence[Sink] = (),
+    controls: Sequence[Control] = (),
 ) -> list[dict]:
-    """Blocks from anywhere (a logbook session, arrays) through the session driver; JSON lines when ``jsonl``."""
-    return replay_session(
-        BlocksSource(blocks), config, output=AnalysisOutput(out, jsonl), sinks=sinks, calibration=calibration
-    )
+    """Blocks from anywhere (a logbook session, arrays) through the session driver; JSON lines when ``jsonl``.
+
+    ``controls``: (time, ``pause``/``resume``/``recalibrate``) in the order given, each applied before the first
+    sample after its time (a stored session's, see ``session_store.stored_controls``)."""
+    source = ControlledBlocks(blocks, controls) if controls else BlocksSource(blocks)
+    return replay_session(source, config, output=AnalysisOutput(out, jsonl), sinks=sinks, calibration=calibration)
 
 
 def _report_problems(reader: RecordingReader, err: IO[str]) -> None:

@@ -11,6 +11,9 @@
   would destroy it;
 * a folder is refused.
 
+``check_output(path)`` makes the same refusals up front (a folder, a missing folder, a parent that is a file,
+a folder without write permission), so a command checks its output before its work.
+
 Failures are one line naming the path (``StorageError``); the temporary file never outlives a failure.
 """
 
@@ -53,6 +56,44 @@ def is_write_through(path: str | os.PathLike) -> bool:
     return any(n == d or n.startswith(d + "/") for n in names for d in ("/dev", "/proc"))
 
 
+def check_output(path: str | os.PathLike, what: str = "", probe: bool = True) -> None:
+    """Refuse, before any work, an output ``write_output`` could not write: a folder, a missing folder, a parent
+    that is a file, a folder this user cannot write in. ``what`` (``--save-calibration``) starts the message.
+
+    One check for every command's output, so an hour of analysis never ends in "cannot write". ``probe`` makes
+    and removes a temporary file in the folder: permission bits do not stop root, a read-only mount or /proc do.
+    """
+    name = str(path)
+    if name == "-":
+        return
+    head = f"{what} {name}" if what else name
+    p = Path(path)
+    if p.is_dir() or name.endswith("/"):  # Path("x.html/") is Path("x.html"): the slash says a folder was meant
+        raise StorageError(f"{head}: is a folder, not a file")
+    if is_write_through(p):
+        if not os.access(p, os.W_OK):
+            raise StorageError(f"{head}: cannot write (permission denied)")
+        return
+    target = Path(os.path.realpath(p)) if p.is_symlink() else p
+    folder = target.parent
+    if not folder.exists():
+        missing = next((a for a in [folder, *folder.parents] if not a.exists() and a.parent.exists()), folder)
+        if missing.parent.exists() and not missing.parent.is_dir():
+            raise StorageError(f"{head}: {missing.parent} is a file, not a folder")
+        raise StorageError(f"{head}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise StorageError(f"{head}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StorageError(f"{head}: cannot write in the folder {folder} (permission denied)")
+    if probe:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            raise StorageError(f"{head}: cannot write in the folder {folder} ({exc.strerror or exc})") from None
+
+
 def _write_data(fh_path: str | os.PathLike, data: str | bytes) -> int:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     with open(fh_path, "wb") as fh:
@@ -80,8 +121,7 @@ def write_output(path: str | os.PathLike, data: str | bytes | Callable[[Path], T
             raise StorageError(f"standard output: cannot write ({exc.strerror or exc})") from None
         return len(data)
     p = Path(path)
-    if p.is_dir() or name.endswith("/"):  # Path("x.html/") is Path("x.html"): the slash says a folder was meant
-        raise StorageError(f"{name}: is a folder, not a file")
+    check_output(p if not name.endswith("/") else name, probe=False)  # its own temporary file is the probe
     if is_write_through(p):
         try:
             return data(p) if callable(data) else _write_data(p, data)
@@ -90,8 +130,6 @@ def write_output(path: str | os.PathLike, data: str | bytes | Callable[[Path], T
         except OSError as exc:
             raise StorageError(f"{p}: cannot write ({exc.strerror or exc})") from None
     target = Path(os.path.realpath(p)) if p.is_symlink() else p
-    if not target.parent.is_dir():
-        raise StorageError(f"{p}: the folder {target.parent} does not exist")
     tmp: Path | None = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

@@ -18,6 +18,8 @@ from stackcue.service.logbook import Logbook, LogbookSink
 from stackcue.service.report_render import build_report, write_report
 from stackcue.service.report_text import clock
 
+pytest_plugins = ["broker"]  # tests/broker.py: a real mosquitto for the daemon
+
 RECAL = {"minutes": 4, "rate_hz": 100, "trunk": True, "seed": 7, "recal_at_s": 100.0, "restrap": True}
 
 
@@ -397,3 +399,89 @@ def test_the_terminal_summary_says_where_it_recalibrated_and_the_pauses(stored):
     assert f"Re-calibrated at {clock(cal1['t'])} (segment 1, quality 1.00)" in text.splitlines()
     assert "Paused: 2 times, 0:41.0 in all (not analysed)" in text.splitlines()
     assert text.count("Calibration accepted at") == 1
+
+
+# ----------------------------------------------------------------------------- the session analysed again
+
+
+@pytest.mark.slow
+def test_a_recalibrated_live_session_analysed_again_keeps_its_segments(recal_run, broker, tmp_path):
+    """The daemon (real MQTT broker, real logbook) re-calibrates on a command mid-run; ``analyze --session``
+    replays the raw samples and must re-calibrate at the same sample: same segments, same tilt, the truth."""
+    import io
+    import signal
+
+    from stackcue.firmware_bridge.source import Source
+    from stackcue.service.run_daemon import Daemon
+    from stackcue.service.session_store import analyze_session
+
+    book_path = tmp_path / "logbook.sqlite"
+    cfg_path = tmp_path / "run.toml"
+    lines = ["[runner]", 'id = "ann"', "[mqtt]", f'host = "{broker.host}"', f"port = {broker.port}"]
+    cfg_path.write_text("\n".join([*lines, "[logbook]", f'path = "{book_path}"', ""]))
+    cfg = load_config(cfg_path)
+    b, r = recal_run.block, recal_run.info["recalibration"]
+    i_recal = at(b, r["t_stop"] + 8.0)  # stopped and standing, before re-strapping
+    # a pause at a light, then the re-calibration; and a long pause mid-run in the new segment
+    asks = {at(b, 50.0): "pause", at(b, 56.0): "resume", i_recal: "recalibrate", at(b, 195.0): "pause"}
+    asks[at(b, 230.0)] = "resume"
+    daemon: Daemon | None = None
+
+    class Sensors(Source):
+        """The run in 50 ms blocks; the runner's commands (as over MQTT) at their samples."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.meta = {"sensor": "simulated", "rate": "100"}
+            self.i = 0
+
+        def _read_block(self):
+            if self.i >= len(b):
+                return None
+            j = min(self.i + 5, len(b))
+            for k, cmd in asks.items():
+                if self.i <= k < j:
+                    daemon.controls.submit(f'{{"cmd": "{cmd}", "id": "{cmd}{k}"}}', "mqtt")
+            block, self.i = b.slice(self.i, j), j
+            return block
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        daemon = Daemon(cfg, lambda: None, replay=True, first_source=Sensors())
+        assert daemon.run() == 0
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+    with Logbook(book_path) as book:
+        (session,) = book.sessions()
+        sid = session["id"]
+        live = book.strides(sid)
+        (recal,) = book.events(sid, ["recalibrate"])
+        assert recal["t"] == float(b.t[recalibrate_index(b, recal["t"]) - 1])  # an exact sample time
+        assert [c["segment"] for c in book.events(sid, ["calibration"]) if c["ok"]] == [0, 1]
+        live_summary = book.events(sid, ["summary"])[-1]
+        again = analyze_session(book, sid, cfg, jsonl=True, out=io.StringIO())
+    summary = again[-1]
+    assert live_summary["pauses"] == summary["pauses"] == 2 and live_summary["calibrations"] == 2
+    assert summary["paused_s"] == pytest.approx(live_summary["paused_s"], abs=0.01)
+    assert summary["gaps"] == live_summary["gaps"]  # a pause replayed as a pause, not as a gap
+    replay = strides(again)
+    assert [c["segment"] for c in again if c["type"] == "calibration" and c["ok"]] == [0, 1]
+    assert {s["cal_segment"] for s in live} == {0, 1}
+    assert [round(s["t_start"], 3) for s in replay] == [round(s["t_start"], 3) for s in live]
+    for x, y in zip(replay, live, strict=True):
+        assert x["cal_segment"] == y["cal_segment"], x["t_start"]
+        if x["pelvic_tilt_deg"] is not None or y["pelvic_tilt_deg"] is not None:
+            assert abs(x["pelvic_tilt_deg"] - y["pelvic_tilt_deg"]) <= 0.3, x["t_start"]
+    # after the re-strap, right against the truth (the accuracy tests' tolerance), as the live run was
+    late = [s for s in replay if s["steady"] and s["cal_segment"] == 1]
+    assert len(late) > 50  # the 35 s paused are no strides
+    truth = [stride_truth(recal_run.truth, s)["pelvic_tilt_deg"] for s in late]
+    e = rmse([s["pelvic_tilt_deg"] for s in late], truth)
+    assert e <= 1.0, f"re-analysed segment 1: pelvic tilt RMSE {e:.2f}°"
+
+
+def recalibrate_index(block, t: float) -> int:
+    """The index after the sample at ``t``."""
+    return int(np.searchsorted(block.t, t, side="right"))
