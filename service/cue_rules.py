@@ -47,9 +47,10 @@ from typing import Any, NamedTuple
 from stackcue.dsp.alert_kinds import ALERT_KINDS, GENERIC_PATTERN, GENERIC_PHRASE, SHORT, Pattern
 
 from . import json_input
-from .payloads import validate
+from .payloads import OneLineLogs, validate
 
 log = logging.getLogger("stackcue.cue")
+log.addFilter(OneLineLogs())  # fields from payloads never split or colour a log line
 
 PHRASES: dict[str, str] = {k.name: k.phrase for k in ALERT_KINDS.values()}
 ALERT_PATTERNS: dict[str, Pattern] = {k.name: k.pattern for k in ALERT_KINDS.values()}

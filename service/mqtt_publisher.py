@@ -73,6 +73,7 @@ from .topics import HA_BINARY_SENSOR, HA_SENSOR, TOPICS, topic
 log = logging.getLogger("stackcue.mqtt")
 
 ALERT_WINDOW = 20  # alerts handed to paho and not yet acknowledged, at most
+FRESH_S = 10.0  # a live alert younger than this goes first (the cue client's default [cue] max_age_s)
 EVENT_QUEUE_MAX = 50  # system events kept while the broker is away
 STATE_QUEUE_MAX = 20  # states kept in order (throttled to 1 Hz; more only when commands come in a burst)
 SYSTEM_EVENTS = ("session", "guide", "sensor", "calibration", "calibration_suspect", "reference", "clear")
@@ -107,6 +108,7 @@ class MqttPublisher:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         on_command: Callable[[bytes], None] | None = None,
+        fresh_s: float = FRESH_S,
     ) -> None:
         self.settings = settings
         self.session_id = session_id
@@ -114,6 +116,7 @@ class MqttPublisher:
         self.on_command = on_command  # set: subscribe to <prefix>/command and hand it each payload (paho's thread)
         self._clock = clock
         self._wall = wall
+        self.fresh_s = fresh_s  # a live alert younger than this goes before older ones (``_next_alert``)
         p = settings.topic_prefix
         self.prefix = p
         self.topics = {name: topic(p, name) for name, t in TOPICS.items() if t.under_prefix}
@@ -125,7 +128,8 @@ class MqttPublisher:
         self.alerts_unsendable = 0  # alerts that could not be published (left in the outbox)
         self._cond = threading.Condition()
         self._raised: deque[dict] = deque()  # alerts not yet written to the outbox
-        self._alerts: deque[dict] = deque()  # alerts in the outbox, not yet handed to paho
+        self._alerts: deque[dict] = deque()  # this process's alerts in the outbox, not yet handed to paho
+        self._backlog: deque[dict] = deque()  # earlier runs' alerts from the outbox: after every live one
         self._strides: deque[dict] = deque()
         self._events: deque[dict] = deque(maxlen=EVENT_QUEUE_MAX)  # system events while offline: latest kept
         self._retained: dict[str, str] = {}  # topic name (TOPICS) -> latest payload
@@ -164,7 +168,7 @@ class MqttPublisher:
             with self._cond:
                 for q in self._own(replay):
                     q["replayed"] = True
-                    self._alerts.append(q)
+                    self._backlog.append(q)
         self._sender = threading.Thread(target=self._run_sender, name="stackcue-mqtt-sender", daemon=True)
         self._sender.start()
         try:
@@ -276,7 +280,10 @@ class MqttPublisher:
                 return False
             if not self._connected:
                 return True
-            return not (self._alerts or self._inflight or self._acked or self._retained or self._events or self._states)
+            return (
+                not (self._alerts or self._backlog or self._inflight or self._acked or self._retained or self._events)
+                and not self._states
+            )
 
         with self._cond:
             while not drained() and time.monotonic() < deadline:
@@ -311,7 +318,7 @@ class MqttPublisher:
     def pending_alerts(self) -> int:
         """Alerts raised and not yet acknowledged by the broker."""
         with self._cond:
-            return len(self._raised) + len(self._alerts) + len(self._inflight)
+            return len(self._raised) + len(self._alerts) + len(self._backlog) + len(self._inflight)
 
     def settle(self, raised: int, timeout: float) -> int:
         """Wait (at most ``timeout`` s) for ``raised`` alerts to reach the publisher and, while connected, their
@@ -320,7 +327,8 @@ class MqttPublisher:
         with self._cond:
             while time.monotonic() < deadline:
                 arrived = self.alerts_raised >= raised
-                if arrived and not (self._connected and (self._raised or self._alerts or self._inflight)):
+                busy = self._raised or self._alerts or self._backlog or self._inflight
+                if arrived and not (self._connected and busy):
                     break
                 self._cond.wait(min(0.05, max(0.0, deadline - time.monotonic())))
         return self.pending_alerts()
@@ -408,9 +416,32 @@ class MqttPublisher:
     # ------------------------------------------------------------------ sender thread
 
     def _can_send_alert(self) -> bool:
-        if not self._alerts or len(self._inflight) >= ALERT_WINDOW:
+        if not (self._alerts or self._backlog) or len(self._inflight) >= ALERT_WINDOW:
             return False
         return all(gen == self._gen for _, gen in self._inflight.values())
+
+    def _next_alert(self) -> dict:
+        """The alert to hand over next (under ``_cond``): a fresh one must never wait behind old ones.
+
+        This process's alerts go before the replayed backlog of earlier runs (10 000 of them took minutes, so
+        an alert raised meanwhile reached the runner stale). Among this process's, the oldest one still younger
+        than ``fresh_s`` (the cue client's ``max_age_s``) goes first; the older ones, already too late to be
+        cued, follow in order, then the backlog: every one is still delivered, for the record.
+        """
+        if self._alerts:
+            now = self._clock()
+            i = len(self._alerts)
+            while i > 0:  # newest at the right: walk back over the fresh ones only
+                mono = self._alerts[i - 1].get("_raised_mono")
+                if not isinstance(mono, int | float) or now - mono > self.fresh_s:
+                    break
+                i -= 1
+            if 0 < i < len(self._alerts):
+                item = self._alerts[i]
+                del self._alerts[i]
+                return item
+            return self._alerts.popleft()
+        return self._backlog.popleft()
 
     def _work(self) -> bool:
         if self._raised or self._acked:
@@ -443,6 +474,9 @@ class MqttPublisher:
             self._outbox_call("add", p)
         with self._cond:
             self._alerts.extend(raised)
+            exiting = self._exit
+        if raised and not exiting:
+            self._send_ready()  # a new alert does not wait for the deliveries below to be written (fsync each)
         for p in acked:
             self._outbox_call("mark_delivered", p.get("session"), p.get("alert_id"))
             self.delivered.append(_public(p))
@@ -471,7 +505,7 @@ class MqttPublisher:
                     return
                 gen = self._gen
                 if self._can_send_alert():
-                    kind, item = "alert", self._alerts.popleft()
+                    kind, item = "alert", self._next_alert()
                 elif self._states:
                     kind, item = "retained", ("state", self._states.popleft())
                 elif self._retained:
@@ -522,7 +556,7 @@ class MqttPublisher:
         info = self._publish(client, "alert", _dumps(_public(payload)))
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # not accepted by paho: keep it first in line
             with self._cond:
-                self._alerts.appendleft(payload)
+                (self._backlog if payload.get("replayed") else self._alerts).appendleft(payload)
             return
         with self._cond:
             if self._early_acks.pop(info.mid, None) is not None:

@@ -33,12 +33,15 @@ def _number_or_none(v: Any) -> bool:
 def record_problem(p: Any) -> str | None:
     """What in a stored alert record keeps it from being published (one line), or None when it can be.
 
-    Checks what the publisher and the subscribers' de-duplication read: ``session`` a string, ``alert_id`` an
-    integer or a string, ``raised_at``/``t``/``_raised_mono`` finite numbers (or null), ``kind``/``_boot_id``/
-    ``_runner`` strings when present.
+    Checks what the publisher and the subscribers' de-duplication read: ``type`` ``"alert"`` (a stride must
+    never go out as an alert), ``session`` a string, ``alert_id`` an integer or a string,
+    ``raised_at``/``t``/``_raised_mono`` finite numbers (or null), ``kind``/``_boot_id``/``_runner`` strings
+    when present.
     """
     if not isinstance(p, dict):
         return f"not a JSON object ({type(p).__name__})"
+    if "type" in p and p["type"] != "alert":  # a stride must never go out on the alert topic (no type: older)
+        return f"type {_show(p.get('type'))} is not 'alert'"
     if not isinstance(p.get("session"), str):
         return f"session {_show(p.get('session'))} is not a string"
     aid = p.get("alert_id")
@@ -101,7 +104,9 @@ class JsonlOutbox:
     appended to ``<path>.rejected`` (kept, never silently dropped) and left out of the rewritten file. On
     opening, the file is rewritten with only the pending alerts (atomically: temp file, fsync, rename, fsync
     of the directory). The file is created readable by its owner only (health data). A path that cannot be
-    used (a folder, a folder that cannot be written) raises ``StorageError`` in one line naming it.
+    used (a folder, a folder that cannot be written) raises ``StorageError`` in one line naming it. Records
+    end with LF; a CRLF end is read (JSON allows the CR), CR-only ends make the whole file one line that is
+    set aside, with a warning that says so.
     """
 
     def __init__(self, path: str | os.PathLike, compact: bool = True) -> None:
@@ -165,7 +170,12 @@ class JsonlOutbox:
             try:
                 rec = json_input.loads(line.decode("utf-8"))
             except ValueError:  # UnicodeDecodeError is a ValueError
-                rejected.append((line, f"line {n} is not JSON in UTF-8 (a torn write?)"))
+                why = (
+                    "holds CR-only line ends (records end with LF; CRLF is read)"
+                    if b"\r" in line.rstrip(b"\r")
+                    else "is not JSON in UTF-8 (a torn write?)"
+                )
+                rejected.append((line, f"line {n} {why}"))
                 continue
             why = None
             if isinstance(rec, dict) and "add" in rec:

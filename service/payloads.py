@@ -20,10 +20,32 @@ Anything that does not fit is logged by the caller in one line and not cued.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from typing import Any
 
 MAX_TEXT = 500  # a say text or a kind longer than this is not something the daemon sends
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters as ``\\n``/``\\x1b``/``\\u2028`` escapes (a backslash stays as is):
+    payload fields reach the logs, and a newline or a terminal escape in one must not forge a line."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class OneLineLogs(logging.Filter):
+    """Escapes control characters in each record's final message, whatever field carried them (the cue client
+    logs runner ids, kinds, alert ids, steps and texts from payloads): one log line stays one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if _CONTROL.search(msg):
+            record.msg, record.args = escape_controls(msg), None
+        return True
 
 
 def _is_num(v: Any) -> bool:

@@ -1,16 +1,18 @@
-"""One `stackcue run` a runner (issue 13, item 15): a lock file held with ``fcntl.flock`` for the run's life.
+"""One `stackcue run` a runner (issue 13, item 15): lock files held with ``fcntl.flock`` for the run's life.
 
 Two daemons for the same runner use the same MQTT client id, so the broker throws each out when the other
 connects (they reconnect in a loop), and the second's start marks the first's live session unclean in the
 logbook. The second therefore refuses to start, naming the lock file and the process that holds it.
 
-Where the lock lives: ``stackcue-run-<runner>.lock`` in the folder of the logbook when one is configured, else
-in the runtime directory (``$RUNTIME_DIRECTORY`` from systemd's ``RuntimeDirectory=``, else
-``$XDG_RUNTIME_DIR``), else the temporary folder. The logbook's folder comes first because it is the state
-two daemons would share and damage, it is writable wherever the daemon can run at all (the unit's
-``StateDirectory``, under ``ProtectSystem=strict``), and every account that writes that logbook sees the same
-lock. ``/run/stackcue`` is not used on its own: it exists only when the unit declares it or root made it,
-so a ``stackcue run`` from a shell could not create it.
+Where the locks live. The runner, not its logbook, is what two daemons fight over (the client id), so the
+main lock ``stackcue-run-<runner>.lock`` is in a per-user folder that does not depend on the logbook: the
+runtime directory (``$RUNTIME_DIRECTORY`` from systemd's ``RuntimeDirectory=``, else ``$XDG_RUNTIME_DIR``),
+else the private ``<tmp>/stackcue-<uid>`` (0700, ours, never through a link). A second run of the same runner
+with another logbook, or none, is refused there. The service runs as the ``stackcue`` account, so one account
+is one set of runners; under the unit's ``PrivateTmp=`` its temp folder is its own, and a shell of that
+account would not see that lock: a second lock of the same name in the logbook's folder (when one is
+configured and can be made) therefore also refuses a run that shares the service's logbook. Locks are taken
+without waiting, per-user first; a refusal releases what was taken.
 
 ``flock`` locks belong to the open file, so the kernel releases the lock when the process dies, even by
 ``kill -9`` or a power cut: a stale lock file never blocks a restart (its text, the holder's pid and session,
@@ -29,9 +31,9 @@ from pathlib import Path
 from stackcue.errors import StorageError
 
 
-def lock_dirs(logbook_path: Path | None) -> list[Path]:
-    """The folders the run lock may live in, best first (module docstring)."""
-    dirs = [Path(logbook_path).expanduser().parent] if logbook_path is not None else []
+def user_lock_dirs() -> list[Path]:
+    """The per-user folders the runner's main lock may live in, best first (module docstring)."""
+    dirs = []
     for var in ("RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"):
         d = os.environ.get(var, "").split(":")[0]
         if d and os.path.isdir(d):
@@ -39,6 +41,14 @@ def lock_dirs(logbook_path: Path | None) -> list[Path]:
     private = _private_temp_dir()
     if private is not None:
         dirs.append(private)
+    return dirs
+
+
+def lock_dirs(logbook_path: Path | None) -> list[Path]:
+    """Every folder a run lock may live in: the per-user ones, best first, then the logbook's folder."""
+    dirs = user_lock_dirs()
+    if logbook_path is not None:
+        dirs.append(Path(logbook_path).expanduser().parent)
     return dirs
 
 
@@ -61,28 +71,52 @@ def lock_name(runner_id: str) -> str:
     return f"stackcue-run-{re.sub(r'[^A-Za-z0-9._-]', '_', runner_id) or '_'}.lock"
 
 
-def lock_path(runner_id: str, logbook_path: Path | None) -> Path:
-    """Where the run lock of ``runner_id`` is when its folder is usable: the first of ``lock_dirs``."""
-    return lock_dirs(logbook_path)[0] / lock_name(runner_id)
+def lock_path(runner_id: str, logbook_path: Path | None = None) -> Path:
+    """The runner's main (per-user) lock when its folder is usable; the logbook's folder only when none is."""
+    dirs = user_lock_dirs() or lock_dirs(logbook_path)
+    return dirs[0] / lock_name(runner_id)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def acquire_run_lock(runner_id: str, logbook_path: Path | None, info: str = "") -> RunLock:
-    """Take the runner's lock in the first folder that can hold it (the logbook's is made as the logbook would
-    make it); a folder that cannot (read-only, missing) must not stop the cues, so the next one is tried."""
-    dirs = lock_dirs(logbook_path)
-    for i, d in enumerate(dirs):
-        last = i == len(dirs) - 1
-        if i == 0 and logbook_path is not None:
+    """Take the runner's per-user lock in the first folder that can hold it, then the same lock in the logbook's
+    folder (made as the logbook would make it). A folder that cannot hold a lock (read-only, missing) must not
+    stop the cues, so it is passed over; a lock held by another run refuses the start."""
+    name = lock_name(runner_id)
+    taken: list[RunLock] = []
+    error: _CannotOpen | None = None
+    try:
+        for d in user_lock_dirs():
+            try:
+                taken.append(acquire(d / name, runner_id, info))  # held elsewhere: raised, not skipped
+                break
+            except _CannotOpen as exc:
+                error = exc
+        if logbook_path is not None:
+            d = Path(logbook_path).expanduser().parent
             try:
                 d.mkdir(parents=True, exist_ok=True, mode=0o700)
-            except OSError:
-                continue
-        try:
-            return acquire(d / lock_name(runner_id), runner_id, info)  # held elsewhere: raised, not skipped
-        except _CannotOpen:
-            if last:
-                raise
-    raise AssertionError("unreachable: the last folder raises")
+                if not any(_same(t.path.parent, d) for t in taken):  # one file locked twice would refuse itself
+                    taken.append(acquire(d / name, runner_id, info))
+            except _CannotOpen as exc:
+                error = exc
+            except OSError as exc:
+                error = _CannotOpen(f"{d}: cannot make the folder ({exc.strerror or exc})")
+    except StorageError:
+        for t in taken:
+            t.release()
+        raise
+    if not taken:
+        raise error or _CannotOpen(f"no folder can hold the run lock of runner {runner_id!r}")
+    first, *more = taken
+    first.more = more
+    return first
 
 
 class _CannotOpen(StorageError):
@@ -93,10 +127,17 @@ class RunLock:
     """The held lock; ``release()`` (safe twice) or the process's end frees it."""
 
     def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
+        self.path = path  # the per-user lock when one could be taken (acquire_run_lock)
         self._fd: int | None = fd
+        self.more: list[RunLock] = []  # the same runner's lock in the logbook's folder
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.path, *(m.path for m in self.more)]
 
     def release(self) -> None:
+        for m in self.more:
+            m.release()
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)  # closing the descriptor drops the flock

@@ -17,6 +17,14 @@ import pytest
 from stackcue.firmware_bridge.emulated.simulator import SimParams, SimRun, simulate, write_simulation
 
 
+@pytest.fixture(autouse=True)
+def _own_runtime_dir(tmp_path_factory, monkeypatch) -> None:
+    """Each test its own ``$XDG_RUNTIME_DIR``: the run lock is per user and runner (service/runlock.py), so
+    tests (and xdist workers) that each `stackcue run` runner "ana" must not refuse one another."""
+    monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+
+
 @pytest.fixture(scope="session")
 def sim_run() -> Callable[..., SimRun]:
     """``sim_run(minutes=4, rate_hz=200, trunk=True, seed=51)``: a copy of the simulated run, made once per session."""

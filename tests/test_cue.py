@@ -669,3 +669,32 @@ def test_a_retained_alert_is_not_cued_again_at_start(broker):
     pub.client.publish(A, b"", qos=1, retain=True).wait_for_publish(5)  # clear the broker's copy
     c.stop()
     pub.close()
+
+
+# ---------------------------------------------------------------------- control characters never split a log line
+
+NASTY = "ana\nWARNING forged line\r\x1b[31mred\x00\u2028end"
+
+
+def test_control_characters_in_logged_fields_are_escaped(caplog):
+    """Before: a runner id, session, alert id, step or kind with a newline or an escape sequence went into the
+    log raw, so one payload could forge log lines or recolour a terminal. Now each log line stays one line."""
+    c = client(device="phone")  # not the owner: "would cue" lines log the label too
+    owner = client()
+    payloads = [
+        (E, {"type": "session", "session": NASTY, "state": NASTY, "runner": NASTY, "cue_owner": NASTY, "t": 1.0}),
+        (E, {"type": "guide", "session": "S1", "t": 2.0, "step": NASTY, "say": "stand still"}),
+        (A, {**alert(1), "alert_id": NASTY}),
+        (A, {**alert(2), "session": NASTY, "alert_id": NASTY + "2", "age_s": 99.0}),
+        (A, {**alert(3), "kind": NASTY}),
+        (E, {"type": NASTY, "session": "S1", "t": 3.0}),
+    ]
+    with caplog.at_level(logging.DEBUG, logger="stackcue.cue"):
+        for who in (c, owner):
+            for topic_, p in payloads:
+                who.handle(topic_, enc(p))
+    lines = [r.getMessage() for r in caplog.records if r.name == "stackcue.cue"]
+    assert len(lines) >= 8
+    forged = [m for m in lines if re.search(r"[\x00-\x1f\x7f\x80-\x9f\u2028\u2029]", m)]
+    assert forged == []
+    assert any("ana\\nWARNING forged line\\r\\x1b[31mred\\x00\\u2028end" in m for m in lines)

@@ -348,6 +348,7 @@ def _usable(p: Any) -> bool:
         and _num_or_none(p.get("raised_at"))
         and _num_or_none(p.get("t"))
         and ("kind" not in p or isinstance(p["kind"], str))
+        and ("type" not in p or p["type"] == "alert")  # a stride must never be replayed as an alert
     )
 
 

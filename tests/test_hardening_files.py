@@ -301,7 +301,7 @@ def test_a_second_run_for_the_same_runner_refuses_naming_the_lock_and_the_proces
     rec = sim_csv(minutes=4, rate_hz=200, trunk=False, seed=8)
     cfg = _run_config(tmp_path, rec)
     lock = lock_path("ana", tmp_path / "logbook.sqlite")
-    assert lock.parent == tmp_path  # beside the logbook
+    assert lock.parent != tmp_path  # the runner's, per user (service/runlock.py); a second one beside the logbook
     first = subprocess.Popen([EXE, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: lock.exists() and f"pid {first.pid}" in lock.read_text(), 30, "the first run's lock")
@@ -356,7 +356,7 @@ def test_run_lock_falls_back_when_the_logbook_folder_cannot_hold_it(tmp_path, mo
         assert held.path == tmp_path / "stackcue-run-ana.lock"
     fresh = tmp_path / "new" / "deeper" / "logbook.sqlite"
     with acquire_run_lock("ana", fresh) as held:  # made as the logbook makes its folder
-        assert held.path == fresh.parent / "stackcue-run-ana.lock"
+        assert held.paths == [tmp_path / "stackcue-run-ana.lock", fresh.parent / "stackcue-run-ana.lock"]
 
 
 def test_run_lock_never_follows_a_planted_link(tmp_path, monkeypatch):
