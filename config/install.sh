@@ -36,10 +36,10 @@ changes=0
 units_changed=0
 package_changed=0
 
-say() { printf '  %s\n' "$*"; }
-did() { say "$*"; changes=$((changes + 1)); }
-die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
-staged() { [ -n "$DESTDIR" ]; }
+ME=install.sh
+# say, did, die, staged, install_file, missing_packages (shared with config/network/install-network.sh)
+# shellcheck source=config/lib.sh
+. "$SRC/config/lib.sh"
 systemd_running() { ! staged && [ -d /run/systemd/system ]; }
 
 case "$PREFIX" in
@@ -72,19 +72,6 @@ set_owner() {
     fi
 }
 
-# install_file SOURCE TARGET MODE - copies when the content or the mode differ.
-install_file() {
-    local src=$1 target=$2 mode=$3 path=$DESTDIR$2
-    if [ -f "$path" ] && cmp -s "$src" "$path" && [ "$(stat -c %a "$path")" = "${mode#0}" ]; then
-        say "unchanged $target"
-        return 1
-    fi
-    local verb=installed
-    [ -f "$path" ] && verb=updated
-    install -D -m "$mode" "$src" "$path"
-    did "$verb $target (mode $mode)"
-}
-
 apt_packages() {
     if staged; then
         say "skipped Debian packages (DESTDIR set); a real install checks: $APT_PACKAGES"
@@ -94,17 +81,15 @@ apt_packages() {
         say "not Debian (no dpkg-query): install by hand: $APT_PACKAGES"
         return
     fi
-    local missing="" p
-    for p in $APT_PACKAGES; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-    done
+    local missing
+    missing=$(missing_packages $APT_PACKAGES)
     if [ -z "$missing" ]; then
         say "Debian packages present:$(printf ' %s' $APT_PACKAGES)"
         return
     fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
-    did "installed Debian packages:$missing"
+    did "installed Debian packages: $missing"
 }
 
 user_and_groups() {

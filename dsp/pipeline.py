@@ -249,7 +249,7 @@ class Pipeline:
             if a == b:
                 continue
             if a in resumes:
-                self._after_pause()
+                self._restart_at(self.n)
             elif a > 0 or (self.t_prev is not None and dt[0] > GAP_PERIODS * self.ts):
                 self._gap(float(prev[a]), float(t[a]), out)
             self._stretch(t[a:b], acc[a:b], gyr[a:b], tacc[a:b], tgyr[a:b], tvalid[a:b], out)
@@ -648,13 +648,7 @@ class Pipeline:
             elif self.bout is not None:
                 self.bout.unpaired = None
                 self.bout.last_min_t = t1 + self.steps.ntaps * self.ts_filter  # the filter warms up again
-            self.steps.reset(g)
-            self.last_min = None
-            self.pel.t_last = None
-            if self.tru is not None:
-                self.tru.t_last = None
-        elif self.search is not None:
-            self.search.reset_at(g)
+        self._restart_at(g)
         ev = {"type": "gap", "t_start": _r(t0, 4), "t_end": _r(t1, 4)}
         if self.pending:
             self.pending.append(_Pending(ev, gap=(t0, t1)))
@@ -747,9 +741,12 @@ class Pipeline:
         if self.pending:
             self._release(out, end_t=t)
 
-    def _after_pause(self) -> None:
-        """The first sample after a pause: nothing before it pairs with what follows (as after a gap)."""
-        g = self.n
+    def _restart_at(self, g: int) -> None:
+        """Sample ``g`` follows a gap or a pause: nothing before it pairs with what follows.
+
+        The step detector and the orientation filters start again (no step or integration spans the hole);
+        before calibration, no routine may span it.
+        """
         if self.running:
             self.steps.reset(g)
             self.last_min = None

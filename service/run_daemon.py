@@ -126,7 +126,9 @@ class Daemon:
         ctl = cfg["control"]
         self.start_mode = "now" if replay else ctl["start"]
         self.controls = Controls(ctl["mute_max_min"])
-        self.tracker = StateTracker()
+        from stackcue.firmware_bridge.battery import Battery
+
+        self.tracker = StateTracker(battery=Battery(cfg["battery"]["path"]).level)
         self.notifier = notifier or SdNotify()
         self.exit = threading.Event()
         self.session: Session | None = None
@@ -140,7 +142,11 @@ class Daemon:
         from .mqtt_publisher import MqttPublisher
 
         self.publisher = MqttPublisher(
-            cfg.mqtt_settings(), "", outbox=self.outbox, on_command=lambda p: self.controls.submit(p, "mqtt")
+            cfg.mqtt_settings(),
+            "",
+            outbox=self.outbox,
+            on_command=lambda p: self.controls.submit(p, "mqtt"),
+            fresh_s=cfg["cue"]["max_age_s"],  # a fresh alert never waits behind older ones
         )
         self.tracker.set(last_session=self._last_session_from_logbook())
 
@@ -287,6 +293,8 @@ class Daemon:
         self._say(confirmation(Command(cmd, minutes=item.minutes)))
         if cmd == "recalibrate" and s is not None:
             s.recalibrate()  # after its confirmation: the routine's instructions follow it
+            # where it happened (the last sample fed, exact), so `analyze --session` re-calibrates at that sample
+            s.emit({"type": "recalibrate", "t": s.t_data, "segment": s.pipeline.segment})
         self._publish_state()
         return None
 

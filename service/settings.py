@@ -142,6 +142,30 @@ class ServeSection:
         doc="the login's argon2 hash, written by `stackcue serve --set-password` (mode 0600)",
     )
     session_hours: float = setting(12.0, 0.1, 720.0, "h, how long a login lasts on a phone")
+    hosts: tuple[str, ...] = setting(
+        (),
+        doc="Host names the page answers to besides localhost, 127.0.0.1, ::1 and the certificate's names "
+        '(e.g. ["stackcue.home"]); a request naming another host gets 400 (DNS rebinding)',
+    )
+    mqtt_username: str = setting(
+        "",
+        doc="the runner's own MQTT account serve relays with (the shipped ACL: username = [runner] id); "
+        "empty = [runner] id",
+    )
+    mqtt_password_file: str = setting(
+        "",
+        doc="that account's password file (first line; mode 0600): serve logs in as mqtt_username with it; "
+        "empty = serve uses the [mqtt] account (anonymous on the Pi's localhost listener)",
+    )
+
+
+@dataclass(frozen=True)
+class BatterySection:
+    path: str = setting(
+        "auto",
+        doc='the level in the state\'s battery_pct: "auto" (the first /sys/class/power_supply/* of type Battery '
+        'or UPS: a UPS HAT\'s driver, a fuel gauge) | a power_supply directory | "" (none: battery_pct stays null)',
+    )
 
 
 @dataclass(frozen=True)
@@ -209,6 +233,7 @@ SCHEMA: tuple[Section, ...] = (
         ServeSection,
         ("`stackcue serve`: the phone's web page (docs/serve.md). A login always; HTTPS beyond loopback.",),
     ),
+    Section("battery", BatterySection, ("The Pi's battery level, read at most every 30 s (docs/mqtt.md, state).",)),
     Section(
         "mpu6050",
         Mpu6050Section,

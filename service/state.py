@@ -32,8 +32,12 @@ class StateTracker:
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
         throttle_s: float = THROTTLE_S,
+        battery: Callable[[], int | None] | None = None,
     ) -> None:
+        """``battery``: the level in percent or None (``firmware_bridge.battery.Battery.level``, which reads
+        sysfs at most every 30 s); asked at every payload."""
         self.wall = wall
+        self.battery = battery
         self.clock = clock
         self.throttle_s = throttle_s
         self._lock = threading.Lock()
@@ -43,7 +47,7 @@ class StateTracker:
             "calibration_age_s": None,
             "last_stride": None,
             "alerts": 0,
-            "battery_pct": None,  # no source of it yet (a UPS HAT would fill it)
+            "battery_pct": None,  # [battery]: a UPS HAT's or fuel gauge's level, or None
             "muted_until": None,
             "last_command": None,
             "last_session": None,
@@ -84,6 +88,8 @@ class StateTracker:
             return self._payload()
 
     def _payload(self) -> dict[str, Any]:
+        if self.battery is not None:
+            self.fields["battery_pct"] = self.battery()
         p = dict(self.fields)
         if self._cal_t is not None and self._t_data is not None and p["state"] != "idle":
             p["calibration_age_s"] = round(max(0.0, self._t_data - self._cal_t), 1)

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -203,9 +204,52 @@ def test_the_avahi_record_is_https_on_the_port(run_script, tmp_path):
     assert group.find("name").text == "stackcue on %h" and group.find("name").get("replace-wildcards") == "yes"
     (service,) = group.findall("service")
     assert service.find("type").text == "_https._tcp" and service.find("port").text == "9443"
+
+
+def advertised_port(root: Path) -> str:
+    return ET.parse(root / "etc/avahi/services/stackcue.service").find("service/port").text
+
+
+def test_the_advertised_port_is_serves_port_from_the_configuration(run_script, tmp_path):
+    # no configuration: the shipped [serve] port, the one `stackcue serve` listens on by default
+    shipped = tomllib.loads((REPO / "config/default.toml").read_text())["serve"]["port"]
     default = tmp_path / "default"
-    assert run_script(*ARGS, destdir=default).returncode == 0
-    assert ET.parse(default / "etc/avahi/services/stackcue.service").find("service/port").text == "8443"
+    r = run_script(*ARGS, destdir=default)
+    assert r.returncode == 0, r.stderr
+    assert advertised_port(default) == str(shipped) and f"port {shipped} from the default [serve] port" in r.stdout
+    # the Pi's own configuration, as make install wrote it and the runner edited it
+    pi = tmp_path / "pi"
+    etc = pi / "etc/stackcue"
+    etc.mkdir(parents=True)
+    lines = (REPO / "config/default.toml").read_text().splitlines()
+    sec = lines.index("[serve]")
+    at = next(i for i in range(sec, len(lines)) if lines[i].startswith("port ="))
+    lines[at] = "port=9443   # the runner's"
+    (etc / "config.toml").write_text("\n".join(lines) + "\n")
+    assert tomllib.loads((etc / "config.toml").read_text())["serve"]["port"] == 9443
+    assert tomllib.loads((etc / "config.toml").read_text())["mqtt"]["port"] == 1883  # another table's port
+    r = run_script(*ARGS, destdir=pi)
+    assert r.returncode == 0, r.stderr
+    assert advertised_port(pi) == "9443"
+    # --config names another file; --port wins over both
+    other = tmp_path / "other.toml"
+    other.write_text('[mqtt]\nport = 1883\n[serve]\nbind = "0.0.0.0"\nport = 8444\n')
+    elsewhere = tmp_path / "elsewhere"
+    assert run_script(*ARGS, "--config", str(other), destdir=elsewhere).returncode == 0
+    assert advertised_port(elsewhere) == "8444"
+    assert run_script(*ARGS, "--port", "9000", destdir=pi).returncode == 0
+    assert advertised_port(pi) == "9000"
+    # a bad port in the file, or no file: one line naming it, nothing changed
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[serve]\nport = 99999\n")
+    r = run_script(*ARGS, "--config", str(bad), destdir=tmp_path / "refused")
+    assert (
+        r.returncode == 2
+        and r.stderr == f"install-network.sh: {bad}: [serve] port: '99999' is not a TCP port (1 to 65535)\n"
+    )
+    r = run_script(*ARGS, "--config", str(tmp_path / "none.toml"), destdir=tmp_path / "refused")
+    assert r.returncode == 2 and "--config: cannot read" in r.stderr
+    assert not (tmp_path / "refused").exists()
 
 
 # ---------------------------------------------------------------------- dry run and refusals
@@ -245,6 +289,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(run_script, tmp_path):
         (["--psk", PSK, "--ap-psk", AP_PSK], "--ssid is required"),
         ([*ARGS, "--hostname", "Stack_Cue"], "--hostname: 'Stack_Cue' is not a host name"),
         ([*ARGS, "--port", "70000"], "--port: '70000' is not a TCP port"),
+        ([*ARGS, "--port", "x"], "--port: 'x' is not a TCP port"),
         ([*ARGS, "--ssid"], "--ssid needs a value"),
         ([*ARGS, "--wifi", "x"], "unknown argument '--wifi'"),
     ],
@@ -257,6 +302,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(run_script, tmp_path):
         "no-ssid",
         "host",
         "port",
+        "port-word",
         "no-value",
         "unknown",
     ],

@@ -3,7 +3,9 @@
 #   stackcue-hotspot   NetworkManager profile: the Pi joins the phone's hotspot (--ssid, --psk)
 #   stackcue-ap        NetworkManager profile: the Pi's own access point when no known network is in range
 #                      (--ap-ssid, default "stackcue"; --ap-psk)
-#   stackcue.service   avahi DNS-SD record: the web app as _https._tcp on --port (default 8443)
+#   stackcue.service   avahi DNS-SD record: the web app as _https._tcp on the port `stackcue serve` listens on:
+#                      --port, else [serve] port of --config FILE (default /etc/stackcue/config.toml when it
+#                      exists), else the shipped default (config/default.toml)
 #   the host name      --hostname (default stackcue): avahi answers for <hostname>.local
 #
 #   sudo config/network/install-network.sh --ssid "Ana's phone" --psk '...' --ap-psk '...'
@@ -25,25 +27,35 @@ AVAHI_DIR=/etc/avahi/services
 APT_PACKAGES="avahi-daemon dnsmasq-base"
 ME=install-network.sh
 
-SSID="" PSK="" AP_SSID=stackcue AP_PSK="" HOST=stackcue PORT=8443 DRY=0
+SSID="" PSK="" AP_SSID=stackcue AP_PSK="" HOST=stackcue PORT="" CONFIG="" DRY=0
 changes=0 nm_changed=0 avahi_changed=0
 
-say() { printf '  %s\n' "$*"; }
-did() { say "$*"; changes=$((changes + 1)); }
-die() { printf '%s: %s\n' "$ME" "$*" >&2; exit 1; }
+# say, did, die, staged, dry, install_file, missing_packages (shared with config/install.sh)
+# shellcheck source=config/lib.sh
+. "$SRC/../lib.sh"
 bad() { printf '%s: %s\n' "$ME" "$*" >&2; exit 2; }
-staged() { [ -n "$DESTDIR" ]; }
-dry() { [ "$DRY" = 1 ]; }
+
+# serve_port FILE: the [serve] table's port in a TOML file (a plain `port = N` line), empty when not set.
+serve_port() {
+    awk '
+        /^[[:space:]]*\[/ { t = $0; gsub(/[[:space:]]/, "", t); insec = (t ~ /^\[serve\]/) }
+        insec && /^[[:space:]]*port[[:space:]]*=/ {
+            v = $0; sub(/^[^=]*=[[:space:]]*/, "", v); sub(/[[:space:]]*(#.*)?$/, "", v); print v; exit
+        }' "$1"
+}
+DEFAULT_PORT=$(serve_port "$SRC/../default.toml")
 
 usage() {
     cat <<EOF
 usage: $ME --ssid SSID --psk PASSPHRASE --ap-psk PASSPHRASE [--ap-ssid SSID] [--hostname NAME]
-                          [--port N] [--dry-run]
+                          [--port N | --config FILE] [--dry-run]
   --ssid, --psk     the phone hotspot's name and passphrase (the Pi joins it)
   --ap-ssid         the name of the Pi's own access point (default stackcue)
   --ap-psk          its passphrase (8 to 63 characters)
   --hostname        the Pi's host name, so the page is at https://NAME.local:PORT/ (default stackcue)
-  --port            the port stackcue serve listens on, advertised over DNS-SD (default 8443)
+  --port            the port stackcue serve listens on, advertised over DNS-SD
+  --config          read that port from this configuration's [serve] port (default /etc/stackcue/config.toml
+                    when it exists, else the shipped default, $DEFAULT_PORT)
   --dry-run         print what would be done, change nothing
 Environment: DESTDIR=DIR stages the files under DIR and runs no system command.
 EOF
@@ -55,7 +67,7 @@ while [ $# -gt 0 ]; do
         --dry-run) DRY=1; shift; continue ;;
         -h | --help) usage; exit 0 ;;
         --*=*) val=${opt#*=}; opt=${opt%%=*}; shift ;;
-        --ssid | --psk | --ap-ssid | --ap-psk | --hostname | --port)
+        --ssid | --psk | --ap-ssid | --ap-psk | --hostname | --port | --config)
             [ $# -ge 2 ] || bad "$opt needs a value"
             val=$2; shift 2 ;;
         *) bad "unknown argument '$opt' (--help lists them)" ;;
@@ -67,6 +79,7 @@ while [ $# -gt 0 ]; do
         --ap-psk) AP_PSK=$val ;;
         --hostname) HOST=$val ;;
         --port) PORT=$val ;;
+        --config) CONFIG=$val ;;
         *) bad "unknown option '$opt' (--help lists them)" ;;
     esac
 done
@@ -96,8 +109,24 @@ check_ssid --ap-ssid "$AP_SSID"
 check_psk --ap-psk "$AP_PSK"
 [[ $HOST =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] \
     || bad "--hostname: '$HOST' is not a host name (lower-case letters, digits and inner hyphens, at most 63)"
+if [ -n "$PORT" ]; then
+    PORT_FROM=--port
+else
+    if [ -z "$CONFIG" ] && [ -r "$DESTDIR/etc/stackcue/config.toml" ]; then
+        CONFIG=$DESTDIR/etc/stackcue/config.toml
+    fi
+    if [ -n "$CONFIG" ]; then
+        [ -r "$CONFIG" ] || bad "--config: cannot read '$CONFIG'"
+        PORT=$(serve_port "$CONFIG")
+        PORT_FROM="$CONFIG: [serve] port"
+        [ -n "$PORT" ] || { PORT=$DEFAULT_PORT; PORT_FROM="the default [serve] port (not set in $CONFIG)"; }
+    else
+        PORT=$DEFAULT_PORT
+        PORT_FROM="the default [serve] port"
+    fi
+fi
 if ! [[ $PORT =~ ^[0-9]{1,5}$ ]] || [ "$PORT" -lt 1 ] || [ "$PORT" -gt 65535 ]; then
-    bad "--port: '$PORT' is not a TCP port (1 to 65535)"
+    bad "$PORT_FROM: '$PORT' is not a TCP port (1 to 65535)"
 fi
 if ! staged && ! dry && [ "$(id -u)" != 0 ]; then
     die "run as root (sudo $0 ...), or stage into a directory with DESTDIR=..., or look first with --dry-run"
@@ -153,29 +182,6 @@ render() {
     done
 }
 
-# install_file SOURCE TARGET MODE: copies when the content or the mode differ; root-owned on a real install.
-install_file() {
-    local src=$1 target=$2 mode=$3 path=$DESTDIR$2
-    if [ -f "$path" ] && cmp -s "$src" "$path" && [ "$(stat -c %a "$path")" = "${mode#0}" ]; then
-        say "unchanged $target"
-        return 1
-    fi
-    local verb=installed
-    [ -f "$path" ] && verb=updated
-    if dry; then
-        say "would have $verb $target (mode $mode)"
-        return 0
-    fi
-    local dir=${path%/*}
-    [ -d "$dir" ] || install -d -m 0755 "$dir"
-    if staged; then
-        install -m "$mode" "$src" "$path"
-    else
-        install -o root -g root -m "$mode" "$src" "$path"
-    fi
-    did "$verb $target (mode $mode)"
-}
-
 # run DESCRIPTION COMMAND...: a system command, only on a real install; reported otherwise.
 run() {
     local what=$1
@@ -199,17 +205,15 @@ apt_packages() {
     fi
     command -v nmcli >/dev/null || die "NetworkManager (nmcli) is not installed: Raspberry Pi OS bookworm uses it by default"
     command -v dpkg-query >/dev/null || { say "not Debian (no dpkg-query): install by hand: $APT_PACKAGES"; return; }
-    local missing="" p
-    for p in $APT_PACKAGES; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-    done
+    local missing
+    missing=$(missing_packages $APT_PACKAGES)
     if [ -z "$missing" ]; then
         say "Debian packages present: $APT_PACKAGES"
         return
     fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
-    did "installed Debian packages:$missing"
+    did "installed Debian packages: $missing"
 }
 
 profiles() {
@@ -268,6 +272,7 @@ trap 'rm -rf "$WORK"' EXIT
 mode="into ${DESTDIR:-/}"
 dry && mode="$mode, dry run: nothing is changed"
 echo "stackcue network: $mode (hotspot '$SSID', access point '$AP_SSID', https://$HOST.local:$PORT/)"
+say "port $PORT from $PORT_FROM"
 apt_packages
 profiles
 avahi_service

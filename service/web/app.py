@@ -33,6 +33,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -49,7 +50,7 @@ from starlette.templating import Jinja2Templates
 from stackcue.errors import StackcueError
 
 from . import auth
-from .relay import COMMANDS, Relay
+from .relay import COMMANDS, Relay, serve_mqtt_settings
 
 log = logging.getLogger("stackcue.serve")
 
@@ -81,6 +82,39 @@ class ServeOptions:
     https: bool
     session_hours: float
     config_file: str | None = None  # handed to `stackcue report` so it reads the same logbook settings
+    hosts: tuple[str, ...] = ()  # Host names besides LOOPBACK_HOSTS (the certificate's, [serve] hosts, the bind)
+
+
+#: always answered to: the page opened on the Pi itself
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def allowed_hosts(names) -> list[str]:
+    """Host header values (without port) the app answers to: loopback plus ``names``; IPv6 in brackets."""
+    out = list(LOOPBACK_HOSTS)
+    for name in names:
+        n = str(name).strip().lower().rstrip(".")
+        if ":" in n and not n.startswith("["):
+            n = f"[{n}]"
+        if n and n not in out:
+            out.append(n)
+    return out
+
+
+def duration_text(duration_s: float | None, summary: dict | None) -> str:
+    """The session's length as the sessions page shows it: the span, and the paused part of it when any.
+
+    ``duration_s`` is the span of the data, pauses included (docs/formats.md, summary); the running time and
+    the time in alert leave pauses out, so a paused run says how much of its span was paused: "42:10 (3:05 paused)".
+    """
+    from ..report_text import clock
+
+    if duration_s is None:
+        return "–"
+    paused = (summary or {}).get("paused_s")
+    if isinstance(paused, int | float) and not isinstance(paused, bool) and paused >= 1.0:
+        return f"{clock(duration_s)} ({clock(paused)} paused)"
+    return clock(duration_s)
 
 
 def same_origin(request: Request) -> bool:
@@ -144,7 +178,7 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
     stored_hash = auth.read_hash(options.password_file)  # no password: refuse to start, one line
     secret = auth.cookie_key(options.password_file)
     if relay is None:
-        relay = Relay(cfg.mqtt_settings(), cfg["cue"]["owner"], cfg["cue"]["max_age_s"])
+        relay = Relay(serve_mqtt_settings(cfg), cfg["cue"]["owner"], cfg["cue"]["max_age_s"])
     limiter = auth.LoginLimiter()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -261,7 +295,6 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
         return Logbook(options.logbook)
 
     def _session_rows() -> list[dict]:
-        from ..report_text import clock
         from ..wallclock import known_start
 
         book = _open_book()
@@ -277,7 +310,7 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
                     {
                         "id": s["id"],
                         "started": "unknown" if start is None else f"{dt.datetime.fromtimestamp(start):%a %d %b %H:%M}",
-                        "duration": clock(s["duration_s"]) if s["duration_s"] is not None else "–",
+                        "duration": duration_text(s["duration_s"], s["summary"]),
                         "strides": st.get("strides", 0),
                         "alerts": st.get("alerts", 0),
                         "ended": s["ended_how"] or "running",
@@ -369,6 +402,9 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[
+            # outermost: a page on another site that rebinds its own name to this address (DNS rebinding)
+            # sends its own name as Host and gets 400 before anything else runs
+            Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(options.hosts), www_redirect=False),
             Middleware(
                 SessionMiddleware,
                 secret_key=secret,

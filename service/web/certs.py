@@ -43,6 +43,19 @@ def server_files(cert_dir: Path) -> tuple[Path, Path] | None:
     return (crt, key) if crt.is_file() and key.is_file() else None
 
 
+def cert_names(crt: Path) -> list[str]:
+    """The host names and addresses a server certificate is for (its subjectAltName), as a Host header names them."""
+    cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    names = [n.lower() for n in san.get_values_for_type(x509.DNSName)]
+    for ip in san.get_values_for_type(x509.IPAddress):
+        names.append(f"[{ip}]" if ip.version == 6 else str(ip))
+    return names
+
+
 def _san(name: str) -> x509.GeneralName:
     try:
         return x509.IPAddress(ipaddress.ip_address(name))

@@ -67,6 +67,23 @@ def _read_new_password(from_stdin: bool) -> str:
     return first
 
 
+def _serve_hosts(sv: dict, bind: str, tls) -> list[str]:
+    """The Host names serve answers to besides loopback: [serve] hosts, the certificate's names, the bind address."""
+    names = list(sv["hosts"])
+    if tls is not None:
+        from .certs import cert_names
+
+        try:
+            names += cert_names(tls[0])
+        except ValueError as e:  # not a PEM certificate: uvicorn would fail on it too, with a traceback
+            raise ConfigError(
+                f"{tls[0]}: not a readable certificate ({e}); make a new one with `stackcue certs`"
+            ) from None
+    if bind not in ("0.0.0.0", "::", ""):
+        names.append(bind)
+    return names
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
@@ -106,6 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         https=tls is not None,
         session_hours=sv["session_hours"],
         config_file=args.config,
+        hosts=tuple(_serve_hosts(sv, bind, tls)),
     )
     app = create_app(cfg, options)
     scheme = "https" if tls else "http"

@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from stackcue.dsp.alert_kinds import label
@@ -35,6 +36,25 @@ log = logging.getLogger("stackcue.serve")
 RELAYED = ("state", "alert", "event", "stride", "status")
 QUEUE_MAX = 256  # per page; a page that falls this far behind loses strides first
 COMMANDS = ("start", "pause", "resume", "stop", "recalibrate", "mute")
+
+
+def serve_mqtt_settings(cfg) -> MqttSettings:
+    """The broker account serve relays with: the runner's own when ``[serve] mqtt_password_file`` is set.
+
+    The shipped ACL (config/mosquitto/acl) lets the account named after the runner read ``stackcue/#`` and
+    write ``stackcue/<runner>/command`` only: a phone that gets into serve can steer this runner's run and
+    nothing else, where the device account could write every topic. Broker address and TLS stay [mqtt]'s;
+    without a password file serve uses the [mqtt] account (anonymous on the Pi's localhost listener).
+    """
+    s = cfg.mqtt_settings()
+    sv = cfg["serve"]
+    if not sv["mqtt_password_file"]:
+        return s
+    return dataclasses.replace(
+        s,
+        username=sv["mqtt_username"] or cfg.runner_id,
+        password_file=str(Path(sv["mqtt_password_file"]).expanduser()),
+    )
 
 
 def _vibrate_ms(pattern: Any) -> list[int]:
