@@ -114,6 +114,7 @@ def _overview(run: Run) -> dict[str, Any]:
         "sensors": "pelvis + trunk" if run.trunk_note is None else f"pelvis only ({run.trunk_note})",
         "source": f"{origin}; {src_text}" if origin and src_text else origin or src_text or "unknown",
         "ended_how": s.get("ended_how"),
+        "ended_reason": s.get("ended_reason"),
         "ended": summ.get("ended"),
         "end_t": run.end_t,
         "calibration": _calibration_brief(run),

@@ -31,6 +31,12 @@ def _num(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def ended_text(s: dict) -> str:
+    """How a session ended, in a word or two: 'power lost' (cut, closed at the next start), clean, unclean, or
+    running (not closed yet); the CLI table and the phone's session list say the same."""
+    return s.get("ended_reason") or s.get("ended_how") or "running"
+
+
 def _short(notes: str | None) -> str:
     """The notes' first line, cut to fit the table (`stackcue note SESSION` shows them whole)."""
     line = (notes or "").strip().split("\n")[0]
@@ -55,7 +61,7 @@ def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float 
         unknown = unknown or start is None
         if start is not None and s["clock_synchronised"] != "yes":
             started += "?"  # the clock was not known to be synchronised, or the date is the file's: may be off
-        ended = s["ended_reason"] or s["ended_how"] or "running"  # 'power lost': cut, closed at the next start
+        ended = ended_text(s)
         rows.append(
             (
                 s["id"],

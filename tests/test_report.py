@@ -324,6 +324,11 @@ def test_unclean_session_without_summary(book_path, sessions, tmp_path):
     assert "uncleanly" in html and "the alerts and clears stored (the session has no summary)" in html
     assert "not cleared" in html
     assert f"{kind.replace('_', ' ').split()[0]}" in html
+    with sqlite3.connect(book_copy) as c:  # closed by the next start: the logbook says why it ended
+        c.execute("UPDATE sessions SET ended_reason = 'power lost' WHERE id = ?", (sid,))
+    with Logbook(book_copy) as book:
+        html = build_report(book, sid)
+    assert "power lost: the recorder stopped" in html and "uncleanly" not in html
 
 
 def test_compare_runner(book_path, sessions):

@@ -295,6 +295,7 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
         return Logbook(options.logbook)
 
     def _session_rows() -> list[dict]:
+        from ..sessions_table import ended_text
         from ..wallclock import known_start
 
         book = _open_book()
@@ -313,7 +314,7 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
                         "duration": duration_text(s["duration_s"], s["summary"]),
                         "strides": st.get("strides", 0),
                         "alerts": st.get("alerts", 0),
-                        "ended": s["ended_how"] or "running",
+                        "ended": ended_text(s),
                         "notes": (s["notes"] or "").strip().split("\n")[0][:80],
                     }
                 )
