@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: the broker, audio cues and their checks, browser tests, what builds vqf on a Pi, and
 # systemd-analyze (tests/test_install.py verifies the installed units); libnm's typelib and PyGObject, which
-# tests/test_network_files.py runs under /usr/bin/python3 (not the venv) to read the profiles as NetworkManager does.
-APT_PACKAGES := mosquitto espeak-ng sox chromium chromium-driver g++ python3-dev python3-venv systemd gir1.2-nm-1.0 python3-gi
+# tests/test_network_files.py runs under /usr/bin/python3 (not the venv) to read the profiles as NetworkManager does;
+# PostgreSQL, which the hub's tests start in a temporary folder (initdb, a free port) for a club's store.
+APT_PACKAGES := mosquitto espeak-ng sox chromium chromium-driver g++ python3-dev python3-venv systemd gir1.2-nm-1.0 python3-gi postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR := out/demo
 # `sudo make install`: the Pi's live service (config/install.sh). DESTDIR stages it under a directory (the
