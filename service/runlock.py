@@ -6,8 +6,9 @@ logbook. The second therefore refuses to start, naming the lock file and the pro
 
 Where the locks live. The runner, not its logbook, is what two daemons fight over (the client id), so the
 main lock ``stackcue-run-<runner>.lock`` is in a per-user folder that does not depend on the logbook: the
-runtime directory (``$RUNTIME_DIRECTORY`` from systemd's ``RuntimeDirectory=``, else ``$XDG_RUNTIME_DIR``),
-else the private ``<tmp>/stackcue-<uid>`` (0700, ours, never through a link). A second run of the same runner
+runtime directory (``$RUNTIME_DIRECTORY`` from systemd's ``RuntimeDirectory=``; else the service's
+``/run/stackcue`` when it is ours, so a shell of the service's account meets the service's lock; else
+``$XDG_RUNTIME_DIR``), else the private ``<tmp>/stackcue-<uid>`` (0700, ours, never through a link). A second run of the same runner
 with another logbook, or none, is refused there. The service runs as the ``stackcue`` account, so one account
 is one set of runners; under the unit's ``PrivateTmp=`` its temp folder is its own, and a shell of that
 account would not see that lock: a second lock of the same name in the logbook's folder (when one is
@@ -31,17 +32,34 @@ from pathlib import Path
 from stackcue.errors import StorageError
 
 
+#: the service's ``RuntimeDirectory=`` (config/stackcue.service; kept between runs by RuntimeDirectoryPreserve)
+SERVICE_RUNTIME_DIR = Path("/run/stackcue")
+
+
 def user_lock_dirs() -> list[Path]:
     """The per-user folders the runner's main lock may live in, best first (module docstring)."""
     dirs = []
-    for var in ("RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"):
-        d = os.environ.get(var, "").split(":")[0]
-        if d and os.path.isdir(d):
-            dirs.append(Path(d))
+    svc = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if svc and os.path.isdir(svc):
+        dirs.append(Path(svc))
+    if _ours(SERVICE_RUNTIME_DIR) and not any(_same(d, SERVICE_RUNTIME_DIR) for d in dirs):
+        dirs.append(SERVICE_RUNTIME_DIR)  # a shell of the service's account meets the service's lock there
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "").split(":")[0]
+    if xdg and os.path.isdir(xdg):
+        dirs.append(Path(xdg))
     private = _private_temp_dir()
     if private is not None:
         dirs.append(private)
     return dirs
+
+
+def _ours(d: Path) -> bool:
+    """A real folder (not a link) of this user that no one else may write: only then may it hold our lock."""
+    try:
+        st = os.lstat(d)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
 def lock_dirs(logbook_path: Path | None) -> list[Path]:

@@ -419,6 +419,35 @@ def test_a_second_run_of_a_runner_is_refused_whatever_its_logbook(sim_csv, tmp_p
         first.wait(10)
 
 
+def test_a_shell_of_the_service_account_meets_the_services_lock(tmp_path, monkeypatch):
+    """The service (systemd's RUNTIME_DIRECTORY=/run/stackcue, PrivateTmp) and a shell of its account (its own
+    XDG_RUNTIME_DIR, another logbook) took their locks in different folders and both ran the same runner."""
+    from stackcue.errors import StorageError
+    from stackcue.service import runlock
+
+    svc, xdg = tmp_path / "run-stackcue", tmp_path / "xdg"
+    svc.mkdir(mode=0o700)
+    xdg.mkdir(mode=0o700)
+    monkeypatch.setattr(runlock, "SERVICE_RUNTIME_DIR", svc)
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(svc))  # the service
+    service = runlock.acquire_run_lock("ana", tmp_path / "a" / "logbook.sqlite", "service")
+    try:
+        monkeypatch.delenv("RUNTIME_DIRECTORY")  # a shell of the same account, another logbook
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(xdg))
+        with pytest.raises(StorageError) as exc:
+            runlock.acquire_run_lock("ana", tmp_path / "b" / "logbook.sqlite", "shell")
+        assert str(svc / "stackcue-run-ana.lock") in str(exc.value)
+        assert not list(xdg.iterdir()) and not (tmp_path / "b").exists()  # nothing taken, nothing made
+    finally:
+        service.release()
+    svc.chmod(0o777)  # a folder others may write is never trusted with the lock
+    shell = runlock.acquire_run_lock("ana", None, "shell")
+    try:
+        assert shell.path.parent == xdg
+    finally:
+        shell.release()
+
+
 @pytest.mark.slow
 def test_two_runners_each_run_with_their_own_lock_on_a_shared_logbook(sim_csv, tmp_path):
     """Different runners are different locks, even when they share one logbook (and its folder)."""
