@@ -280,8 +280,9 @@ class Logbook:
             v = r[i]
             if isinstance(v, bytes):
                 v = v.decode("utf-8", "replace")
-            if v is not None and not isinstance(v, str):
-                v = str(v)
+            if v is not None and not isinstance(v, str):  # a number where a name is: damage, not a name
+                self._warn(where, f"column {key} = {v!r:.40} is not text; read as unknown")
+                v = None
             row[key] = v
         if row["ended_how"] not in (None, "clean", "unclean"):
             self._warn(where, f"column ended_how {row['ended_how']!r} is not clean or unclean; read as unclean")
