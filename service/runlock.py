@@ -8,11 +8,11 @@ Where the locks live. The runner, not its logbook, is what two daemons fight ove
 main lock ``stackcue-run-<runner>.lock`` is in a per-user folder that does not depend on the logbook: the
 runtime directory (``$RUNTIME_DIRECTORY`` from systemd's ``RuntimeDirectory=``; else the service's
 ``/run/stackcue`` when it is ours, so a shell of the service's account meets the service's lock; else
-``$XDG_RUNTIME_DIR``), else the private ``<tmp>/stackcue-<uid>`` (0700, ours, never through a link). A second run of the same runner
-with another logbook, or none, is refused there. The service runs as the ``stackcue`` account, so one account
-is one set of runners; under the unit's ``PrivateTmp=`` its temp folder is its own, and a shell of that
-account would not see that lock: a second lock of the same name in the logbook's folder (when one is
-configured and can be made) therefore also refuses a run that shares the service's logbook. Locks are taken
+``$XDG_RUNTIME_DIR``), else the private ``<tmp>/stackcue-<uid>`` (0700, ours, never through a link). A
+second run of the same runner with another logbook, or none, is refused there. The service runs as the
+``stackcue`` account, so one account is one set of runners; under the unit's ``PrivateTmp=`` its temp folder
+is its own: a second lock of the same name in the logbook's folder (when one is configured and can be made)
+also refuses a run that shares the service's logbook. Locks are taken
 without waiting, per-user first; a refusal releases what was taken.
 
 ``flock`` locks belong to the open file, so the kernel releases the lock when the process dies, even by
@@ -30,7 +30,6 @@ import tempfile
 from pathlib import Path
 
 from stackcue.errors import StorageError
-
 
 #: the service's ``RuntimeDirectory=`` (config/stackcue.service; kept between runs by RuntimeDirectoryPreserve)
 SERVICE_RUNTIME_DIR = Path("/run/stackcue")
