@@ -48,7 +48,8 @@ def test_scan_lists_supported_sensors_with_rssi_and_streaming():
     assert "D0:8C:00:00:00:01" in own and "stackcue" in own and "yes" in own
     # the WitMotion streams at its factory 10 Hz, the stackcue sensor at 200 Hz: measured from arrivals (at 20x)
     rates = [float(re.search(r"~(\d+) samples/s", x).group(1)) for x in (wit, own)]
-    assert 9 <= rates[0] <= 11 and 180 <= rates[1] <= 210, rates  # counted over a short window: a loaded machine reads low
+    # counted over a short window: a loaded machine reads low
+    assert 9 <= rates[0] <= 11 and 180 <= rates[1] <= 210, rates
     rssi = int(wit.split()[3])
     assert -66 <= rssi <= -50
     assert "stackcue-trunk" not in text
