@@ -1,62 +1,69 @@
-"""Benchmark: `analyze` of a 60-minute, 200 Hz, two-sensor recording.
+"""Benchmark: `analyze` of a 200 Hz recording against its yardstick, numpy `loadtxt` + `vqf.offlineVQF`.
 
-Beside it, the floor a user would compare against: numpy's loadtxt plus
-vqf.offlineVQF alone on the same file. Figures are printed, not asserted.
+Issue 18's targets, each measured as whole processes run in turn (bench/timing.py) and printed with PASS/FAIL:
+
+* `stackcue analyze FILE --jsonl` <= 1.5x the yardstick (bench/reference_floor.py) on the same file;
+* `stackcue analyze --session ID --jsonl` (re-analysis from the logbook) <= 1.5x the same yardstick;
+* each <= 150 MB peak RSS (every command on a 60-minute session).
+
+Usage: bench_analyze.py [MINUTES [pelvis]]   (default 60 minutes, two sensors; `pelvis`: one sensor)
 """
 
 from __future__ import annotations
 
 import io
-import resource
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from recording import bench_recording  # noqa: E402
+from recording import OUT, bench_recording  # noqa: E402
+from timing import paired, verdict  # noqa: E402
 
-from stackcue.service.analyze import analyze_file  # noqa: E402
-from stackcue.service.config import load_config  # noqa: E402
+RATIO_MAX = 1.5
+PEAK_MAX_MB = 150.0
+EXE = str(Path(sys.executable).parent / "stackcue")
 
-MINUTES = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
+
+def stored(csv: Path) -> Path:
+    """A logbook holding ``csv`` as a session (`analyze --save`), made once beside the recording."""
+    book = OUT / f"{csv.stem}.sqlite"
+    if not book.exists():
+        from stackcue.service.config import load_config
+        from stackcue.service.session_store import store_recording
+
+        part = book.with_suffix(".part")
+        for p in OUT.glob(f"{part.name}*"):
+            p.unlink()
+        store_recording(csv, load_config(), out=io.StringIO(), err=io.StringIO(), progress=False, logbook=str(part))
+        part.rename(book)
+    return book
 
 
 def main() -> None:
-    csv = bench_recording(MINUTES)
-    size_mb = csv.stat().st_size / 1e6
-    cfg = load_config()
-
-    t0 = time.perf_counter()
-    events = analyze_file(csv, cfg, jsonl=True, out=io.StringIO(), err=sys.stderr, progress=False)
-    t_analyze = time.perf_counter() - t0
-    summ = events[-1]
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    from vqf import offlineVQF
-
-    t0 = time.perf_counter()
-    text = [ln for ln in csv.read_text().splitlines() if not ln.startswith("#")][1:]
-    data = np.loadtxt(
-        io.StringIO("\n".join(ln.replace(",,,,,,", ",nan,nan,nan,nan,nan,nan") for ln in text)), delimiter=","
-    )
-    t_load = time.perf_counter() - t0
-    ts = float(np.median(np.diff(data[:, 0])))
-    t1 = time.perf_counter()
-    offlineVQF(np.ascontiguousarray(data[:, 4:7]), np.ascontiguousarray(data[:, 1:4]), None, ts)
-    ok = np.isfinite(data[:, 7])
-    offlineVQF(np.ascontiguousarray(data[ok, 10:13]), np.ascontiguousarray(data[ok, 7:10]), None, ts)
-    t_vqf = time.perf_counter() - t1
-
-    print(f"file: {csv.name}, {size_mb:.0f} MB, {len(data)} rows, {MINUTES:g} min at 200 Hz, pelvis + trunk")
-    print(
-        f"stackcue analyze: {t_analyze:.1f} s ({summ['strides']} strides, {summ['alerts']} alerts), "
-        f"peak RSS {rss_mb:.0f} MB"
-    )
-    print(f"floor: loadtxt {t_load:.1f} s + offlineVQF x2 {t_vqf:.1f} s = {t_load + t_vqf:.1f} s")
+    minutes = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
+    trunk = not (len(sys.argv) > 2 and sys.argv[2] == "pelvis")
+    csv = bench_recording(minutes, trunk=trunk)
+    what = "pelvis + trunk" if trunk else "pelvis"
+    print(f"file: {csv.name}, {csv.stat().st_size / 1e6:.0f} MB, {minutes:g} min at 200 Hz, {what}")
+    floor = [sys.executable, str(ROOT / "bench" / "reference_floor.py"), str(csv)]
+    book = stored(csv)
+    for name, cmd in (
+        ("stackcue analyze FILE --jsonl", [EXE, "analyze", str(csv), "--jsonl", "--no-progress"]),
+        (
+            "stackcue analyze --session --jsonl",
+            [EXE, "analyze", "--session", "latest", "--logbook", str(book), "--jsonl", "--no-progress"],
+        ),
+    ):
+        a, b, ratio = paired(cmd, floor, n=3)
+        print(
+            f"{name}: {a.wall_s:.2f} s wall, {a.cpu_s:.2f} s CPU, peak {a.peak_mb:.0f} MB | loadtxt + offlineVQF: "
+            f"{b.wall_s:.2f} s wall, peak {b.peak_mb:.0f} MB | ratio {ratio:.2f} (median of {a.runs} pairs)"
+        )
+        print(f"  {verdict(ratio <= RATIO_MAX)} ratio <= {RATIO_MAX}")
+        print(f"  {verdict(a.peak_mb <= PEAK_MAX_MB)} peak <= {PEAK_MAX_MB:.0f} MB")
 
 
 if __name__ == "__main__":

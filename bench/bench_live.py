@@ -1,9 +1,11 @@
-"""Benchmark of the live service (issue #5 targets, measured, not asserted):
+"""Benchmark of the live service (issues 5 and 18), each figure printed with PASS/FAIL against its target:
 
 1. latency from reading the block with the sample that confirms a drift to the alert arriving at a
    subscriber on loopback: p50 / p99 over >= 100 alerts (target p99 <= 30 ms);
-2. CPU of `stackcue run` at 200 Hz with two sensors, real time (target < 5 % of one core);
-3. resident memory of `stackcue run` over a 1-hour replay at high speed (target <= 80 MB, flat).
+2. CPU of `stackcue run` at 200 Hz with two sensors, real time, MQTT and the logbook on (issue 18: <= 2 % of
+   one core);
+3. resident memory of `stackcue run` over a 1-hour replay at high speed (target <= 80 MB, and flat: at most
+   5 MB more at 90 % of the hour than at 10 %).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import paho.mqtt.client as mqtt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from broker import Broker  # noqa: E402
+from timing import verdict  # noqa: E402
 
 from stackcue.dsp.params import AlertParams, PipelineParams  # noqa: E402
 from stackcue.dsp.pipeline import Pipeline  # noqa: E402
@@ -94,6 +98,7 @@ def latency(broker: Broker) -> None:
         f"alert latency (block read -> subscriber), {len(lat)} of {len(sent)} alerts: "
         f"p50 {statistics.median(lat):.2f} ms, p99 {p99:.2f} ms, max {lat[-1]:.2f} ms"
     )
+    print(f"  {verdict(p99 <= 30.0)} p99 <= 30 ms")
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -131,10 +136,9 @@ def cpu(broker: Broker, work: Path, seconds: float = 60.0) -> None:
     c1, t1 = proc_cpu_s(p.pid), time.monotonic()
     p.terminate()
     p.wait(10)
-    print(
-        f"stackcue run, 200 Hz, two sensors, real time: {100 * (c1 - c0) / (t1 - t0):.1f} % of one core "
-        f"over {t1 - t0:.0f} s"
-    )
+    pct = 100 * (c1 - c0) / (t1 - t0)
+    print(f"stackcue run, 200 Hz, two sensors, real time, MQTT + logbook: {pct:.2f} % of one core over {t1 - t0:.0f} s")
+    print(f"  {verdict(pct <= 2.0)} <= 2 % of one core")
 
 
 def memory(broker: Broker, work: Path) -> None:
@@ -158,6 +162,8 @@ def memory(broker: Broker, work: Path) -> None:
         f"stackcue run, 1-hour replay at 60x ({samples[-1][0]:.0f} s): RSS at 10 % {rss[n // 10]:.0f} MB, "
         f"at 50 % {rss[n // 2]:.0f} MB, at 90 % {rss[9 * n // 10]:.0f} MB, max {max(rss):.0f} MB"
     )
+    print(f"  {verdict(max(rss) <= 80.0)} max <= 80 MB")
+    print(f"  {verdict(rss[9 * n // 10] - rss[n // 10] <= 5.0)} flat: <= 5 MB more at 90 % than at 10 %")
 
 
 def main() -> None:

@@ -17,6 +17,10 @@ from vqf import VQF
 from .calibration import SegmentCalibration
 from .params import GAP_PERIODS, OrientationParams
 
+#: samples per VQF call: its full state is 34 arrays (810 bytes a sample), so a 50 000-row block of `analyze` held
+#: 40 MB per sensor at once (issue 18); live blocks are far smaller
+_VQF_PIECE = 4096
+
 
 @dataclass
 class OrientationOut:
@@ -52,7 +56,16 @@ class SegmentOrientation:
             return OrientationOut(e, e.copy(), np.zeros((0, 3)))
         k = self.periods(t)
         self.periods_last = k
-        w = (gyr - self.bias0) * np.maximum(k, 0)[:, None]
-        out = self.vqf.updateBatchFullState(np.ascontiguousarray(w), np.ascontiguousarray(acc))
+        w = np.ascontiguousarray((gyr - self.bias0) * np.maximum(k, 0)[:, None])
+        acc = np.ascontiguousarray(acc)
+        parts = []
+        for i in range(0, len(t), _VQF_PIECE):  # the filter runs sample by sample: pieces change nothing
+            out = self.vqf.updateBatchFullState(w[i : i + _VQF_PIECE], acc[i : i + _VQF_PIECE])
+            parts.append((out["gyrQuat"], out["quat6D"], out["bias"]))
+            del out
         self.t_last = float(t[-1])
-        return OrientationOut(out["gyrQuat"], out["quat6D"], out["bias"] + self.bias0)
+        if len(parts) == 1:
+            q3, q6, bias = parts[0]
+        else:
+            q3, q6, bias = (np.concatenate(x) for x in zip(*parts, strict=True))
+        return OrientationOut(q3, q6, bias + self.bias0)

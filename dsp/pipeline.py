@@ -27,8 +27,8 @@ from .drift import DriftDetector
 from .gait import StepDetector
 from .orientation import SegmentOrientation
 from .params import GAP_PERIODS, GRAVITY, LONG_GAP_S, RATE_MAX_HZ, RATE_MIN_HZ, PipelineParams
-from .stats import describe
-from .stride import FORE_AFT_REVERSED_SIN, contact_time, segment_stride, time_weights
+from .stats import describe, median
+from .stride import FORE_AFT_REVERSED_SIN, SegmentStrides, contact_time, segment_strides, time_weights
 
 #: samples used to estimate the sample period before anything else is done: at least this many...
 _PERIOD_PROBE = 64
@@ -95,6 +95,20 @@ class _Pending:
     event: dict
     values: dict | None = None  # a stride's unrounded values (final once released); None for ready events
     gap: tuple[float, float] | None = None  # a gap event: the drift detector hears of it in its place in time
+
+
+@dataclass
+class _StrideJob:
+    """A stride whose window is known and whose posture waits for the block's batch (:meth:`Pipeline._value`)."""
+
+    values: dict  # filled in by the batch
+    mid: int  # the middle boundary's place in the window
+    t: np.ndarray  # views of the buffer, valid until the block's end
+    acc: np.ndarray
+    q3: np.ndarray
+    s: np.ndarray
+    tacc: np.ndarray | None = None  # the trunk's, when its figures are taken
+    tq3: np.ndarray | None = None
 
 
 @dataclass
@@ -178,6 +192,10 @@ class Pipeline:
         self.recal_search = False  # the search is a re-calibration's: never raises, even when strict
         self.rows = array("d")  # steady stride values for the summary, 7 a stride (compact for hours of running)
         self.finished = False
+        self.jobs: list[_StrideJob] = []  # strides of the block being run, valued together at its end
+        # while a block runs, the actions that need its strides' values (and everything after them that
+        # touches the output or the drift detector), in order; None outside a block: actions run at once
+        self.later: list[tuple[Any, tuple]] | None = None
 
     # ------------------------------------------------------------------ input
     def feed(self, block: Any) -> list[dict]:
@@ -334,7 +352,39 @@ class Pipeline:
             self.buf = {k: v[cut:] for k, v in self.buf.items()}
             self.buf_base = keep_from
 
+    def _do(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` now, or after the block's strides are valued if a block is running."""
+        if self.later is None:
+            fn(*args)
+        else:
+            self.later.append((fn, args))
+
     def _run(self, t, acc, gyr, tacc, tgyr, tvalid, g0: int, out: list[dict]) -> None:
+        """A gap-free stretch while running: boundaries and strides now, their posture in one batch at the end.
+
+        The posture of every stride the stretch closes is computed together (:func:`segment_strides`), then
+        the actions held meanwhile (finalising strides, drift updates, events) run in their order: the
+        events are those of computing each stride at once, for any split (a block of one stride is a batch
+        of one).
+        """
+        self.later = []
+        try:
+            self._run_block(t, acc, gyr, tacc, tgyr, tvalid, g0, out)
+            self._value(self.jobs)
+        finally:
+            self.jobs, later, self.later = [], self.later, None
+        for fn, args in later:
+            fn(*args)
+        # a boundary not yet found can lie as early as the detector's next candidate, and its time
+        # interpolation needs the sample before it
+        keep = min(self.n - 1, self.steps.next_eval - self.steps.delay - 1)
+        if self.last_min is not None:
+            keep = min(keep, self.last_min[0])
+        if self.bout is not None and self.bout.unpaired is not None:
+            keep = min(keep, self.bout.unpaired[0])
+        self._trim(keep - 2)
+
+    def _run_block(self, t, acc, gyr, tacc, tgyr, tvalid, g0: int, out: list[dict]) -> None:
         n = len(t)
         po = self.pel.update(t, acc, gyr)
         cols = {"t": t, "acc": acc, "q3": po.q3, "s": np.linalg.norm(acc, axis=1) / GRAVITY}
@@ -358,14 +408,6 @@ class Pipeline:
         b = self.bout
         if b is not None and self.buf_base <= upto < self.n and self._t(upto) - b.last_min_t > timeout:
             self._end_bout(b.last_min_t, b.last_min_t + timeout, out)
-        # a boundary not yet found can lie as early as the detector's next candidate, and its time
-        # interpolation needs the sample before it
-        keep = min(self.n - 1, self.steps.next_eval - self.steps.delay - 1)
-        if self.last_min is not None:
-            keep = min(keep, self.last_min[0])
-        if self.bout is not None and self.bout.unpaired is not None:
-            keep = min(keep, self.bout.unpaired[0])
-        self._trim(keep - 2)
 
     def _t(self, g: int) -> float:
         return float(self.buf["t"][g - self.buf_base])
@@ -397,7 +439,7 @@ class Pipeline:
             return
         if self.bout is None:
             if self.stopped_at is not None:  # not running since: no data for the drifts, as a gap is
-                out.extend(self.drift.gap(self.stopped_at, ta, reason="stop"))
+                self._do(self._drift_gap, out, self.stopped_at, ta, "stop")
                 self.stopped_at = None
             self.bout = _Bout(start_t=ta, last_min=idx, last_min_t=tb)
         bout = self.bout
@@ -412,60 +454,93 @@ class Pipeline:
         self._stride(first[0], a, idx, bout.unpaired_t, tb, out)
 
     def _stride(self, a: int, b: int, c: int, ta: float, tc: float, out: list[dict]) -> None:
-        """Posture figures of the stride from boundary ``a`` over ``b`` to ``c`` (global indices)."""
+        """The stride from boundary ``a`` over ``b`` to ``c`` (global indices): queued; valued at the block's end."""
         assert self.cal is not None
         lo, hi = a - self.buf_base, c - self.buf_base + 1
-        t = self.buf["t"][lo:hi]
-        w = time_weights(t)
-        pel = segment_stride(t, self.buf["acc"][lo:hi], self.buf["q3"][lo:hi], self.cal.pelvis.body_from_sensor, w)
-        mid = b - a
+        buf = self.buf
+        t = buf["t"][lo:hi]
+        job = _StrideJob({}, b - a, t, buf["acc"][lo:hi], buf["q3"][lo:hi], buf["s"][lo:hi])
+        if self.tru is not None and self.cal.trunk is not None:
+            if buf["tvalid"][lo:hi].all() and not buf["tbreak"][lo + 1 : hi].any():
+                job.tacc, job.tq3 = buf["tacc"][lo:hi], buf["tq3"][lo:hi]
+        job.values.update(
+            t_start=float(t[0]), t_end=float(t[-1]), cadence_spm=120.0 / (tc - ta), cal_segment=self.segment
+        )
+        self.jobs.append(job)
+        self.pending.append(_Pending({"type": "stride"}, job.values))
+
+    def _value(self, jobs: list[_StrideJob]) -> None:
+        """Posture figures of the queued strides: windows of one length (with or without trunk figures) go in one
+        batch."""
+        assert self.cal is not None
+        groups: dict[tuple[int, bool], list[_StrideJob]] = {}
+        for job in jobs:
+            groups.setdefault((len(job.t), job.tacc is not None), []).append(job)
+        for (_n, with_trunk), group in groups.items():
+            t = np.stack([j.t for j in group])
+            w = time_weights(t)
+            pel = segment_strides(
+                t,
+                np.stack([j.acc for j in group]),
+                np.stack([j.q3 for j in group]),
+                self.cal.pelvis.body_from_sensor,
+                w,
+            )
+            tru = None
+            if with_trunk:
+                assert self.cal.trunk is not None
+                tacc = np.stack([j.tacc for j in group])  # type: ignore[misc]
+                tq3 = np.stack([j.tq3 for j in group])  # type: ignore[misc]
+                tru = segment_strides(t, tacc, tq3, self.cal.trunk.body_from_sensor, w)
+            for k, job in enumerate(group):
+                self._stride_values(job, k, t[k], w[k], pel, tru)
+
+    def _stride_values(
+        self, job: _StrideJob, k: int, t: np.ndarray, w: np.ndarray, pel: SegmentStrides, tru: SegmentStrides | None
+    ) -> None:
+        """Fill ``job.values`` from row ``k`` of the batch's pelvis (and trunk) figures."""
+        mid = job.mid
         gp = self.p.gait
+        obl = pel.obliquity[k]
         w1, w2 = w[: mid + 1], w[mid:]
-        o1 = float((w1 * pel.obliquity[: mid + 1]).sum() / w1.sum())
-        o2 = float((w2 * pel.obliquity[mid:]).sum() / w2.sum())
+        o1 = float((w1 * obl[: mid + 1]).sum() / w1.sum())
+        o2 = float((w2 * obl[mid:]).sum() / w2.sum())
         drop_l = drop_r = ct_l = ct_r = None
         if abs(o1 - o2) >= gp.side_min_obliquity_deg:
             left_first = o1 > o2
-            s = self.buf["s"][lo:hi]
+            s = job.s
             c1 = contact_time(t[: mid + 1], s[: mid + 1], gp.contact_threshold_g)
             c2 = contact_time(t[mid:], s[mid:], gp.contact_threshold_g)
-            d1 = float(pel.obliquity[: mid + 1].max() if left_first else -pel.obliquity[: mid + 1].min())
-            d2 = float(-pel.obliquity[mid:].min() if left_first else pel.obliquity[mid:].max())
+            d1 = float(obl[: mid + 1].max() if left_first else -obl[: mid + 1].min())
+            d2 = float(-obl[mid:].min() if left_first else obl[mid:].max())
             drop_l, drop_r = (d1, d2) if left_first else (d2, d1)
             ct_l, ct_r = (c1, c2) if left_first else (c2, c1)
         lean = stack = trunk_up = None
-        if self.tru is not None and self.cal.trunk is not None:
-            ok = self.buf["tvalid"][lo:hi]
-            if ok.all() and not self.buf["tbreak"][lo + 1 : hi].any():
-                tr = segment_stride(
-                    t, self.buf["tacc"][lo:hi], self.buf["tq3"][lo:hi], self.cal.trunk.body_from_sensor, w
-                )
-                lean = tr.tilt_mean
-                trunk_up = tr.up_error_deg
-                stack = lean - pel.tilt_mean
-        t0, t1 = float(t[0]), float(t[-1])
-        values = {
-            "t_start": t0,
-            "t_end": t1,
-            "cadence_spm": 120.0 / (tc - ta),
-            "pelvic_tilt_deg": pel.tilt_mean,
-            "pelvic_obliquity_range_deg": float(pel.obliquity.max() - pel.obliquity.min()),
-            "pelvic_rotation_range_deg": float(pel.heading.max() - pel.heading.min()),
-            "trunk_lean_deg": lean,
-            "stack_deg": stack,
-            "pelvic_drop_left_deg": drop_l,
-            "pelvic_drop_right_deg": drop_r,
-            "pelvic_drop_deg": None if drop_l is None else max(drop_l, drop_r),  # type: ignore[type-var]
-            "contact_time_left_s": ct_l,
-            "contact_time_right_s": ct_r,
-            "forward_axis_error_deg": pel.forward_axis_error_deg,
-            # how far the stride's mean up is from the body's z (the calibration check; not printed)
-            "up_error_deg": pel.up_error_deg,
-            "fore_aft_sin": pel.fore_aft_sin,
-            "trunk_up_error_deg": trunk_up,
-            "cal_segment": self.segment,
-        }
-        self.pending.append(_Pending({"type": "stride"}, values))
+        tilt = float(pel.tilt_mean[k])
+        if tru is not None:
+            lean = float(tru.tilt_mean[k])
+            trunk_up = float(tru.up_error_deg[k])
+            stack = lean - tilt
+        head = pel.heading[k]
+        job.values.update(
+            {
+                "pelvic_tilt_deg": tilt,
+                "pelvic_obliquity_range_deg": float(obl.max() - obl.min()),
+                "pelvic_rotation_range_deg": float(head.max() - head.min()),
+                "trunk_lean_deg": lean,
+                "stack_deg": stack,
+                "pelvic_drop_left_deg": drop_l,
+                "pelvic_drop_right_deg": drop_r,
+                "pelvic_drop_deg": None if drop_l is None else max(drop_l, drop_r),  # type: ignore[type-var]
+                "contact_time_left_s": ct_l,
+                "contact_time_right_s": ct_r,
+                "forward_axis_error_deg": float(pel.forward_axis_error_deg[k]),
+                # how far the stride's mean up is from the body's z (the calibration check; not printed)
+                "up_error_deg": float(pel.up_error_deg[k]),
+                "fore_aft_sin": float(pel.fore_aft_sin[k]),
+                "trunk_up_error_deg": trunk_up,
+            }
+        )
 
     def _end_bout(self, end_t: float, decided_t: float, out: list[dict]) -> None:
         """Running stopped (or a long gap): strides near the end are unsteady; counting restarts."""
@@ -474,7 +549,7 @@ class Pipeline:
         if bout is None:
             return
         self._release(out, bout=bout, end_t=end_t, decided_t=decided_t)
-        self.drift.restart_confirmation()
+        self._do(self.drift.restart_confirmation)
         self.stopped_at = end_t
 
     def _release(
@@ -504,12 +579,15 @@ class Pipeline:
                     dec = proven_t
                 else:
                     dec = decided_t if decided_t is not None else end_t
-                self._finalise(item, bout, end_t, dec, out)
+                self._do(self._finalise, item, bout, end_t, dec, out)
             self.pending.popleft()
             if item.gap is not None:
-                out.extend(self.drift.gap(*item.gap))
+                self._do(self._drift_gap, out, *item.gap)
             if item.values is None:
-                out.append(item.event)
+                self._do(out.append, item.event)
+
+    def _drift_gap(self, out: list[dict], t0: float, t1: float, reason: str = "gap") -> None:
+        out.extend(self.drift.gap(t0, t1, reason=reason))
 
     def _finalise(
         self, item: _Pending, bout: _Bout | None, end_t: float | None, decided_t: float, out: list[dict]
@@ -523,7 +601,7 @@ class Pipeline:
                 steady = False
             hist = list(bout.cadences)[-sp.cadence_history_strides :]
             if hist:
-                med = float(np.median(hist))
+                med = median(hist)
                 if abs(v["cadence_spm"] / med - 1.0) * 100.0 > sp.cadence_change_pct:
                     steady = False
             bout.cadences.append(v["cadence_spm"])
@@ -603,11 +681,11 @@ class Pipeline:
         self.fore_aft.append(v["fore_aft_sin"])
         if len(self.fwd_errors) < cp.strides:
             return
-        med = float(np.median(self.fwd_errors))
-        up = float(np.median(self.up_errors))
+        med = median(self.fwd_errors)
+        up = median(self.up_errors)
         # the trunk is checked like the pelvis, once it has as many strides with trunk figures
-        tup = float(np.median(self.trunk_up_errors)) if len(self.trunk_up_errors) >= cp.strides else 0.0
-        back = float(np.median(self.fore_aft)) > FORE_AFT_REVERSED_SIN  # braking comes after propulsion
+        tup = median(self.trunk_up_errors) if len(self.trunk_up_errors) >= cp.strides else 0.0
+        back = median(self.fore_aft) > FORE_AFT_REVERSED_SIN  # braking comes after propulsion
         if not self.suspect and (med > cp.forward_axis_max_deg or max(up, tup) > cp.up_max_deg or back):
             self.suspect = True
             self.stats["suspect"] += 1

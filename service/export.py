@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import math
 import os
+import struct
 import sys
 import time
 import uuid
@@ -91,6 +92,7 @@ FIT_DEV_FIELDS = {
     3: ("pelvic_obliquity_range", "pelvic_obliquity_range_deg"),
 }
 FIT_CADENCE_SCALE = 128  # fractional_cadence is 1/128 rpm
+_F32_NULL = struct.unpack("<f", b"\xff\xff\xff\xff")[0]  # float32's invalid value (a NaN with every bit set)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -323,6 +325,52 @@ def _fit_cadence(spm: float) -> tuple[int, float]:
     return q // FIT_CADENCE_SCALE, (q % FIT_CADENCE_SCALE) / FIT_CADENCE_SCALE
 
 
+def record_packer(definition: Any) -> Callable[[dict, int], bytes]:
+    """A function packing a stride as a FIT ``record`` data message under fit-tool's ``definition`` of it.
+
+    Knows the fields ``write_fit`` sets (timestamp, cadence, fractional_cadence, the float32 developer fields);
+    a field it does not know, or a big-endian definition, is an error (a bug here, not a user mistake).
+    A null is the base type's invalid value, as fit-tool writes it.
+    """
+    from fit_tool.endian import Endian
+
+    if definition.endian != Endian.LITTLE:
+        raise ValueError("record_packer: only little-endian definitions")
+    fmt = "<B"
+    getters: list[Callable[[dict, int], Any]] = []
+    for fd in definition.field_definitions:
+        if (fd.field_id, fd.size) == (253, 4):
+            fmt += "I"
+            getters.append(lambda st, fit_s: fit_s)
+        elif (fd.field_id, fd.size) in ((4, 1), (53, 1)):
+            fmt += "B"
+            part = 0 if fd.field_id == 4 else 1
+
+            def cadence(st: dict, fit_s: int, part: int = part) -> int:
+                spm = st.get("cadence_spm")
+                if spm is None:
+                    return 0xFF
+                whole, frac = _fit_cadence(float(spm))
+                return whole if part == 0 else round(frac * FIT_CADENCE_SCALE)
+
+            getters.append(cadence)
+        else:
+            raise ValueError(f"record_packer: field {fd.field_id} (size {fd.size}) is not one write_fit sets")
+    for dd in definition.developer_field_definitions:
+        if dd.developer_data_index != 0 or dd.field_id not in FIT_DEV_FIELDS or dd.size != 4:
+            raise ValueError(f"record_packer: developer field {dd.field_id} is not one write_fit sets")
+        fmt += "f"
+        key = FIT_DEV_FIELDS[dd.field_id][1]
+        getters.append(lambda st, fit_s, key=key: _F32_NULL if st.get(key) is None else float(st[key]))
+    packer = struct.Struct(fmt)
+    local = definition.local_id & 0x0F
+
+    def pack(st: dict, fit_s: int) -> bytes:
+        return packer.pack(local, *(g(st, fit_s) for g in getters))
+
+    return pack
+
+
 def clock_warning(session: dict) -> str | None:
     """Why the session's wall-clock times may be wrong, or None (a Pi without RTC or NTP starts in the past)."""
     sync = session.get("clock_synchronised")
@@ -361,8 +409,10 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
       duration (no auto-pause: the runner's stops stay in the timer, as on a watch without it); avg cadence
       the mean of the strides' cadences, max cadence their max, total_cycles the number of strides;
       ``activity`` (manual, one session, local_timestamp from this machine's time zone).
-    * Header: 14 bytes with its CRC; the file CRC after the records (fit-tool computes both). The builder runs
-      in strict mode: fit-tool's wire, profile and Activity file-type rules are checked before writing.
+    * Header: 14 bytes with its CRC; the file CRC after the records (fit-tool's header and CRC-16). The builder
+      runs in strict mode: fit-tool's wire, profile and Activity file-type rules are checked before writing, on
+      every message fit-tool built: all but the records ``record_packer`` packed, which repeat the layout of a
+      checked record (the first of their run) with other values.
     * A session without strides is refused (an Activity file needs a record).
     * A session whose start is unknown (none stored, or out of range: ``wallclock.known_start``) gets FIT
       "system time" instead of wall-clock time: seconds from the session start (below 0x10000000, which FIT
@@ -370,7 +420,7 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
     """
     from fit_tool.base_type import BaseType
     from fit_tool.developer_field import DeveloperField
-    from fit_tool.fit_file import FitFile
+    from fit_tool.encode import EncodeOptions, encode_record_projected
     from fit_tool.fit_file_builder import FitFileBuilder
     from fit_tool.fit_file_header import FitFileHeader
     from fit_tool.profile.messages.activity_message import ActivityMessage
@@ -392,6 +442,7 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
         Sport,
         SubSport,
     )
+    from fit_tool.utils.crc import crc16
 
     s = _session(book, session_id)
     sid = s["id"]
@@ -447,8 +498,20 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
         return ev
 
     b.add(timer(t0_fit, EventType.START))
-    cadences = []
+    cadences = [float(st["cadence_spm"]) for st in strides if st.get("cadence_spm") is not None]
+    # fit-tool builds ~90 field objects per record (7.6 s and 256 MB for 60 minutes, issue 18): it builds, defines
+    # and validates the first record of each run of strides with the same fields present, and the rest of the
+    # run is packed here with the definition fit-tool chose for it (the same bytes, tests/test_export.py)
+    packed: dict[int, list[bytes]] = {}  # index in b.records of a run's first record -> the run's other records
+    shape: tuple | None = None
+    pack: Callable[[dict, int], bytes] | None = None
     for st in strides:
+        fit_s = _fit_s(start + (float(st["t_start"]) + float(st["t_end"])) / 2)
+        now = (st.get("cadence_spm") is not None, *(st.get(key) is not None for _n, key in FIT_DEV_FIELDS.values()))
+        if now == shape and pack is not None:
+            packed[len(b.records) - 1].append(pack(st, fit_s))
+            continue
+        shape = now
         devs = []
         for num, (_name, key) in FIT_DEV_FIELDS.items():
             df = DeveloperField(developer_data_index=0, field_id=num, base_type=BaseType.FLOAT32, size=4)
@@ -456,11 +519,12 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
                 df.set_value(0, float(st[key]))
             devs.append(df)
         r = RecordMessage(developer_fields=devs)
-        r.timestamp = unix_ms(_fit_s(start + (float(st["t_start"]) + float(st["t_end"])) / 2))
+        r.timestamp = unix_ms(fit_s)
         if st.get("cadence_spm") is not None:
-            cadences.append(float(st["cadence_spm"]))
             r.cadence, r.fractional_cadence = _fit_cadence(float(st["cadence_spm"]))
         b.add(r)
+        pack = record_packer(b.definition_map[r.local_id])
+        packed[len(b.records) - 1] = []
     b.add(timer(t1_fit, EventType.STOP_ALL))
     total_s = float(end_t)
     for msg in (LapMessage(), SessionMessage()):
@@ -493,8 +557,13 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
     a.local_timestamp = t1_fit + int(offset.total_seconds())  # local_date_time: FIT seconds, no ms
     b.add(a)
     b.validate()  # raises FitValidationError on a rule broken (a bug here, not a user mistake)
-    fit = FitFile(FitFileHeader(records_size=0, gen_crc=True), b.records)  # 14-byte header with its CRC
-    Path(path).write_bytes(fit.to_bytes())
+    body = bytearray()
+    for i, rec in enumerate(b.records):
+        body += encode_record_projected(rec, options=EncodeOptions())
+        body += b"".join(packed.get(i, ()))
+    # the 14-byte header with its CRC, the records, the file CRC: what FitFile.to_bytes writes
+    head = FitFileHeader(records_size=len(body), gen_crc=True).to_bytes()
+    Path(path).write_bytes(head + body + struct.pack("<H", crc16(body, crc=crc16(head))))
     return len(strides)
 
 
