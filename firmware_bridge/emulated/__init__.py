@@ -1,6 +1,7 @@
 """Everything that stands in for hardware: the synthetic runner, the motion it gives a sensor, and the emulators.
 
 - :mod:`.simulator`: the synthetic runner with its truth channel (and the ``simulated`` source kind);
+- :mod:`.mocap`: motion-capture marker trajectories turned into virtual recordings with truth (a tool);
 - :mod:`.motion`: :class:`~.motion.MotionTrack`, what a sensor feels over time (the runner, or at rest);
 - :mod:`.mpu6050`: MPU-6050 chips register by register on an I2C bus with smbus2's methods;
 - :mod:`.ble_sensors`, :mod:`.ble_radio`, :mod:`.ble_backends`: emulated BLE IMUs, the air they are heard
