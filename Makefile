@@ -18,7 +18,7 @@ DESTDIR ?=
 PURGE ?=
 WHEEL_DIR ?=
 
-.PHONY: setup system-packages venv test test-fast demo bench lint install uninstall clean
+.PHONY: setup system-packages venv test test-fast demo bench bench-scale lint install uninstall clean
 
 setup: system-packages venv
 
@@ -65,6 +65,14 @@ bench: venv
 	$(BIN)/python bench/bench_live.py
 	$(BIN)/python bench/bench_logbook.py
 	$(BIN)/python bench/bench_report.py
+	$(BIN)/python bench/bench_commands.py
+	$(BIN)/python bench/bench_hub_sync.py
+
+# issue 18's growth check: analyze at 30, 60 and 120 minutes, and with one sensor
+bench-scale: venv
+	$(BIN)/python bench/bench_analyze.py 30
+	$(BIN)/python bench/bench_analyze.py 120
+	$(BIN)/python bench/bench_analyze.py 60 pelvis
 
 lint: venv
 	$(BIN)/ruff check .

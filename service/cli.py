@@ -20,7 +20,9 @@ from stackcue.firmware_bridge.source import LIVE_SOURCE_KINDS
 
 from . import ctl, export, report_html, scan  # their heavy libraries (fit-tool, matplotlib) load only when they run
 from .argtypes import EMULATED_MINUTES_RANGE, SPEED_RANGE, logbook_options, positive_float, ranged_float, seed
+from .hub import cli as hub_cli  # light too: Starlette and SQLAlchemy load only when a hub command runs
 from .output_files import check_output, is_write_through
+from .sync import cli as sync_cli  # light: httpx loads only when sync runs
 from .web import cli as web_cli  # light: Starlette, uvicorn and cryptography load only when serve/certs run
 
 EXIT_USAGE = 2
@@ -137,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_parser(sub)
     ctl.add_parser(sub)
     web_cli.add_parsers(sub)
+    hub_cli.add_parsers(sub)
+    sync_cli.add_parser(sub)
 
     cu = sub.add_parser("cue", help="speak or buzz the session's alerts and system events (MQTT subscriber)")
     cu.add_argument("--config", metavar="FILE", help="configuration file")
@@ -417,7 +421,12 @@ def cmd_runner(args: argparse.Namespace) -> int:
             n, size = export_runner(book, args.runner_id, Path(args.output))
             print(f"wrote {args.output}: {n} sessions of runner {args.runner_id!r}, {size / 1e6:.1f} MB")
         else:
-            print(delete_runner(book, args.runner_id, really=args.yes))
+            from .sync import deletion
+
+            cfg = load_config(args.config)
+            print(delete_runner(book, args.runner_id, really=args.yes, hubs=deletion.consented_hub(cfg)))
+            if args.yes:
+                return deletion.send_now(cfg, book, print)
     return 0
 
 
@@ -475,6 +484,8 @@ COMMANDS = {
     "ctl": ctl.cmd_ctl,
     "serve": web_cli.cmd_serve,
     "certs": web_cli.cmd_certs,
+    "hub": hub_cli.cmd_hub,
+    "sync": sync_cli.cmd_sync,
 }
 
 

@@ -90,6 +90,21 @@ def _check_value(path: Path, key: str, value: Any, default: Any) -> Any:
         )
     if key == "runner.id" and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
         raise ConfigError(f"{path}: {key} = {value!r} must be 1-64 letters, digits, '-' or '_'")
+    if key == "hub.name" and value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}", value):
+        raise ConfigError(f"{path}: {key} = {value!r} must be 1-64 letters, digits, spaces, '.', '-' or '_'")
+    if key == "sync.hub_name" and value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}", value):
+        raise ConfigError(f"{path}: {key} = {value!r} must be 1-64 letters, digits, spaces, '.', '-' or '_'")
+    if key == "sync.url" and value:
+        from .sync.config import check_url
+
+        try:
+            check_url(value)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {key} = {value!r}: {exc}") from None
+    if key == "hub.database" and not re.match(r"(sqlite:///.|postgresql(\+psycopg)?://.)", value):
+        raise ConfigError(
+            f"{path}: {key} = {value!r} must be sqlite:///<path> or postgresql+psycopg://user@host:port/db"
+        )
     return value
 
 

@@ -149,6 +149,12 @@ class Daemon:
             fresh_s=cfg["cue"]["max_age_s"],  # a fresh alert never waits behind older ones
         )
         self.tracker.set(last_session=self._last_session_from_logbook())
+        self.autosync = None  # [sync] auto: the hub hears of each ended session in the background (docs/sync.md)
+        if self.book is not None:
+            from .sync.auto import AutoSync
+
+            if AutoSync.wanted(cfg):
+                self.autosync = AutoSync(cfg)
 
     # ------------------------------------------------------------------ set-up
     def _setup_storage(self) -> None:
@@ -317,6 +323,8 @@ class Daemon:
         self._start_button()
         self.notifier.ready("idle")
         self._publish_state(force=True)
+        if self.autosync is not None:  # sessions an earlier run (or a hub away) left unsent
+            self.autosync.request()
         start: Command | None = Command("start", source="config") if self.start_mode == "now" else None
         try:
             while not self.exit.is_set():
@@ -328,6 +336,8 @@ class Daemon:
                     source = None
                 ended = self._session(start, source)
                 start = None
+                if self.autosync is not None and ended != "not started":
+                    self.autosync.request()
                 if self.replay and ended == "source ended":
                     break
         finally:
@@ -337,6 +347,10 @@ class Daemon:
             self.tracker.set(state="idle", session=None)
             self._publish_state(force=True)
             self.publisher.stop()
+            if self.autosync is not None:  # a sync under way gets a few seconds, then is cut (and resumes later)
+                from .sync.auto import STOP_WAIT_S
+
+                self.autosync.close(STOP_WAIT_S)
             if self.book is not None:
                 self.book.close()
         held = self.publisher.held_alerts()
@@ -395,8 +409,9 @@ class Daemon:
 
         from .record import clock_synchronised
         from .sinks import LogSink
+        from .sync.targets import session_config
 
-        cfg = self.cfg
+        cfg, stored_config = session_config(self.cfg)  # the coach's targets from the last sync, if any
         if source is None:
             source = self._first_source
             self._first_source = None
@@ -416,7 +431,10 @@ class Daemon:
 
             lb = cfg["logbook"]
             book_sink = LogbookSink(
-                cfg.logbook_path, config=cfg.data, flush_s=lb["flush_s"], max_bytes=int(lb["max_mb"] * 1e6) or None
+                cfg.logbook_path,
+                config=stored_config,
+                flush_s=lb["flush_s"],
+                max_bytes=int(lb["max_mb"] * 1e6) or None,
             )
             sinks.append(book_sink)
         sinks.append(_DaemonMqttSink(self.publisher))

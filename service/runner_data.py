@@ -90,12 +90,22 @@ def export_runner(book: Logbook, runner: str, out: Path) -> tuple[int, int]:
     return len(sessions), size
 
 
-def delete_runner(book: Logbook, runner: str, *, really: bool) -> str:
-    """Delete (with ``really``) or describe what would go; returns the line to print."""
+def delete_runner(book: Logbook, runner: str, *, really: bool, hubs: set[str] | frozenset[str] = frozenset()) -> str:
+    """Delete (with ``really``) or describe what would go; returns the line to print.
+
+    The deletion on the coach's hub is queued first (``hubs``: the one the runner consented to, plus any that
+    acknowledged one of these sessions), in one transaction before any row goes (service/sync/deletion.py)."""
+    from .sync import state
+
     sessions = _runner_sessions(book, runner)
     what = f"{len(sessions)} sessions of runner {runner!r} ({sessions[0]['id']} … {sessions[-1]['id']})"
+    sids = [s["id"] for s in sessions]
+    hubs = set(hubs) | state.hubs_holding(book.conn, sids)
+    on_hubs = f" and on hub {', '.join(map(repr, sorted(hubs)))}" if hubs else ""
     if not really:
-        return f"would delete {what} from {book.path}; run again with --yes to delete them"
+        return f"would delete {what} from {book.path}{on_hubs}; run again with --yes to delete them"
+    if hubs:
+        state.queue_runner_deletion(book.conn, runner, hubs, sids)
     for s in sessions:
         book.delete_session(s["id"])
     book.vacuum()

@@ -160,6 +160,73 @@ class ServeSection:
 
 
 @dataclass(frozen=True)
+class HubSection:
+    name: str = setting(
+        "",
+        doc="the hub's name; a runner's Pi sends only to a hub whose name equals its [sync] hub_name (consent); "
+        "`stackcue hub serve` needs one",
+    )
+    database: str = setting(
+        "sqlite:///~/.local/share/stackcue/hub.sqlite",
+        doc='the store: "sqlite:///<path>" (one coach) or "postgresql+psycopg://user@host:port/db" (a club; '
+        "several hubs may share it)",
+    )
+    host: str = setting(
+        "127.0.0.1",
+        doc="address `stackcue hub serve` listens on; beyond loopback it needs a certificate in cert_dir "
+        "(`stackcue certs --dir`)",
+    )
+    port: int = setting(8090, 1, 65535, "port of the hub (https:// when cert_dir holds a server certificate)")
+    cert_dir: str = setting(
+        "~/.local/share/stackcue/hub-certs",
+        doc="the CA and server certificate (`stackcue certs --dir DIR --name hub.example`); HTTPS when "
+        "server.crt is there",
+    )
+    hosts: tuple[str, ...] = setting(
+        (),
+        doc="Host names the hub answers to besides localhost, 127.0.0.1, ::1 and the certificate's names; "
+        "another host gets 400 (DNS rebinding)",
+    )
+    cookie_key_file: str = setting(
+        "~/.local/share/stackcue/hub.cookie-key",
+        doc="the key that signs the login cookie, made on first use (mode 0600); hubs behind one load "
+        "balancer share it",
+    )
+    session_hours: float = setting(12.0, 0.1, 720.0, "h, how long a coach's or runner's login lasts")
+    broker_host: str = setting(
+        "", doc="the coach's broker for live state at the track (docs/hub.md); empty = no live state"
+    )
+    broker_port: int = setting(1883, 1, 65535, "its port (8883 is the usual TLS port)")
+    broker_username: str = setting("", doc="the hub's account on that broker; empty: anonymous")
+    broker_password_file: str = setting("", doc="file whose first line is that account's password (mode 0600)")
+    broker_tls_ca: str = setting("", doc="CA certificate of that broker: TLS when set")
+
+
+@dataclass(frozen=True)
+class SyncSection:
+    enabled: bool = setting(
+        False,
+        doc="send this Pi's ended sessions to the coach's hub; nothing leaves the Pi unless true, hub_name is set "
+        "and the hub at url answers with that name (consent)",
+    )
+    hub_name: str = setting("", doc="the hub the runner agreed to send to (its [hub] name)")
+    url: str = setting(
+        "", doc="the hub's address, e.g. https://hub.example:8090 (http:// only to this machine: localhost)"
+    )
+    token_file: str = setting(
+        "",
+        doc="file holding this Pi's token (`stackcue hub token RUNNER` on the hub prints it; first line; mode 0600)",
+    )
+    ca_file: str = setting(
+        "", doc="the hub's CA certificate when it is self-signed (`stackcue certs` on the hub); empty: the system's"
+    )
+    auto: bool = setting(True, doc="`stackcue run` syncs on its own when a session ends (in the background)")
+    timeout_s: float = setting(
+        60.0, 1.0, 600.0, "s, a request to the hub that takes longer fails (and is tried again: docs/sync.md)"
+    )
+
+
+@dataclass(frozen=True)
 class BatterySection:
     path: str = setting(
         "auto",
@@ -232,6 +299,16 @@ SCHEMA: tuple[Section, ...] = (
         "serve",
         ServeSection,
         ("`stackcue serve`: the phone's web page (docs/serve.md). A login always; HTTPS beyond loopback.",),
+    ),
+    Section(
+        "hub",
+        HubSection,
+        ("`stackcue hub`: the coach's web app, every runner's synced sessions (docs/hub.md).",),
+    ),
+    Section(
+        "sync",
+        SyncSection,
+        ("`stackcue sync`: this Pi's sessions to the coach's hub, targets and notes back (docs/sync.md).",),
     ),
     Section("battery", BatterySection, ("The Pi's battery level, read at most every 30 s (docs/mqtt.md, state).",)),
     Section(

@@ -264,8 +264,9 @@ def stride(i: int) -> dict:
 # ------------------------------------------------------------------------------------------------ the browser
 
 
-@pytest.fixture
-def driver():
+def make_driver(size: tuple[int, int] = PHONE, phone: bool = True):
+    """Headless Chromium through WebDriver with the browser's console log kept: a phone (mobile emulation, pixel
+    ratio 2) or a plain window of ``size`` (the hub's coach on a laptop)."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("Debian's chromium and chromium-driver are not installed (make setup installs them)")
     from selenium import webdriver
@@ -273,13 +274,19 @@ def driver():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={PHONE[0]},{PHONE[1]}"):
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={size[0]},{size[1]}"):
         opts.add_argument(a)
-    opts.add_experimental_option(
-        "mobileEmulation", {"deviceMetrics": {"width": PHONE[0], "height": PHONE[1], "pixelRatio": 2.0}}
-    )
+    if phone:
+        opts.add_experimental_option(
+            "mobileEmulation", {"deviceMetrics": {"width": size[0], "height": size[1], "pixelRatio": 2.0}}
+        )
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
+    return webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
+
+
+@pytest.fixture
+def driver():
+    d = make_driver()
     yield d
     d.quit()
 

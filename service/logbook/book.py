@@ -148,6 +148,18 @@ def _clean_segments(segments: dict) -> tuple[dict, list[str]]:
     return out, bad
 
 
+def no_strides() -> dict:
+    """A session's figures in ``stats()`` when it has alerts but no stored stride."""
+    return {
+        "strides": 0,
+        "steady": 0,
+        "cadence_spm": None,
+        "pelvic_tilt_deg": None,
+        "trunk_lean_deg": None,
+        "stack_deg": None,
+    }
+
+
 def _figure(key: str, x: Any) -> tuple[Any, bool]:
     """A stored value checked against its field's range: (value, True) when fine, (None, False) when not."""
     rng = _number_range(key)
@@ -162,65 +174,14 @@ def _figure(key: str, x: Any) -> tuple[Any, bool]:
     return x, True
 
 
-class Logbook:
-    """One logbook file; its connection belongs to the thread that made the object (``connect()`` for others).
+class StoredRows:
+    """The logbook's row checks, apart from any query: ``Logbook`` (SQLite) and the hub's ``HubBook``
+    (service/hub/book.py, SQLAlchemy) read their rows through these, so both read a stored session alike.
 
-    ``readonly``: for commands that only read (``sessions``, ``report``, exports): the file is neither made,
-    migrated (unless it is older and may be written) nor written, and nothing is made beside it
-    (``schema.connect_readonly``); a missing file is a ``LogbookError`` "no logbook at ...".
-    """
+    A subclass sets ``path`` (named in warnings and errors) and hands over the rows its own queries fetched, as
+    the tuples ``Logbook``'s queries give (``rowid`` there is any growing row id)."""
 
-    def __init__(self, path: str | os.PathLike, max_bytes: int | None = None, readonly: bool = False) -> None:
-        self.path = Path(path)
-        self.max_bytes = max_bytes
-        self.readonly = readonly
-        self.conn = connect(self.path, max_bytes, readonly=readonly)
-
-    def connect(self) -> sqlite3.Connection:
-        """A new connection to the same file, for another thread."""
-        return connect(self.path, self.max_bytes, readonly=self.readonly)
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> Logbook:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def mark_unclean_sessions(self, runner: str | None = None, held: Callable[[str | None], bool] | None = None) -> int:
-        """Sessions still open (the writer died: crash, kill, power cut) become ``'unclean'`` with the reason
-        ``'power lost'`` (``ended_reason``); returns how many.
-
-        Their end time is what the data says: the start plus the newest stored sample, stride or event time.
-        Call it when a daemon of ``runner`` starts, holding that runner's run lock, before its own session
-        begins: that runner's open sessions are then certainly dead. Another runner's open session may be
-        written by its own live daemon right now (a shared logbook): it is marked only when ``held(its runner)``
-        says no run of it is alive, and left alone when ``held`` is not given. ``runner=None`` marks every
-        open session (a logbook no daemon writes).
-        """
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
-            ids = [
-                sid
-                for sid, who in self.conn.execute("SELECT id, runner FROM sessions WHERE ended_how IS NULL")
-                if runner is None or who == runner or (held is not None and not held(who))
-            ]
-            for sid in ids:
-                last = self.conn.execute(
-                    "SELECT max(x) FROM (SELECT max(t1) AS x FROM raw_chunks WHERE session = ?1 "
-                    "UNION ALL SELECT max(t_end) FROM strides WHERE session = ?1 "
-                    "UNION ALL SELECT max(t) FROM events WHERE session = ?1 "
-                    "UNION ALL SELECT max(t) FROM alerts WHERE session = ?1)",
-                    (sid,),
-                ).fetchone()[0]
-                self.conn.execute(
-                    "UPDATE sessions SET ended_how = 'unclean', ended_reason = 'power lost', duration_s = ?, "
-                    "ended_epoch = coalesce(ended_epoch, started_epoch + ?) WHERE id = ?",
-                    (last, last or 0.0, sid),
-                )
-        return len(ids)
+    path: Any
 
     _SESSION_COLS = (
         "id, runner, started_epoch, clock_synchronised, source, calibration, config, ended_epoch, "
@@ -313,40 +274,6 @@ class Logbook:
         "ended_reason",
     )
 
-    def sessions(self, runner: str | None = None, since_epoch: float | None = None) -> list[dict]:
-        """Sessions, oldest first; optionally of one runner and started at or after ``since_epoch``.
-
-        With ``since_epoch``, a session whose start is unknown (NULL, or out of ``wallclock``'s range: a clock
-        that was not set) is not listed: its stored number says nothing about when it was."""
-        rows = self.conn.execute(
-            f"SELECT {self._SESSION_COLS} FROM sessions WHERE (?1 IS NULL OR runner = ?1) "
-            "AND (?2 IS NULL OR (started_epoch >= max(?2, ?3) AND started_epoch < ?4)) ORDER BY started_epoch, id",
-            (runner, since_epoch, EARLIEST_EPOCH, LATEST_EPOCH),
-        )
-        return [self._session_row(r) for r in rows]
-
-    def session(self, session_id: str) -> dict | None:
-        """One session by its id, a unique prefix of it, or ``latest``; None when nothing matches.
-
-        An ambiguous prefix raises ``LogbookError`` naming the candidates.
-        """
-        if session_id == "latest":
-            r = self.conn.execute(
-                f"SELECT {self._SESSION_COLS} FROM sessions ORDER BY started_epoch DESC, rowid DESC LIMIT 1"
-            ).fetchone()
-            return None if r is None else self._session_row(r)
-        r = self.conn.execute(f"SELECT {self._SESSION_COLS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        if r is not None:
-            return self._session_row(r)
-        rows = self.conn.execute(
-            f"SELECT {self._SESSION_COLS} FROM sessions WHERE substr(id, 1, ?) = ? ORDER BY started_epoch LIMIT 6",
-            (len(session_id), session_id),
-        ).fetchall()
-        if len(rows) > 1:
-            names = ", ".join(r[0] for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
-            raise LogbookError(f"session {session_id!r} is ambiguous: {names}")
-        return self._session_row(rows[0]) if rows else None
-
     def _stored_events(self, session_id: str, table: str, rows) -> list[tuple[int, dict]]:
         """(rowid, event) of rows whose JSON is an object; the others set aside with one warning line naming the
         logbook, the session, the table, the rows and the column; figures out of range read as unknown."""
@@ -380,23 +307,21 @@ class Logbook:
             )
         return out
 
-    def strides(self, session_id: str) -> list[dict]:
-        """The stride events of a session, as they were emitted, in time order.
+    def _by_prefix(self, session_id: str, rows: list) -> dict | None:
+        """The one session row (of up to 6, by start) whose id begins with ``session_id``; ambiguity an error."""
+        if len(rows) > 1:
+            names = ", ".join(r[0] for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            raise LogbookError(f"session {session_id!r} is ambiguous: {names}")
+        return self._session_row(rows[0]) if rows else None
 
-        A damaged row is set aside and a figure out of its range read as unknown (None), each with one warning
-        line (``_stored_events``)."""
-        rows = self.conn.execute(
-            "SELECT rowid, event FROM strides WHERE session = ? ORDER BY rowid", (session_id,)
-        ).fetchall()
+    def _strides_of(self, session_id: str, rows) -> list[dict]:
+        """(rowid, event) rows of a session's strides, checked (``_stored_events``), in time order."""
         evs = self._stored_events(session_id, "strides", rows)
         return [ev for _, ev in sorted(evs, key=lambda x: (x[1]["t_start"], x[0]))]
 
-    def alerts(self, session_id: str) -> list[dict]:
-        rows = self.conn.execute(
-            "SELECT rowid, alert_id, t, kind, payload, delivered, delivered_at, queued FROM alerts "
-            "WHERE session = ? ORDER BY alert_id, rowid",
-            (session_id,),
-        ).fetchall()
+    def _alerts_of(self, session_id: str, rows) -> list[dict]:
+        """Rows (rowid, alert_id, t, kind, payload, delivered, delivered_at, queued) in (alert_id, rowid) order,
+        checked: a payload that cannot be read or placed in time is set aside, a kind that is none read as unknown."""
         payloads = dict(self._stored_events(session_id, "alerts", [(r[0], r[4]) for r in rows]))
         out = []
         for r in rows:
@@ -426,6 +351,152 @@ class Logbook:
                 }
             )
         return out
+
+    def _chunks_of(self, session_id: str, rows) -> Iterator[dict[str, np.ndarray]]:
+        """Rows (rowid, data, n, trunk) in (t0, rowid) order decoded (``decode_chunk``); damage is an error."""
+        last = -math.inf
+        for rowid, data, n, trunk in rows:
+            where = f"session {session_id}: raw_chunks row {rowid}"
+            if trunk not in (0, 1):
+                raise self._damaged(where, f"column trunk = {trunk!r:.40} is not 0 or 1")
+            try:
+                chunk = decode_chunk(data, n, bool(trunk))
+            except ValueError as exc:
+                raise self._damaged(where, f"column data: {exc}") from None
+            if chunk["t"][0] < last:
+                raise self._damaged(where, "its samples start before the previous chunk's end")
+            last = float(chunk["t"][-1])
+            yield chunk
+
+    def _blocks_of(self, session_id: str) -> Iterator[Block]:
+        """``raw_blocks`` from the subclass's ``has_trunk`` and ``raw_chunks``."""
+        trunk = self.has_trunk(session_id)
+        for c in self.raw_chunks(session_id):
+            t, acc, gyr = c["t"], c["acc"].astype(float), c["gyr"].astype(float)
+            if not trunk:
+                yield Block(t, acc, gyr)
+            elif "trunk_acc" in c:
+                yield Block(
+                    t,
+                    acc,
+                    gyr,
+                    c["trunk_acc"].astype(float),
+                    c["trunk_gyr"].astype(float),
+                    np.asarray(c["trunk_valid"], dtype=bool),
+                )
+            else:
+                nan = np.full((len(t), 3), np.nan)
+                yield Block(t, acc, gyr, nan, nan.copy(), np.zeros(len(t), dtype=bool))
+
+
+class Logbook(StoredRows):
+    """One logbook file; its connection belongs to the thread that made the object (``connect()`` for others).
+
+    ``readonly``: for commands that only read (``sessions``, ``report``, exports): the file is neither made,
+    migrated (unless it is older and may be written) nor written, and nothing is made beside it
+    (``schema.connect_readonly``); a missing file is a ``LogbookError`` "no logbook at ...".
+    """
+
+    def __init__(self, path: str | os.PathLike, max_bytes: int | None = None, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.readonly = readonly
+        self.conn = connect(self.path, max_bytes, readonly=readonly)
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection to the same file, for another thread."""
+        return connect(self.path, self.max_bytes, readonly=self.readonly)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Logbook:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def mark_unclean_sessions(self, runner: str | None = None, held: Callable[[str | None], bool] | None = None) -> int:
+        """Sessions still open (the writer died: crash, kill, power cut) become ``'unclean'`` with the reason
+        ``'power lost'`` (``ended_reason``); returns how many.
+
+        Their end time is what the data says: the start plus the newest stored sample, stride or event time.
+        Call it when a daemon of ``runner`` starts, holding that runner's run lock, before its own session
+        begins: that runner's open sessions are then certainly dead. Another runner's open session may be
+        written by its own live daemon right now (a shared logbook): it is marked only when ``held(its runner)``
+        says no run of it is alive, and left alone when ``held`` is not given. ``runner=None`` marks every
+        open session (a logbook no daemon writes).
+        """
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            ids = [
+                sid
+                for sid, who in self.conn.execute("SELECT id, runner FROM sessions WHERE ended_how IS NULL")
+                if runner is None or who == runner or (held is not None and not held(who))
+            ]
+            for sid in ids:
+                last = self.conn.execute(
+                    "SELECT max(x) FROM (SELECT max(t1) AS x FROM raw_chunks WHERE session = ?1 "
+                    "UNION ALL SELECT max(t_end) FROM strides WHERE session = ?1 "
+                    "UNION ALL SELECT max(t) FROM events WHERE session = ?1 "
+                    "UNION ALL SELECT max(t) FROM alerts WHERE session = ?1)",
+                    (sid,),
+                ).fetchone()[0]
+                self.conn.execute(
+                    "UPDATE sessions SET ended_how = 'unclean', ended_reason = 'power lost', duration_s = ?, "
+                    "ended_epoch = coalesce(ended_epoch, started_epoch + ?) WHERE id = ?",
+                    (last, last or 0.0, sid),
+                )
+        return len(ids)
+
+    def sessions(self, runner: str | None = None, since_epoch: float | None = None) -> list[dict]:
+        """Sessions, oldest first; optionally of one runner and started at or after ``since_epoch``.
+
+        With ``since_epoch``, a session whose start is unknown (NULL, or out of ``wallclock``'s range: a clock
+        that was not set) is not listed: its stored number says nothing about when it was."""
+        rows = self.conn.execute(
+            f"SELECT {self._SESSION_COLS} FROM sessions WHERE (?1 IS NULL OR runner = ?1) "
+            "AND (?2 IS NULL OR (started_epoch >= max(?2, ?3) AND started_epoch < ?4)) ORDER BY started_epoch, id",
+            (runner, since_epoch, EARLIEST_EPOCH, LATEST_EPOCH),
+        )
+        return [self._session_row(r) for r in rows]
+
+    def session(self, session_id: str) -> dict | None:
+        """One session by its id, a unique prefix of it, or ``latest``; None when nothing matches.
+
+        An ambiguous prefix raises ``LogbookError`` naming the candidates.
+        """
+        if session_id == "latest":
+            r = self.conn.execute(
+                f"SELECT {self._SESSION_COLS} FROM sessions ORDER BY started_epoch DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+            return None if r is None else self._session_row(r)
+        r = self.conn.execute(f"SELECT {self._SESSION_COLS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if r is not None:
+            return self._session_row(r)
+        rows = self.conn.execute(
+            f"SELECT {self._SESSION_COLS} FROM sessions WHERE substr(id, 1, ?) = ? ORDER BY started_epoch LIMIT 6",
+            (len(session_id), session_id),
+        ).fetchall()
+        return self._by_prefix(session_id, rows)
+
+    def strides(self, session_id: str) -> list[dict]:
+        """The stride events of a session, as they were emitted, in time order.
+
+        A damaged row is set aside and a figure out of its range read as unknown (None), each with one warning
+        line (``_stored_events``)."""
+        rows = self.conn.execute(
+            "SELECT rowid, event FROM strides WHERE session = ? ORDER BY rowid", (session_id,)
+        ).fetchall()
+        return self._strides_of(session_id, rows)
+
+    def alerts(self, session_id: str) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT rowid, alert_id, t, kind, payload, delivered, delivered_at, queued FROM alerts "
+            "WHERE session = ? ORDER BY alert_id, rowid",
+            (session_id,),
+        ).fetchall()
+        return self._alerts_of(session_id, rows)
 
     def events(self, session_id: str, types: tuple[str, ...] | list[str] | None = None) -> list[dict]:
         """The session's other events (calibration, clear, gap, reference, summary, ...) in the order emitted.
@@ -466,17 +537,7 @@ class Logbook:
                 "alerts": 0,
             }
         for sid, n in self.conn.execute("SELECT session, count(*) FROM alerts GROUP BY session"):
-            out.setdefault(
-                sid,
-                {
-                    "strides": 0,
-                    "steady": 0,
-                    "cadence_spm": None,
-                    "pelvic_tilt_deg": None,
-                    "trunk_lean_deg": None,
-                    "stack_deg": None,
-                },
-            )["alerts"] = n
+            out.setdefault(sid, no_strides())["alerts"] = n
         return out
 
     def has_raw(self, session_id: str) -> bool:
@@ -547,39 +608,11 @@ class Logbook:
     def raw_blocks(self, session_id: str) -> Iterator[Block]:
         """The raw samples as float64 blocks, all with trunk columns when any chunk has them (then pelvis-only
         stretches get invalid trunk rows), so a reader or the pipeline sees one layout throughout."""
-        trunk = self.has_trunk(session_id)
-        for c in self.raw_chunks(session_id):
-            t, acc, gyr = c["t"], c["acc"].astype(float), c["gyr"].astype(float)
-            if not trunk:
-                yield Block(t, acc, gyr)
-            elif "trunk_acc" in c:
-                yield Block(
-                    t,
-                    acc,
-                    gyr,
-                    c["trunk_acc"].astype(float),
-                    c["trunk_gyr"].astype(float),
-                    np.asarray(c["trunk_valid"], dtype=bool),
-                )
-            else:
-                nan = np.full((len(t), 3), np.nan)
-                yield Block(t, acc, gyr, nan, nan.copy(), np.zeros(len(t), dtype=bool))
+        yield from self._blocks_of(session_id)
 
     def raw_chunks(self, session_id: str) -> Iterator[dict[str, np.ndarray]]:
         """The raw samples of a session, chunk by chunk in time order (see ``decode_chunk``)."""
         rows = self.conn.execute(
             "SELECT rowid, data, n, trunk FROM raw_chunks WHERE session = ? ORDER BY t0, rowid", (session_id,)
         )
-        last = -math.inf
-        for rowid, data, n, trunk in rows:
-            where = f"session {session_id}: raw_chunks row {rowid}"
-            if trunk not in (0, 1):
-                raise self._damaged(where, f"column trunk = {trunk!r:.40} is not 0 or 1")
-            try:
-                chunk = decode_chunk(data, n, bool(trunk))
-            except ValueError as exc:
-                raise self._damaged(where, f"column data: {exc}") from None
-            if chunk["t"][0] < last:
-                raise self._damaged(where, "its samples start before the previous chunk's end")
-            last = float(chunk["t"][-1])
-            yield chunk
+        yield from self._chunks_of(session_id, rows)

@@ -14,7 +14,7 @@ an older stackcue's file (id 0, our tables only) is adopted and stamped; any oth
 is not a regular file (a link to /dev/null, a FIFO, a folder), is refused in one line before it is touched.
 Readers (``connect(readonly=True)``) neither create, migrate (unless it is older and may be written) nor write.
 
-Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 3):
+Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 4):
 
 * ``sessions``: ``id`` (the daemon's session id), ``runner``, ``started_epoch``, ``clock_synchronised``,
   ``source``/``calibration``/``config``/``summary`` (JSON), ``ended_epoch``, ``ended_how`` (``'clean'``,
@@ -34,6 +34,11 @@ Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 3):
 * v3 added to ``sessions``: ``ended_reason``: ``'power lost'`` for a session closed ``'unclean'`` at the next
   start (no summary: the process died, ``mark_unclean_sessions``); NULL otherwise (an unclean session whose
   writes failed says why in its ``logbook`` event).
+
+* v4 (``stackcue sync``, docs/sync.md): ``sync_acked`` (``hub``, ``session``, ``fingerprint`` of the session's
+  rows and notes when sent, ``manifest_sha256``, ``acked_epoch``): what each hub acknowledged complete;
+  ``sync_deletions`` (``hub``, ``runner``, ``session``: NULL for every session of the runner, ``queued_epoch``):
+  deletions the hub has yet to hear of.
 
 ``started_epoch`` is NULL (unknown) when the start was out of ``wallclock``'s range (a clock that was not set).
 
@@ -59,7 +64,7 @@ log = logging.getLogger("stackcue.logbook")
 BUSY_TIMEOUT_MS = 2000
 #: ``PRAGMA application_id`` of a stackcue logbook ("StkC"): set when stackcue creates or migrates a file
 APPLICATION_ID = 0x53746B43
-_OUR_TABLES = frozenset(("sessions", "strides", "alerts", "raw_chunks", "events"))
+_OUR_TABLES = frozenset(("sessions", "strides", "alerts", "raw_chunks", "events", "sync_acked", "sync_deletions"))
 
 
 def _migrate_0_to_1(c: sqlite3.Connection) -> None:
@@ -115,8 +120,26 @@ def _migrate_2_to_3(c: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_3_to_4(c: sqlite3.Connection) -> None:
+    """What the coach's hub acknowledged, and the deletions it has yet to hear of (service/sync/, docs/sync.md).
+
+    In the logbook, not a file beside it: ``runner delete`` queues the hub's deletion in the same file (and
+    before) it deletes the rows, so a crash between the two never loses it; a copy of the logbook carries what
+    was sent with it; and it is private (0600) and durable (WAL, synchronous=FULL) like the data it is about."""
+    c.execute("""CREATE TABLE sync_acked (
+        hub TEXT NOT NULL, session TEXT NOT NULL, fingerprint TEXT NOT NULL, manifest_sha256 TEXT NOT NULL,
+        acked_epoch REAL NOT NULL, PRIMARY KEY (hub, session))""")
+    c.execute("""CREATE TABLE sync_deletions (
+        hub TEXT NOT NULL, runner TEXT NOT NULL, session TEXT, queued_epoch REAL NOT NULL)""")
+
+
 #: MIGRATIONS[v] takes a file from schema version v to v + 1
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_0_to_1,
+    _migrate_1_to_2,
+    _migrate_2_to_3,
+    _migrate_3_to_4,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

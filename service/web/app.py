@@ -138,10 +138,21 @@ def logged_in(session: dict) -> bool:
 
 
 class Guard:
-    """Same-origin POSTs only; a login for everything but /login; security headers on every answer."""
+    """Same-origin POSTs only; a login for everything but the public paths; security headers on every answer.
 
-    def __init__(self, app) -> None:
+    ``open_prefixes``: paths that authenticate on their own (the hub's sync API, a bearer token, no cookie): the
+    guard neither asks them for a login nor for a browser's Origin. ``logged_in`` says what a login is (serve: the
+    runner; the hub: any hub user). A response that sets one of the security headers itself keeps its own (the
+    hub's report may be framed by its own site).
+    """
+
+    def __init__(
+        self, app, logged_in=logged_in, public: frozenset[str] = PUBLIC, open_prefixes: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
+        self.logged_in = logged_in
+        self.public = public
+        self.open_prefixes = open_prefixes
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -150,15 +161,19 @@ class Guard:
 
         async def send_with_headers(message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                own = list(message.get("headers", []))
+                have = {k.lower() for k, _ in own}
+                message["headers"] = own + [(k, v) for k, v in SECURITY_HEADERS if k not in have]
             await send(message)
 
         request = Request(scope)
         path = scope["path"]
         answer: Response | None = None
-        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and not same_origin(request):
+        if self.open_prefixes and path.startswith(self.open_prefixes):
+            pass  # its own authentication
+        elif scope["method"] not in ("GET", "HEAD", "OPTIONS") and not same_origin(request):
             answer = PlainTextResponse("cross-site request refused", status_code=403)
-        elif path not in PUBLIC and not logged_in(request.session):
+        elif path not in self.public and not self.logged_in(request.session):
             if scope["method"] == "GET" and not (path == "/events" or path.startswith("/api/")):
                 answer = RedirectResponse("/login", status_code=303)
             else:
@@ -167,6 +182,122 @@ class Guard:
             await answer(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
+
+
+def make_templates(directories: Path | list[Path]) -> Jinja2Templates:
+    """Autoescaped Jinja2 templates from ``directories`` (the first that has a name wins), strict about missing
+    names (serve's; the hub's, whose pages extend serve's base.html)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directories),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return Jinja2Templates(env=env)
+
+
+def web_middleware(
+    hosts, secret: str, cookie: str, session_hours: float, https: bool, **guard: Any
+) -> list[Middleware]:
+    """The layers every page of serve and of the hub sits behind, outermost first.
+
+    TrustedHost: a page on another site that rebinds its own name to this address (DNS rebinding) sends its own
+    name as Host and gets 400 before anything else runs. Then the signed cookie (HttpOnly, SameSite=Strict,
+    Secure under HTTPS), then the Guard (``guard``: its options).
+    """
+    return [
+        Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(hosts), www_redirect=False),
+        Middleware(
+            SessionMiddleware,
+            secret_key=secret,
+            session_cookie=cookie,
+            max_age=round(session_hours * 3600),
+            same_site="strict",
+            https_only=https,
+        ),
+        Middleware(Guard, **guard),
+    ]
+
+
+def sse_response(queue: asyncio.Queue, close) -> StreamingResponse:
+    """Server-Sent Events from ``queue`` ((name, data) pairs) with keep-alives; ``close(queue)`` when the page goes."""
+
+    async def stream():
+        try:
+            yield "retry: 1000\n\n"
+            while True:
+                try:
+                    name, data = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: {name}\ndata: {data}\n\n"
+        finally:
+            close(queue)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """What a login form's POST came to: ``who`` (the verifier's answer) when it succeeded, else why not."""
+
+    status: int
+    message: str = ""
+    retry_after: int = 0
+    who: Any = None
+
+
+async def attempt_login(request: Request, limiter: auth.LoginLimiter, verify) -> LoginResult:
+    """The login POST both apps share: the rate limit first (further tries are not even checked), the form's CSRF
+    token, then ``verify(form)`` in a worker thread (argon2 takes a while); a success starts a new session (a new
+    CSRF token, nothing carried over from before the login), the caller then fills it in."""
+    addr = _client(request)
+    wait = limiter.retry_after(addr)
+    if wait:
+        return LoginResult(
+            429, f"Too many wrong passwords from this device. Try again in {math.ceil(wait)} s.", math.ceil(wait)
+        )
+    form = await request.form()
+    if not auth.csrf_ok(request.session, form.get("csrf")):
+        return LoginResult(403, "The form had expired: try again.")
+    who = await run_in_threadpool(verify, form)
+    if not who:
+        limiter.failed(addr)
+        log.warning("%s: wrong password from %s", request.app.state.name, addr)
+        return LoginResult(401, "Wrong password.")
+    limiter.succeeded(addr)
+    request.session.clear()
+    auth.csrf_token(request.session)
+    return LoginResult(200, who=who)
+
+
+def login_refused(page, request: Request, result: LoginResult, **ctx: Any) -> Response:
+    """The login page again with the one-line reason (and Retry-After when rate limited)."""
+    resp = page(request, "login.html", status=result.status, message=result.message, **ctx)
+    if result.retry_after:
+        resp.headers["Retry-After"] = str(result.retry_after)
+    return resp
+
+
+def report_in_child(cmd: list[str], stdin: str | None = None) -> tuple[int, str]:
+    """A report made by ``cmd`` in a child process: (200, the page) or (status, one line why not).
+
+    Why a child: a report needs matplotlib and numpy (tens of MB that a long-lived server would keep for good) and
+    holds the GIL for seconds; in a child the memory is returned when it ends and other pages keep answering.
+    """
+    try:
+        done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=REPORT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return 504, f"the report took longer than {REPORT_TIMEOUT_S:.0f} s"
+    if done.returncode != 0:
+        return 500, (done.stderr.strip().splitlines() or ["the report failed"])[-1]
+    return 200, done.stdout
 
 
 def _client(request: Request) -> str:
@@ -180,14 +311,7 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
     if relay is None:
         relay = Relay(serve_mqtt_settings(cfg), cfg["cue"]["owner"], cfg["cue"]["max_age_s"])
     limiter = auth.LoginLimiter()
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    templates = Jinja2Templates(env=env)
+    templates = make_templates(HERE / "templates")
     runner = cfg.runner_id
 
     def page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -205,29 +329,14 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
             if logged_in(request.session):
                 return RedirectResponse("/", status_code=303)
             return page(request, "login.html", message="")
-        addr = _client(request)
-        wait = limiter.retry_after(addr)
-        if wait:
-            resp = page(
-                request,
-                "login.html",
-                status=429,
-                message=f"Too many wrong passwords from this device. Try again in {math.ceil(wait)} s.",
-            )
-            resp.headers["Retry-After"] = str(math.ceil(wait))
-            return resp
-        form = await request.form()
-        if not await csrf_ok(request, form):
-            return page(request, "login.html", status=403, message="The form had expired: try again.")
-        password = str(form.get("password") or "")
-        if not await run_in_threadpool(auth.check_password, stored_hash, password):
-            limiter.failed(addr)
-            log.warning("serve: wrong password from %s", addr)
-            return page(request, "login.html", status=401, message="Wrong password.")
-        limiter.succeeded(addr)
-        request.session.clear()  # a new session, a new CSRF token: nothing carried over from before the login
+
+        def verify(form) -> bool:
+            return auth.check_password(stored_hash, str(form.get("password") or ""))
+
+        result = await attempt_login(request, limiter, verify)
+        if result.who is None:
+            return login_refused(page, request, result)
         request.session.update(user="runner", since=int(time.time()))
-        auth.csrf_token(request.session)
         return RedirectResponse("/", status_code=303)
 
     async def logout(request: Request) -> Response:
@@ -243,26 +352,7 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
         return page(request, "live.html", configured_owner=relay.configured_owner, mute_minutes=10)
 
     async def events(request: Request) -> Response:
-        queue = relay.open_page()
-
-        async def stream():
-            try:
-                yield "retry: 1000\n\n"
-                while True:
-                    try:
-                        name, data = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                    except TimeoutError:
-                        yield ": keep-alive\n\n"
-                        continue
-                    yield f"event: {name}\ndata: {data}\n\n"
-            finally:
-                relay.close_page(queue)
-
-        return StreamingResponse(
-            stream(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
+        return sse_response(relay.open_page(), relay.close_page)
 
     async def command(request: Request) -> Response:
         if not await csrf_ok(request):
@@ -339,17 +429,11 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
         return page(request, "sessions.html", rows=rows, logbook=str(options.logbook or "(none)"))
 
     def _report(session_id: str) -> tuple[int, str]:
-        """The same report `stackcue report` writes, made in a child process: matplotlib's memory goes with it."""
+        """The same report `stackcue report` writes, made in a child process (``report_in_child`` says why)."""
         cmd = [sys.executable, "-m", "stackcue", "report", session_id, "-o", "-", "--logbook", str(options.logbook)]
         if options.config_file:
             cmd += ["--config", options.config_file]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=REPORT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            return 504, f"the report took longer than {REPORT_TIMEOUT_S:.0f} s"
-        if done.returncode != 0:
-            return 500, (done.stderr.strip().splitlines() or ["the report failed"])[-1]
-        return 200, done.stdout
+        return report_in_child(cmd)
 
     async def report(request: Request) -> Response:
         sid = request.path_params["sid"]
@@ -402,21 +486,9 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
             Route("/sessions/{sid}/notes", notes, methods=["GET", "POST"]),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ],
-        middleware=[
-            # outermost: a page on another site that rebinds its own name to this address (DNS rebinding)
-            # sends its own name as Host and gets 400 before anything else runs
-            Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(options.hosts), www_redirect=False),
-            Middleware(
-                SessionMiddleware,
-                secret_key=secret,
-                session_cookie="stackcue_session",
-                max_age=round(options.session_hours * 3600),
-                same_site="strict",
-                https_only=options.https,
-            ),
-            Middleware(Guard),
-        ],
+        middleware=web_middleware(options.hosts, secret, "stackcue_session", options.session_hours, options.https),
         lifespan=lifespan,
     )
     app.state.relay = relay
+    app.state.name = "serve"
     return app

@@ -70,7 +70,11 @@ def read_hash(password_file: Path) -> str:
 
 def cookie_key(password_file: Path) -> str:
     """The key that signs the session cookie, made on first use."""
-    path = key_file(password_file)
+    return read_or_make_key(key_file(password_file))
+
+
+def read_or_make_key(path: Path) -> str:
+    """A secret key kept in ``path`` (mode 0600), made on first use (serve's cookie key, the hub's)."""
     try:
         key = path.read_text().strip()
         if len(key) >= 32:

@@ -55,16 +55,31 @@ def is_loopback(bind: str) -> bool:
         return False
 
 
-def _read_new_password(from_stdin: bool) -> str:
+def _read_new_password(from_stdin: bool, what: str = "the web page", option: str = "--set-password") -> str:
+    """A new password: from standard input's first line, or asked twice on the terminal."""
     if from_stdin:
         line = sys.stdin.readline()
         return line.rstrip("\r\n")
     if not sys.stdin.isatty():
-        raise InputError("--set-password asks on a terminal; give --password-stdin to read it from a pipe")
-    first = getpass.getpass("new password for the web page: ")
+        raise InputError(f"{option} asks on a terminal; give --password-stdin to read it from a pipe")
+    first = getpass.getpass(f"new password for {what}: ")
     if getpass.getpass("the same again: ") != first:
         raise InputError("the two passwords differ; nothing changed")
     return first
+
+
+def tls_for(cert_dir: Path, bind: str, key: str, make: str) -> tuple[Path, Path] | None:
+    """The server certificate and key in ``cert_dir``, or None on loopback; beyond loopback a certificate is a
+    must (a one-line error naming ``key`` and the command ``make`` that makes one)."""
+    from .certs import server_files
+
+    tls = server_files(cert_dir)
+    if tls is None and not is_loopback(bind):
+        raise ConfigError(
+            f"{key} = {bind!r} reaches beyond this machine, which needs HTTPS: no server certificate in "
+            f"{cert_dir}; make one with `{make}`"
+        )
+    return tls
 
 
 def _serve_hosts(sv: dict, bind: str, tls) -> list[str]:
@@ -100,22 +115,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"stackcue serve: password set in {password_file}; earlier logins are ended")
         return 0
 
-    import uvicorn
-
     from .app import ServeOptions, create_app
-    from .certs import server_files
 
     bind = args.bind or sv["bind"]
     port = args.port if args.port is not None else sv["port"]
     if not 0 < port < 65536:
         raise InputError(f"--port {port} is out of range 1..65535")
-    cert_dir = _path(sv["cert_dir"])
-    tls = server_files(cert_dir)
-    if tls is None and not is_loopback(bind):
-        raise ConfigError(
-            f"[serve] bind = {bind!r} reaches beyond this machine, which needs HTTPS: no server certificate in "
-            f"{cert_dir}; make one with `stackcue certs --name stackcue.local --name ADDRESS`"
-        )
+    tls = tls_for(_path(sv["cert_dir"]), bind, "[serve] bind", "stackcue certs --name stackcue.local --name ADDRESS")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     options = ServeOptions(
         password_file=password_file,
@@ -128,9 +134,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(cfg, options)
     scheme = "https" if tls else "http"
     print(f"stackcue serve: {scheme}://{bind}:{port}/ (MQTT {cfg.mqtt_settings().address})", file=sys.stderr)
+    return run_uvicorn(app, bind, port, tls)
+
+
+def run_uvicorn(app, host: str, port: int, tls) -> int:
+    """Serve ``app`` until SIGTERM/Ctrl-C (serve's and the hub's settings: h11 on asyncio, no proxy headers)."""
+    import uvicorn
+
     config = uvicorn.Config(
         app,
-        host=bind,
+        host=host,
         port=port,
         loop="asyncio",
         http="h11",

@@ -67,30 +67,27 @@ def _vibrate_ms(pattern: Any) -> list[int]:
     return out
 
 
-class Relay:
-    def __init__(self, settings: MqttSettings, cue_owner: str, max_age_s: float) -> None:
+class BrokerRelay:
+    """One paho client relayed to open pages' queues; the part serve's ``Relay`` and the hub's live relay share.
+
+    A page's queue is registered with what it may see (``allowed``: a set of runner ids, or None for all);
+    ``_send(name, payload, runner)`` reaches only the pages that may see that runner. Subclasses say what to
+    subscribe to (``subscriptions``), what a new page gets at once (``_prime``) and what a message means
+    (``_relay``); the broker link (connected, lost, back) goes to every page as the ``broker`` event.
+    """
+
+    drop_first = "stride"  # the event a full queue loses first
+
+    def __init__(self, settings: MqttSettings, client_id: str, logger: logging.Logger = log) -> None:
         self.settings = dataclasses.replace(
             settings,
-            client_id=f"stackcue-{settings.runner_id}-serve-{os.getpid()}",
+            client_id=client_id,
             reconnect_max_s=min(settings.reconnect_max_s, 5.0),  # the page shows a broker that is back soon
         )
-        self.topics = {name: self.settings.topic(name) for name in (*RELAYED, "command")}
-        self.configured_owner = cue_owner
-        self.cue_owner = cue_owner  # the daemon's session event says which owner this session has
-        self.rules = CueRules(
-            cue_owner,
-            "phone",
-            max_age_s,
-            {"alert": self.topics["alert"], "event": self.topics["event"]},
-            can_say=True,
-            can_buzz=True,
-        )
         self.connected = False
-        self.daemon: str | None = None  # "online" | "offline" from the status topic
-        self.state: dict | None = None
-        self.link = LinkStatus(self.settings, log)
+        self.link = LinkStatus(self.settings, logger)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.pages: set[asyncio.Queue] = set()
+        self.pages: dict[asyncio.Queue, frozenset[str] | None] = {}
         self.client = None
         self.closing = False
 
@@ -115,25 +112,26 @@ class Relay:
 
     # ------------------------------------------------------------------ pages
 
-    def open_page(self) -> asyncio.Queue:
-        """A new page's queue, primed with what it must show at once."""
+    def open_page(self, allowed: frozenset[str] | None = None) -> asyncio.Queue:
+        """A new page's queue, primed with the broker link and what else it must show at once."""
         q: asyncio.Queue = asyncio.Queue(QUEUE_MAX)
         q.put_nowait(("broker", self._broker()))
-        q.put_nowait(("session", json.dumps({"cue_owner": self.cue_owner, "configured": self.configured_owner})))
-        if self.daemon is not None:
-            q.put_nowait(("status", json.dumps({"daemon": self.daemon})))
-        if self.state is not None:
-            q.put_nowait(("state", json.dumps(self.state)))
-        self.pages.add(q)
+        self._prime(q, allowed)
+        self.pages[q] = allowed
         return q
 
     def close_page(self, q: asyncio.Queue) -> None:
-        self.pages.discard(q)
+        self.pages.pop(q, None)
 
-    def _fanout(self, name: str, data: str) -> None:
-        for q in list(self.pages):
+    def _prime(self, q: asyncio.Queue, allowed: frozenset[str] | None) -> None:
+        """Put what a page shows at once into its queue (after the broker link)."""
+
+    def _fanout(self, name: str, data: str, runner: str | None) -> None:
+        for q, allowed in list(self.pages.items()):
+            if runner is not None and allowed is not None and runner not in allowed:
+                continue
             if q.full():
-                if name == "stride":
+                if name == self.drop_first:
                     continue
                 try:
                     q.get_nowait()  # the oldest goes, so an alert still gets through
@@ -141,13 +139,79 @@ class Relay:
                     pass
             q.put_nowait((name, data))
 
-    def _send(self, name: str, payload: Any) -> None:
+    def _send(self, name: str, payload: Any, runner: str | None = None) -> None:
         if self.loop is not None:
             data = json.dumps(payload, separators=(",", ":"))
-            self.loop.call_soon_threadsafe(self._fanout, name, data)
+            self.loop.call_soon_threadsafe(self._fanout, name, data, runner)
 
     def _broker(self) -> str:
         return json.dumps({"connected": self.connected, "text": self.link.text})
+
+    # ------------------------------------------------------------------ paho's thread
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        """(topic filter, QoS) pairs subscribed on every (re)connect."""
+        raise NotImplementedError
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self.link.connack(reason_code):
+            return
+        client.subscribe(self.subscriptions())
+        self.connected = True
+        self._send("broker", {"connected": True, "text": self.link.text})
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.link.lost(reason_code, closing=self.closing)
+        self.connected = False
+        self._send("broker", {"connected": False, "text": self.link.text})
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            self._relay(msg.topic, msg.payload)
+        except Exception:  # one bad message must not stop paho's thread
+            log.exception("relay: message on %s not relayed", msg.topic)
+
+    def _relay(self, topic: str, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def _json_object(self, topic: str, payload: bytes) -> dict | None:
+        """The message as a JSON object; None (a warning for bad JSON) for anything else."""
+        try:
+            msg = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            self.link.log.warning("relay: malformed JSON on %s", topic)
+            return None
+        return msg if isinstance(msg, dict) else None
+
+
+class Relay(BrokerRelay):
+    """serve's relay: one runner's topics, and the phone's cues decided with the cue client's rules."""
+
+    def __init__(self, settings: MqttSettings, cue_owner: str, max_age_s: float) -> None:
+        super().__init__(settings, f"stackcue-{settings.runner_id}-serve-{os.getpid()}")
+        self.topics = {name: self.settings.topic(name) for name in (*RELAYED, "command")}
+        self.configured_owner = cue_owner
+        self.cue_owner = cue_owner  # the daemon's session event says which owner this session has
+        self.rules = CueRules(
+            cue_owner,
+            "phone",
+            max_age_s,
+            {"alert": self.topics["alert"], "event": self.topics["event"]},
+            can_say=True,
+            can_buzz=True,
+        )
+        self.daemon: str | None = None  # "online" | "offline" from the status topic
+        self.state: dict | None = None
+
+    def _prime(self, q: asyncio.Queue, allowed: frozenset[str] | None) -> None:
+        q.put_nowait(("session", json.dumps({"cue_owner": self.cue_owner, "configured": self.configured_owner})))
+        if self.daemon is not None:
+            q.put_nowait(("status", json.dumps({"daemon": self.daemon})))
+        if self.state is not None:
+            q.put_nowait(("state", json.dumps(self.state)))
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        return [(self.topics[n], 1 if n != "stride" else 0) for n in RELAYED]
 
     # ------------------------------------------------------------------ commands
 
@@ -165,38 +229,14 @@ class Relay:
         log.info("serve: command %s (id %s) published", cmd, cid)
         return cid
 
-    # ------------------------------------------------------------------ paho's thread
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not self.link.connack(reason_code):
-            return
-        client.subscribe([(self.topics[n], 1 if n != "stride" else 0) for n in RELAYED])
-        self.connected = True
-        self._send("broker", {"connected": True, "text": self.link.text})
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        self.link.lost(reason_code, closing=self.closing)
-        self.connected = False
-        self._send("broker", {"connected": False, "text": self.link.text})
-
-    def _on_message(self, client, userdata, msg) -> None:
-        try:
-            self._relay(msg.topic, msg.payload)
-        except Exception:  # one bad message must not stop paho's thread
-            log.exception("serve: message on %s not relayed", msg.topic)
-
     def _relay(self, topic: str, payload: bytes) -> None:
         name = next((n for n, t in self.topics.items() if t == topic), None)
         if name == "status":
             self.daemon = payload.decode("utf-8", "replace").strip()[:32]
             self._send("status", {"daemon": self.daemon})
             return
-        try:
-            msg = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            log.warning("serve: malformed JSON on %s", topic)
-            return
-        if not isinstance(msg, dict):
+        msg = self._json_object(topic, payload)
+        if msg is None:
             return
         if name == "state":
             self.state = msg

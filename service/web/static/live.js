@@ -23,25 +23,16 @@
     $("conntext").textContent = text;
     $("statecard").classList.toggle("stale", !up);
   }
-  let es = null;
   function connect() {
-    es = new EventSource("/events");
-    es.onopen = () => { page.stream = true; showConn(); };
-    es.onerror = () => {
-      page.stream = false; showConn();
-      if (es.readyState === EventSource.CLOSED) { // a refused stream (logged out): the browser gives up, we do not
-        setTimeout(() => fetch("/events", { method: "GET", redirect: "manual" })
-          .then((r) => { if (r.status === 401) location.href = "/login"; else connect(); }, () => setTimeout(connect, 2000)), 1000);
-      }
-    };
-    const on = (name, fn) => es.addEventListener(name, (e) => { try { fn(JSON.parse(e.data)); } catch (err) { console.error(err); } });
-    on("broker", (m) => { page.broker = !!m.connected; showConn(); });
-    on("status", (m) => { page.daemon = m.daemon; showConn(); });
-    on("session", (m) => { page.owner = m.cue_owner; showOwner(); });
-    on("state", showState);
-    on("stride", addStride);
-    on("alert", onAlert);
-    on("guide", onGuide);
+    window.stackcueEvents("/events", (up) => { page.stream = up; showConn(); }, {
+      broker: (m) => { page.broker = !!m.connected; showConn(); },
+      status: (m) => { page.daemon = m.daemon; showConn(); },
+      session: (m) => { page.owner = m.cue_owner; showOwner(); },
+      state: showState,
+      stride: addStride,
+      alert: onAlert,
+      guide: onGuide,
+    });
   }
 
   // ---------------------------------------------------------------- state
