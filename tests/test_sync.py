@@ -443,6 +443,7 @@ def test_the_daemon_syncs_when_a_session_ends_with_the_targets_it_used(hub, tmp_
     r = subprocess.run([EXE, "run", "--config", str(pi.cfg_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "sync: 1 sent, 0 already there, 0 failed" in r.stderr, r.stderr
+    assert "HTTP Request" not in r.stderr  # httpx's line per request is not the runner's business
     with Logbook(pi.book_path, readonly=True) as b:
         new = [s for s in b.sessions() if s["id"] != pi.sid]
     assert len(new) == 1 and new[0]["origin"] == "live"

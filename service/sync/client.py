@@ -11,6 +11,7 @@ proxy set for something else must not see its token.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
@@ -19,6 +20,9 @@ import httpx
 from stackcue.errors import ConfigError, NetworkError
 
 from .config import SyncSettings
+
+# httpx logs every request at INFO: in the daemon's log that is a line per part, of no use to a runner
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 API = "/api/v1"
 
