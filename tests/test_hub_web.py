@@ -449,6 +449,12 @@ def test_the_coachs_pages_render_with_their_plots(hub_store, hub_url, hub, pi_se
 
     # targets: a bad value is one line naming the key; a good one becomes version 1
     desk.get(f"{h.url}/runners/ana/targets")
+    label = desk.find_element(By.CSS_SELECTOR, "label[for='f-alerts.anterior_tilt_deg']").text
+    assert "pelvis tipping forward" in label  # the coach reads what default.toml tells the runner
+    modes = [
+        o.get_attribute("value") for o in desk.find_elements(By.CSS_SELECTOR, "select[name='reference.mode'] option")
+    ]
+    assert modes == ["", "neutral", "first_minutes", "targets"]  # a choice is a list to pick from
     field = desk.find_element(By.ID, "f-alerts.anterior_tilt_deg")
     field.clear()
     field.send_keys("-40")

@@ -364,11 +364,12 @@ def create_hub_app(cfg, store, options: HubOptions, live: LiveRelay | None = Non
     # ----------------------------------------------------------------- targets
 
     def _target_fields(runner_id: str, entered: dict[str, str] | None = None) -> dict:
-        from ..settings import defaults
+        from ..settings import defaults, range_text, specs
         from ..targets import ALLOWED
 
         cur = store.targets(runner_id)
         base = defaults()
+        spec = specs()
         fields = []
         for section, keys in ALLOWED.items():
             for key in (k for k in base[section] if k in keys):  # in default.toml's order
@@ -376,12 +377,19 @@ def create_hub_app(cfg, store, options: HubOptions, live: LiveRelay | None = Non
                 default = base[section][key]
                 set_value = cur["overlay"].get(section, {}).get(key)
                 shown = entered.get(name, "") if entered is not None else _field_text(set_value)
+                sp = spec[name]  # what default.toml's comment tells the runner, shown to the coach too
+                one_of = sp.choices and not isinstance(default, list)  # a list (alerts.enabled) stays text
+                choices = [_field_text(c) for c in sp.choices] if one_of else None
                 fields.append(
                     {
                         "name": name,
+                        "section": section,
                         "value": shown,
                         "default": _field_text(default),
-                        "kind": "bool" if isinstance(default, bool) else "text",
+                        "doc": sp.doc,
+                        "range": range_text(sp),
+                        "choices": choices,
+                        "kind": "bool" if isinstance(default, bool) else "choice" if choices else "text",
                     }
                 )
         return {"fields": fields, "current": cur, "set_at": day(cur["set_at"]) if cur["set_at"] else ""}
