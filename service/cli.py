@@ -371,15 +371,22 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     with open_logbook(load_config(args.config), args.logbook, readonly=not args.delete) as book:
         if args.delete:
             from .session_store import find_session
+            from .sync import deletion, state
 
-            sid = find_session(book, args.delete)["id"]
+            session = find_session(book, args.delete)
+            sid, cfg = session["id"], load_config(args.config)
+            # the coach's hub hears of it too: the one the runner consented to, and any that acknowledged it
+            hubs = (deletion.consented_hub(cfg) | state.hubs_holding(book.conn, [sid])) if session["runner"] else set()
+            on_hubs = f" and on hub {', '.join(map(repr, sorted(hubs)))}" if hubs else ""
             if not args.yes:
-                print(f"would delete session {sid} from {book.path}; add --yes to delete it")
+                print(f"would delete session {sid} from {book.path}{on_hubs}; add --yes to delete it")
                 return 0
+            if hubs:
+                state.queue_session_deletion(book.conn, session["runner"], hubs, sid)
             book.delete_session(sid)
             book.vacuum()
             print(f"deleted session {sid} from {book.path}")
-            return 0
+            return deletion.send_now(cfg, book, print) if hubs else 0
         print(sessions_table(book, runner=args.runner, since_epoch=since))
     return 0
 

@@ -354,6 +354,21 @@ def test_runner_delete_reaches_the_hub_and_waits_while_it_is_away(pi, hub, capsy
         assert state.pending_deletions(b.conn, HUB) == []
 
 
+def test_sessions_delete_of_one_session_reaches_the_hub(pi, hub, capsys):
+    assert pi.sync().sent == 1
+    code, out, _ = pi.cli(capsys, "sessions", "--delete", pi.sid)  # without --yes: says what would go
+    assert code == 0 and "and on hub 'coach-hub'" in out
+    with hub.store.book() as hb:
+        assert hb.session(pi.sid) is not None
+    code, out, err = pi.cli(capsys, "sessions", "--delete", pi.sid, "--yes")
+    assert code == 0, err
+    assert f"deleted session {pi.sid}" in out and f"{pi.sid}: deleted on hub 'coach-hub'" in out
+    with hub.store.book() as hb:
+        assert hb.session(pi.sid) is None
+    with Logbook(pi.book_path, readonly=True) as b:
+        assert b.sessions() == [] and state.pending_deletions(b.conn, HUB) == []
+
+
 def test_coach_notes_and_targets_arrive_and_the_next_session_uses_them(pi, hub, capsys):
     assert pi.sync().sent == 1
     cfg0, stored0 = session_config(pi.cfg)

@@ -82,6 +82,23 @@ def queue_runner_deletion(conn: sqlite3.Connection, runner: str, hubs: set[str],
             conn.execute(f"DELETE FROM sync_acked WHERE session IN ({', '.join('?' * len(chunk))})", chunk)
 
 
+def queue_session_deletion(conn: sqlite3.Connection, runner: str, hubs: set[str], sid: str) -> None:
+    """Queue "delete session ``sid``" for each hub and forget its acknowledgement, in one transaction, before
+    the session's rows go (as ``queue_runner_deletion`` for a whole runner)."""
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        for hub in sorted(hubs):
+            if not conn.execute(
+                "SELECT 1 FROM sync_deletions WHERE hub = ? AND runner = ? AND (session IS NULL OR session = ?)",
+                (hub, runner, sid),
+            ).fetchone():
+                conn.execute(
+                    "INSERT INTO sync_deletions (hub, runner, session, queued_epoch) VALUES (?, ?, ?, ?)",
+                    (hub, runner, sid, time.time()),
+                )
+        conn.execute("DELETE FROM sync_acked WHERE session = ?", (sid,))
+
+
 def pending_deletions(conn: sqlite3.Connection, hub: str) -> list[tuple[int, str, str | None]]:
     """(rowid, runner, session or None for all of the runner's) queued for ``hub``, oldest first."""
     return list(conn.execute("SELECT rowid, runner, session FROM sync_deletions WHERE hub = ? ORDER BY rowid", (hub,)))
