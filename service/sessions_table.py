@@ -31,6 +31,21 @@ def _num(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def duration_text(duration_s: float | None, summary: dict | None) -> str:
+    """The session's length as the session lists show it (the CLI table, the phone's page): the span, and the
+    paused part of it when any.
+
+    ``duration_s`` is the span of the data, pauses included (docs/formats.md, summary); the running time and
+    the time in alert leave pauses out, so a paused run says how much of its span was paused: "42:10 (3:05 paused)".
+    """
+    if duration_s is None:
+        return "-"
+    paused = (summary or {}).get("paused_s")
+    if isinstance(paused, int | float) and not isinstance(paused, bool) and paused >= 1.0:
+        return f"{clock(duration_s)} ({clock(paused)} paused)"
+    return clock(duration_s)
+
+
 def ended_text(s: dict) -> str:
     """How a session ended, in a word or two: 'power lost' (cut, closed at the next start), clean, unclean, or
     running (not closed yet); the CLI table and the phone's session list say the same."""
@@ -66,7 +81,7 @@ def sessions_table(book: Logbook, runner: str | None = None, since_epoch: float 
             (
                 s["id"],
                 started,
-                clock(s["duration_s"]) if s["duration_s"] is not None else "-",
+                duration_text(s["duration_s"], s["summary"]),
                 str(st.get("strides", 0)),
                 _num(st.get("cadence_spm"), ".0f"),
                 _num(st.get("pelvic_tilt_deg"), "+.1f"),

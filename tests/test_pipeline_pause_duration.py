@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_recalibrate import controlled, pause_controls
 
-from stackcue.service.web.app import duration_text
+from stackcue.service.sessions_table import duration_text
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,24 @@ def _clock(s: float) -> str:
         (2530.0, {"paused_s": 0.0}, "42:10.0"),
         (2530.0, None, "42:10.0"),  # an unclean session has no summary
         (2530.0, {"paused_s": "x"}, "42:10.0"),  # a damaged summary shows the span only
-        (None, {"paused_s": 5.0}, "–"),
+        (None, {"paused_s": 5.0}, "-"),
     ],
 )
 def test_the_sessions_page_figure(duration, summary, text):
     assert duration_text(duration, summary) == text
+
+
+def test_the_cli_sessions_table_shows_the_paused_part(tmp_path):
+    """The phone's list said "(3:05.0 paused)"; `stackcue sessions` showed the span alone."""
+    from stackcue.service.logbook import Logbook
+    from stackcue.service.sessions_table import sessions_table
+
+    book = tmp_path / "logbook.sqlite"
+    with Logbook(book) as b:
+        b.conn.execute(
+            "INSERT INTO sessions (id, runner, started_epoch, ended_how, summary, duration_s) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            ("20261205T080000Z-aaaaaa", "ana", 1796457600.0, "clean", '{"paused_s": 185.0}', 2530.0),
+        )
+    with Logbook(book, readonly=True) as b:
+        assert "42:10.0 (3:05.0 paused)" in sessions_table(b)

@@ -101,22 +101,6 @@ def allowed_hosts(names) -> list[str]:
     return out
 
 
-def duration_text(duration_s: float | None, summary: dict | None) -> str:
-    """The session's length as the sessions page shows it: the span, and the paused part of it when any.
-
-    ``duration_s`` is the span of the data, pauses included (docs/formats.md, summary); the running time and
-    the time in alert leave pauses out, so a paused run says how much of its span was paused: "42:10 (3:05 paused)".
-    """
-    from ..report_text import clock
-
-    if duration_s is None:
-        return "–"
-    paused = (summary or {}).get("paused_s")
-    if isinstance(paused, int | float) and not isinstance(paused, bool) and paused >= 1.0:
-        return f"{clock(duration_s)} ({clock(paused)} paused)"
-    return clock(duration_s)
-
-
 def same_origin(request: Request) -> bool:
     """The request's Origin (or, without one, its Referer) is this site: scheme, host and port alike."""
     host = request.headers.get("host")
@@ -385,7 +369,7 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
         return Logbook(options.logbook)
 
     def _session_rows() -> list[dict]:
-        from ..sessions_table import ended_text
+        from ..sessions_table import duration_text, ended_text
         from ..wallclock import known_start
 
         book = _open_book()
