@@ -90,9 +90,8 @@ def _check_value(path: Path, key: str, value: Any, default: Any) -> Any:
         )
     if key == "runner.id" and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
         raise ConfigError(f"{path}: {key} = {value!r} must be 1-64 letters, digits, '-' or '_'")
-    if key == "hub.name" and value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}", value):
-        raise ConfigError(f"{path}: {key} = {value!r} must be 1-64 letters, digits, spaces, '.', '-' or '_'")
-    if key == "sync.hub_name" and value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}", value):
+    # a hub's name: the hub says it ([hub] name), the Pi's consent names it ([sync] hub_name): one rule for both
+    if key in ("hub.name", "sync.hub_name") and value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}", value):
         raise ConfigError(f"{path}: {key} = {value!r} must be 1-64 letters, digits, spaces, '.', '-' or '_'")
     if key == "sync.url" and value:
         from .sync.config import check_url

@@ -325,6 +325,26 @@ def _fit_cadence(spm: float) -> tuple[int, float]:
     return q // FIT_CADENCE_SCALE, (q % FIT_CADENCE_SCALE) / FIT_CADENCE_SCALE
 
 
+def fit_stride_record(st: dict, unix_ms: int) -> Any:
+    """One stride as fit-tool's ``RecordMessage`` (cadence and the developer fields that are known): the first
+    of each run of like strides; ``record_packer`` packs the others to the bytes fit-tool would give."""
+    from fit_tool.base_type import BaseType
+    from fit_tool.developer_field import DeveloperField
+    from fit_tool.profile.messages.record_message import RecordMessage
+
+    devs = []
+    for num, (_name, key) in FIT_DEV_FIELDS.items():
+        df = DeveloperField(developer_data_index=0, field_id=num, base_type=BaseType.FLOAT32, size=4)
+        if st.get(key) is not None:
+            df.set_value(0, float(st[key]))
+        devs.append(df)
+    r = RecordMessage(developer_fields=devs)
+    r.timestamp = unix_ms
+    if st.get("cadence_spm") is not None:
+        r.cadence, r.fractional_cadence = _fit_cadence(float(st["cadence_spm"]))
+    return r
+
+
 def record_packer(definition: Any) -> Callable[[dict, int], bytes]:
     """A function packing a stride as a FIT ``record`` data message under fit-tool's ``definition`` of it.
 
@@ -419,7 +439,6 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
       readers take as relative), local_timestamp equal to it, and a warning line.
     """
     from fit_tool.base_type import BaseType
-    from fit_tool.developer_field import DeveloperField
     from fit_tool.encode import EncodeOptions, encode_record_projected
     from fit_tool.fit_file_builder import FitFileBuilder
     from fit_tool.fit_file_header import FitFileHeader
@@ -512,16 +531,7 @@ def write_fit(book: Logbook, session_id: str, path: str | os.PathLike, err: IO[s
             packed[len(b.records) - 1].append(pack(st, fit_s))
             continue
         shape = now
-        devs = []
-        for num, (_name, key) in FIT_DEV_FIELDS.items():
-            df = DeveloperField(developer_data_index=0, field_id=num, base_type=BaseType.FLOAT32, size=4)
-            if st.get(key) is not None:
-                df.set_value(0, float(st[key]))
-            devs.append(df)
-        r = RecordMessage(developer_fields=devs)
-        r.timestamp = unix_ms(fit_s)
-        if st.get("cadence_spm") is not None:
-            r.cadence, r.fractional_cadence = _fit_cadence(float(st["cadence_spm"]))
+        r = fit_stride_record(st, unix_ms(fit_s))
         b.add(r)
         pack = record_packer(b.definition_map[r.local_id])
         packed[len(b.records) - 1] = []

@@ -450,13 +450,10 @@ def test_record_packer_gives_the_bytes_fit_tool_gives(stored):
     import itertools
     import random
 
-    from fit_tool.base_type import BaseType
-    from fit_tool.developer_field import DeveloperField
     from fit_tool.encode import EncodeOptions, encode_record_projected
     from fit_tool.fit_file_builder import FitFileBuilder
-    from fit_tool.profile.messages.record_message import RecordMessage
 
-    from stackcue.service.export import FIT_DEV_FIELDS, _fit_cadence, record_packer
+    from stackcue.service.export import FIT_DEV_FIELDS, fit_stride_record, record_packer
 
     with Logbook(stored["book"]) as book:
         real = book.strides(stored["sid"])
@@ -474,16 +471,7 @@ def test_record_packer_gives_the_bytes_fit_tool_gives(stored):
                 if not on:
                     st[key] = None
             fit_s = 1_100_000_000 + k * 7
-            devs = []
-            for num, (_name, key) in FIT_DEV_FIELDS.items():
-                df = DeveloperField(developer_data_index=0, field_id=num, base_type=BaseType.FLOAT32, size=4)
-                if st.get(key) is not None:
-                    df.set_value(0, float(st[key]))
-                devs.append(df)
-            r = RecordMessage(developer_fields=devs)
-            r.timestamp = (fit_s + 631065600) * 1000
-            if st["cadence_spm"] is not None:
-                r.cadence, r.fractional_cadence = _fit_cadence(float(st["cadence_spm"]))
+            r = fit_stride_record(st, (fit_s + 631065600) * 1000)
             b = FitFileBuilder(auto_define=True, strict=True)
             b.add(r)
             want = encode_record_projected(b.records[-1], options=EncodeOptions())
