@@ -197,11 +197,16 @@ def button(factory):
 
 
 def tap(pin, seconds: float = PRESS_S) -> float:
-    """A short press (the button pulls the pin to ground); returns the release time."""
+    """A short press (the button pulls the pin to ground); returns a time no later than the release edge.
+
+    Taken before ``drive_high``: the button stamps the edge inside that call, so a time taken after it may
+    be later than the edge, and a window waited out exactly would then look short (CI saw 0.2489 s < 0.25 s).
+    """
     pin.drive_low()
     time.sleep(seconds)
+    released = time.monotonic()
     pin.drive_high()
-    return time.monotonic()
+    return released
 
 
 def test_mock_short_press_reports_pause_resume_after_the_window(button):
