@@ -399,7 +399,13 @@ def test_passwords_are_argon2_and_a_wrong_one_is_refused(hub_store):
     with hub_store.engine.connect() as conn:
         stored = conn.execute(select(T.users.c.password_hash)).scalar()
     assert stored.startswith("$argon2id$") and "runner-password" not in stored
-    assert hub_store.check_login("ana", "runner-password") == {"username": "ana", "role": "runner", "runner_id": "ana"}
+    who = hub_store.check_login("ana", "runner-password")
+    assert {k: who[k] for k in ("username", "role", "runner_id")} == {
+        "username": "ana",
+        "role": "runner",
+        "runner_id": "ana",
+    }
+    assert who["stamp"] == hub_store.login_stamp("ana")
     assert hub_store.check_login("ana", "wrong-password") is None
     assert hub_store.check_login("nobody", "runner-password") is None
     hub_store.set_password("ana", "a-new-password")
@@ -407,6 +413,23 @@ def test_passwords_are_argon2_and_a_wrong_one_is_refused(hub_store):
     assert hub_store.check_login("ana", "a-new-password")["role"] == "runner"
     with pytest.raises(HubError, match="no user"):
         hub_store.set_password("nobody", "a-new-password")
+    assert hub_store.login_stamp("ana") != who["stamp"]  # a new password: the logins made with the old one end
+
+
+def test_a_removed_user_has_no_login_and_a_coach_with_squads_is_kept(hub_store):
+    hub_store.add_user("coach1", "coach", "coach-password")
+    hub_store.add_user("ana", "runner", "runner-password", runner_id="ana")
+    hub_store.add_squad("track", "coach1")
+    hub_store.add_to_squad("track", "ana")
+    assert hub_store.login_stamp("ana") is not None
+    hub_store.remove_user("ana")
+    assert hub_store.login_stamp("ana") is None and hub_store.check_login("ana", "runner-password") is None
+    assert hub_store.runners_of("coach1") == ["ana"]  # the runner's data stays: only the login went
+    with pytest.raises(HubError, match="still coaches 'track'"):
+        hub_store.remove_user("coach1")
+    assert hub_store.check_login("coach1", "coach-password") is not None
+    with pytest.raises(HubError, match="no user 'ana'"):
+        hub_store.remove_user("ana")
 
 
 def test_tokens_are_shown_once_stored_hashed_and_replaced(hub_store):

@@ -118,12 +118,17 @@ def create_hub_app(cfg, store, options: HubOptions, live: LiveRelay | None = Non
     templates = make_templates([HERE / "templates", WEB_TEMPLATES])  # the hub's pages on serve's skeleton
     limiter = options.limiter
 
+    def current(session: dict) -> bool:
+        """A login that still holds: the user exists and has the password they logged in with (one primary-key
+        read a request; a removed user or a new password ends every login at its next request)."""
+        return logged_in(session) and store.login_stamp(session["user"]) == session.get("stamp")
+
     def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         s = request.session
         ctx.update(
             hub=options.name,
             csrf=auth.csrf_token(s),
-            logged_in=logged_in(s),
+            logged_in=current(s),
             user=s.get("user"),
             role=s.get("role"),
             own_runner=s.get("runner_id"),
@@ -152,8 +157,9 @@ def create_hub_app(cfg, store, options: HubOptions, live: LiveRelay | None = Non
 
     async def login(request: Request) -> Response:
         if request.method == "GET":
-            if logged_in(request.session):
+            if current(request.session):
                 return RedirectResponse("/", status_code=303)
+            request.session.clear()  # a login that no longer holds (a new password, a removed user)
             return page(request, "login.html", message="", username="")
 
         def verify(form) -> dict | None:
@@ -163,7 +169,9 @@ def create_hub_app(cfg, store, options: HubOptions, live: LiveRelay | None = Non
         if result.who is None:
             return login_refused(page, request, result, username="")
         who = result.who
-        request.session.update(user=who["username"], role=who["role"], runner_id=who["runner_id"], since=time.time())
+        request.session.update(
+            user=who["username"], role=who["role"], runner_id=who["runner_id"], stamp=who["stamp"], since=time.time()
+        )
         return RedirectResponse("/", status_code=303)
 
     async def logout(request: Request) -> Response:
@@ -461,7 +469,7 @@ def create_hub_app(cfg, store, options: HubOptions, live: LiveRelay | None = Non
             "stackcue_hub",
             options.session_hours,
             options.https,
-            logged_in=logged_in,
+            logged_in=current,
             open_prefixes=("/api/v1/",),
         ),
         lifespan=lifespan,

@@ -48,6 +48,11 @@ def add_parsers(subparsers) -> None:
     sa = with_config(sub.add_parser("squad-add", help="put a runner in a squad"))
     sa.add_argument("squad", metavar="SQUAD")
     sa.add_argument("runner_id", metavar="RUNNER")
+    pw = with_config(sub.add_parser("password", help="a user's new password (ends the user's logins)"))
+    pw.add_argument("username", metavar="NAME")
+    pw.add_argument("--password-file", metavar="FILE", help="read the password from FILE's first line (else asked)")
+    ru = with_config(sub.add_parser("remove-user", help="remove a login (ends it; the runner's data stays)"))
+    ru.add_argument("username", metavar="NAME")
     tk = with_config(sub.add_parser("token", help="a new credential for a runner's Pi (replaces the old one)"))
     tk.add_argument("runner_id", metavar="RUNNER")
 
@@ -83,9 +88,9 @@ def _read_password(args: argparse.Namespace) -> str:
             raise InputError(f"--password-file {args.password_file}: {exc.strerror or exc}") from None
         password = lines[0] if lines else ""
     elif not sys.stdin.isatty():
-        raise InputError("add-user asks for the password on a terminal; give --password-file FILE instead")
+        raise InputError(f"{args.hub_command} asks for the password on a terminal; give --password-file FILE instead")
     else:
-        password = _read_new_password(False, f"hub user {args.username}", "add-user")
+        password = _read_new_password(False, f"hub user {args.username}", args.hub_command)
     if len(password) < MIN_PASSWORD:
         raise InputError(f"the password must have at least {MIN_PASSWORD} characters")
     return password
@@ -99,7 +104,7 @@ def cmd_hub(args: argparse.Namespace) -> int:
         return _serve(cfg, args)
     if args.hub_command == "add-user" and (args.role == "runner") != bool(args.runner):
         raise InputError("--runner ID goes with --role runner (and only with it)")
-    password = _read_password(args) if args.hub_command == "add-user" else ""
+    password = _read_password(args) if args.hub_command in ("add-user", "password") else ""
     store = _open_store(cfg)
     try:
         if args.hub_command == "init":
@@ -109,6 +114,12 @@ def cmd_hub(args: argparse.Namespace) -> int:
             print(
                 f"stackcue hub: {args.role} {args.username} added" + (f" (runner {args.runner})" if args.runner else "")
             )
+        elif args.hub_command == "password":
+            store.set_password(args.username, password)
+            print(f"stackcue hub: {args.username} has a new password; their logins have ended")
+        elif args.hub_command == "remove-user":
+            store.remove_user(args.username)
+            print(f"stackcue hub: {args.username} removed; their logins have ended")
         elif args.hub_command == "add-runner":
             store.add_runner(args.runner_id, args.name)
             print(f"stackcue hub: runner {args.runner_id} added")

@@ -254,6 +254,28 @@ class HubStore:
         if n == 0:
             raise HubError(f"no user {username!r}")
 
+    def remove_user(self, username: str) -> None:
+        """A login removed (the runner's data and a coach's notes stay). A coach who still has squads is refused:
+        their squads would have nobody to see them."""
+        with self._write() as conn:
+            squads = sorted(r[0] for r in conn.execute(select(T.squads.c.name).where(T.squads.c.coach == username)))
+            if squads:
+                raise HubError(
+                    f"{username!r} still coaches {', '.join(repr(s) for s in squads)}: give the squads to another "
+                    "coach first"
+                )
+            n = conn.execute(delete(T.users).where(T.users.c.username == username)).rowcount
+        if n == 0:
+            raise HubError(f"no user {username!r}")
+
+    def login_stamp(self, username: str) -> str | None:
+        """What a login's cookie must still carry to be valid: changes with the password, None once the user is
+        removed (the cookie is signed, not stored: this is how a new password or a removal ends every login).
+        A digest of the password's argon2 hash, whose salt changes at every set_password."""
+        with self._read() as conn:
+            h = conn.execute(select(T.users.c.password_hash).where(T.users.c.username == username)).scalar()
+        return None if h is None else hashlib.sha256(h.encode()).hexdigest()[:32]
+
     def check_login(self, username: str, password: str) -> dict | None:
         """``{"username", "role", "runner_id"}`` when the password is right, else None (same cost either way)."""
         with self._read() as conn:
@@ -267,7 +289,12 @@ class HubStore:
             return None
         if not isinstance(password, str) or not check_password(r.password_hash, password):
             return None
-        return {"username": username, "role": r.role, "runner_id": r.runner_id}
+        return {
+            "username": username,
+            "role": r.role,
+            "runner_id": r.runner_id,
+            "stamp": hashlib.sha256(r.password_hash.encode()).hexdigest()[:32],
+        }
 
     def add_squad(self, name: str, coach: str) -> None:
         """A coach's squad (idempotent for the same coach; another coach's squad of that name is refused)."""
