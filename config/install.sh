@@ -24,7 +24,7 @@ USER_NAME=stackcue
 GROUPS_EXTRA="i2c gpio bluetooth audio"
 # What the live service needs from Debian: the venv, a compiler and headers for vqf (no wheel for the
 # Pi's arm64), the broker, the speech of the cues, BlueZ for BLE sensors.
-APT_PACKAGES="python3 python3-venv python3-dev g++ mosquitto espeak-ng bluez"
+APT_PACKAGES="python3 python3-venv python3-dev g++ mosquitto espeak-ng alsa-utils bluez"
 UNITS="stackcue.service stackcue-cue.service"
 ETC=/etc/stackcue
 STATE=/var/lib/stackcue

@@ -46,6 +46,10 @@ class SegmentCalibration:
     gyro_bias_rad_s: tuple[float, float, float]
     hinge_deg: float | None = None
     quality: float | None = None
+    #: the accelerometer's magnitude standing still at the neutral (m/s²): its excess over gravity is the sensor's
+    #: offset and scale error along the vertical, which scales every angle from the neutral (0.4 m/s² is 4 %:
+    #: 0.8° at 20° of lean); None in calibrations saved before it was kept
+    g_rest_m_s2: float | None = None
 
     @property
     def body_from_sensor(self) -> np.ndarray:
@@ -58,7 +62,14 @@ class SegmentCalibration:
             "gyro_bias_rad_s": [round(float(v), 6) for v in self.gyro_bias_rad_s],
             "hinge_deg": None if self.hinge_deg is None else round(self.hinge_deg, 2),
             "quality": None if self.quality is None else round(self.quality, 3),
+            **({} if self.g_rest_m_s2 is None else {"g_rest_m_s2": round(self.g_rest_m_s2, 4)}),
         }
+
+    def acc_offset(self, gravity: float) -> np.ndarray:
+        """What to take off the accelerometer (sensor axes, m/s²) so that it reads ``gravity`` at the neutral."""
+        if self.g_rest_m_s2 is None:
+            return np.zeros(3)
+        return (self.g_rest_m_s2 - gravity) * self.body_from_sensor[2]
 
     @staticmethod
     def from_dict(d: dict, where: str) -> SegmentCalibration:
@@ -80,7 +91,7 @@ class SegmentCalibration:
                 f"(at most {MAX_GYRO_BIAS_RAD_S:g} rad/s = {np.degrees(MAX_GYRO_BIAS_RAD_S):.0f}°/s)"
             )
         extra = {}
-        for key, lo, hi in (("hinge_deg", 0.0, 180.0), ("quality", 0.0, 1.0)):
+        for key, lo, hi in (("hinge_deg", 0.0, 180.0), ("quality", 0.0, 1.0), ("g_rest_m_s2", *G_REST_RANGE)):
             v = d.get(key)
             ok = v is None or (
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
@@ -93,6 +104,7 @@ class SegmentCalibration:
             b,  # type: ignore[arg-type]
             extra["hinge_deg"],
             extra["quality"],
+            extra["g_rest_m_s2"],
         )
 
 
@@ -336,6 +348,7 @@ def hinge_calibration(
         (float(bias[0]), float(bias[1]), float(bias[2])),
         angle,
         quality,
+        g_rest,
     )
     return _Hinge(True, "", angle, seg)
 

@@ -33,6 +33,8 @@ class DriftDetector:
 
     p: AlertParams
     reference: dict[str, float] = field(default_factory=dict)
+    #: stride fields whose reference is still being collected (``first_minutes``): their kinds wait for it
+    pending: set[str] = field(default_factory=set)
     states: dict[str, _KindState] = field(default_factory=dict)
     periods: list[tuple[str, float, float | None]] = field(default_factory=list)
     gaps: list[tuple[float, float]] = field(default_factory=list)  # gaps a drift carried over: not time in alert
@@ -93,7 +95,7 @@ class DriftDetector:
         for kind, st in self.states.items():
             fld, sign = KINDS[kind]
             value = stride.get(fld)
-            if value is None:
+            if value is None or fld in self.pending:
                 continue
             st.last_value = value
             thr = self.threshold(kind)

@@ -75,6 +75,9 @@ class GaitParams:
     side_min_obliquity_deg: float = setting(
         0.5, 0.0, 20.0, "deg, least left/right obliquity difference to tell the stance side"
     )
+    gravity_strides: int = setting(
+        16, 1, 40, "strides (this and the ones before it) whose mean specific forces in the gyro frame give gravity"
+    )
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,17 @@ class SteadyParams:
         5.0, 0.0, 120.0, "s, strides this soon after running starts are unsteady (speeding up)"
     )
     before_stop_s: float = setting(
-        2.0, 0.0, 30.0, "s, strides this soon before running stops are unsteady (and the wait before a stride is final)"
+        1.0, 0.0, 30.0, "s, strides this soon before running stops are unsteady (and the wait before a stride is final)"
     )
     cadence_change_pct: float = setting(
         6.0, 0.5, 100.0, "%, a stride whose cadence differs this much from the recent median is unsteady"
+    )
+    max_accel_m_s2: float = setting(
+        0.25,
+        0.1,
+        10.0,
+        "m/s², a stride whose mean horizontal acceleration (the pelvis's, off the pooled gravity) is above this "
+        "is unsteady (speeding up, slowing down)",
     )
     cadence_history_strides: int = setting(10, 1, 100, "strides in that recent median")
 
@@ -130,13 +140,41 @@ class AlertParams:
     )
 
 
+#: where a metric's reference comes from (docs/calibration.md, "The reference of each metric")
+REFERENCE_SOURCES = ("neutral", "first_minutes", "targets")
+#: the metrics measured from a reference, as the stride fields name them
+REFERENCE_FIELDS = ("pelvic_tilt_deg", "trunk_lean_deg", "stack_deg")
+
+
 @dataclass(frozen=True)
 class ReferenceParams:
-    mode: str = setting("neutral", choices=("neutral", "first_minutes", "targets"))
-    first_minutes: float = setting(3.0, 0.5, 60.0, 'min, running time that makes the reference in "first_minutes" mode')
-    pelvic_tilt_deg: float = setting(0.0, -45.0, 45.0, 'deg, target tilt in "targets" mode')
-    trunk_lean_deg: float = setting(0.0, -45.0, 60.0, 'deg, target trunk lean in "targets" mode')
-    stack_deg: float = setting(0.0, -60.0, 60.0, 'deg, target stack angle in "targets" mode')
+    mode: str = setting("per_metric", choices=("per_metric", *REFERENCE_SOURCES))
+    pelvic_tilt: str = setting(
+        "first_minutes",
+        doc='reference of the pelvic tilt when mode = "per_metric": runners tilt a few degrees more running than '
+        "standing, so the run's own baseline",
+        choices=REFERENCE_SOURCES,
+    )
+    trunk_lean: str = setting(
+        "neutral", doc='reference of the trunk lean when mode = "per_metric"', choices=REFERENCE_SOURCES
+    )
+    stack: str = setting(
+        "neutral",
+        doc='reference of the stack angle when mode = "per_metric": ribs over the pelvis as when standing stacked',
+        choices=REFERENCE_SOURCES,
+    )
+    first_minutes: float = setting(
+        3.0, 0.5, 60.0, 'min, steady running time whose median makes a "first_minutes" reference'
+    )
+    pelvic_tilt_deg: float = setting(0.0, -45.0, 45.0, 'deg, target tilt where its reference is "targets"')
+    trunk_lean_deg: float = setting(0.0, -45.0, 60.0, 'deg, target trunk lean where its reference is "targets"')
+    stack_deg: float = setting(0.0, -60.0, 60.0, 'deg, target stack angle where its reference is "targets"')
+
+    def source(self, field: str) -> str:
+        """Where the reference of ``field`` (a stride field of ``REFERENCE_FIELDS``) comes from."""
+        if self.mode != "per_metric":
+            return self.mode
+        return str(getattr(self, field.removesuffix("_deg")))
 
 
 @dataclass(frozen=True)
@@ -159,6 +197,41 @@ class CalibrationCheckParams:
 
 
 @dataclass(frozen=True)
+class CueParams:
+    """Which alerts are cued (``dsp.cue_policy``; docs/cues.md): the ``[cue]`` keys the pipeline reads.
+
+    Every alert is raised, delivered and stored; these only decide its ``cue`` mark, in the pipeline, so
+    ``analyze`` and the live run agree.
+    """
+
+    fading: bool = setting(
+        True, doc="faded feedback: fewer cues over the sessions as the time in alert improves (docs/cues.md)"
+    )
+    max_per_10min: int = setting(
+        6, 0, 60, "cues at most in any 10 minutes; the alerts beyond are raised but not cued (0 = no ceiling)"
+    )
+    wide_band_deg: float = setting(
+        3.0, 0.0, 30.0, "deg, fading stage 3 cues only an alert this far beyond its threshold"
+    )
+    fade_below_pct: float = setting(
+        10.0, 0.0, 100.0, "%, a session in alert under this share of its running time counts towards fading"
+    )
+    fade_after_sessions: int = setting(2, 1, 20, "such sessions in a row that fade the feedback by one stage")
+    regress_by_pct: float = setting(
+        10.0, 0.0, 100.0, "%, a session in alert at least fade_below_pct + this brings back one stage"
+    )
+    min_running_min: float = setting(
+        10.0, 0.0, 600.0, "min, a session with less running neither fades nor brings back a stage"
+    )
+    improving_strides: int = setting(
+        8, 3, 50, "steady strides whose trend decides that a drift is already shrinking (no reminder cued)"
+    )
+    improving_min_deg: float = setting(
+        1.5, 0.0, 20.0, "deg, how far the fitted trend over those strides must fall towards the reference"
+    )
+
+
+@dataclass(frozen=True)
 class PipelineParams:
     calibration: CalibrationParams = field(default_factory=CalibrationParams)
     orientation: OrientationParams = field(default_factory=OrientationParams)
@@ -167,3 +240,4 @@ class PipelineParams:
     alerts: AlertParams = field(default_factory=AlertParams)
     reference: ReferenceParams = field(default_factory=ReferenceParams)
     calibration_check: CalibrationCheckParams = field(default_factory=CalibrationCheckParams)
+    cue: CueParams = field(default_factory=CueParams)

@@ -23,17 +23,31 @@ import numpy as np
 from stackcue.errors import CalibrationError, PipelineError
 
 from .calibration import Calibration, CalibrationSearch, UnitsCheck
+from .cue_policy import CuePlan, CuePolicy
 from .drift import DriftDetector
+from .fading import alert_fraction
 from .gait import StepDetector
 from .orientation import SegmentOrientation
-from .params import GAP_PERIODS, GRAVITY, LONG_GAP_S, RATE_MAX_HZ, RATE_MIN_HZ, PipelineParams
+from .params import GAP_PERIODS, GRAVITY, LONG_GAP_S, RATE_MAX_HZ, RATE_MIN_HZ, REFERENCE_FIELDS, PipelineParams
 from .stats import describe, median
-from .stride import FORE_AFT_REVERSED_SIN, SegmentStrides, contact_time, segment_strides, time_weights
+from .stride import (
+    FORE_AFT_REVERSED_SIN,
+    GravityPool,
+    SegmentStrides,
+    contact_time,
+    segment_strides,
+    stride_forces,
+    time_weights,
+)
 
 #: samples used to estimate the sample period before anything else is done: at least this many...
 _PERIOD_PROBE = 64
 #: ... and at least this long (s), so that a fast sensor's jittery host timestamps still give its rate within 0.1 %
 _PERIOD_PROBE_S = 0.25
+#: why a stride of a calibrated trunk has no trunk lean or stack (the ``trunk_missing`` event)
+TRUNK_HOLE = (
+    "the trunk sensor's data has holes (dropouts or lost samples): strides over them have no trunk lean or stack"
+)
 #: below this spread of the sample intervals (relative) a doubled interval is a dropped sample, not jitter
 _COUNTABLE_SPREAD = 0.1
 
@@ -109,6 +123,8 @@ class _StrideJob:
     s: np.ndarray
     tacc: np.ndarray | None = None  # the trunk's, when its figures are taken
     tq3: np.ndarray | None = None
+    epoch: int = 0  # the stretch over which the pelvis's gyro frame is continuous (GravityPool)
+    tepoch: int = 0  # the trunk's
 
 
 @dataclass
@@ -137,8 +153,14 @@ class Pipeline:
         params: PipelineParams | None = None,
         calibration: Calibration | None = None,
         strict_calibration: bool = True,
+        provisional: bool = False,
+        cue_plan: CuePlan | None = None,
     ) -> None:
         self.p = params or PipelineParams()
+        # which alerts are cued (their "cue" mark): the session's fading stage, a replay's stored snoozes
+        self.cues = CuePolicy(self.p.cue, cue_plan or CuePlan())
+        self.snooze_pending: tuple[float, str | None] | None = None  # asked before the first sample: (s, from)
+        self.provisional = provisional  # also emit each stride's preview as soon as it is valued
         self.saved = calibration
         # a saved calibration skips the routine and its unit check: the data's units are checked on their own
         self.units = UnitsCheck(self.p.calibration) if calibration is not None else None
@@ -156,14 +178,10 @@ class Pipeline:
         self.bout: _Bout | None = None
         self.last_min: tuple[int, float, float] | None = None  # previous boundary: index, g, time
         self.drift = DriftDetector(self.p.alerts)
-        self.reference_ready = self.p.reference.mode != "first_minutes"
-        if self.p.reference.mode == "targets":
-            r = self.p.reference
-            self.drift.reference = {
-                "pelvic_tilt_deg": r.pelvic_tilt_deg,
-                "trunk_lean_deg": r.trunk_lean_deg,
-                "stack_deg": r.stack_deg,
-            }
+        # each metric's reference: 0 from the standing neutral, a coach's target, or this run's first minutes
+        r = self.p.reference
+        self.drift.reference = {k: getattr(r, k) for k in REFERENCE_FIELDS if r.source(k) == "targets"}
+        self.drift.pending = {k for k in REFERENCE_FIELDS if r.source(k) == "first_minutes"}
         self.ref_strides: list[dict] = []
         self.fwd_errors: deque[float] = deque(maxlen=self.p.calibration_check.strides)
         self.up_errors: deque[float] = deque(maxlen=self.p.calibration_check.strides)
@@ -196,6 +214,16 @@ class Pipeline:
         # while a block runs, the actions that need its strides' values (and everything after them that
         # touches the output or the drift detector), in order; None outside a block: actions run at once
         self.later: list[tuple[Any, tuple]] | None = None
+        # the gravity reference pooled over the last strides in each segment's gyro frame (issue 16); a new
+        # epoch wherever that frame is not continuous: a gap, a pause, a calibration, a bout's end, and for the
+        # trunk a stride without trunk data
+        g = self.p.gait
+        span = g.gravity_strides * 120.0 / g.min_cadence_spm
+        self.pel_pool = GravityPool(g.gravity_strides, span)
+        self.tru_pool = GravityPool(g.gravity_strides, span)
+        self.epoch = 0
+        self.trunk_told: set[str] = set()  # why strides had no trunk figures, as told (once per calibration segment)
+        self.tbreaks = 0  # breaks of the trunk's gyro frame (a trunk sample after a hole in the trunk's data)
 
     # ------------------------------------------------------------------ input
     def feed(self, block: Any) -> list[dict]:
@@ -225,6 +253,9 @@ class Pipeline:
             self.t_first = float(t[0])
         self.stats["samples"] += len(t)
         out: list[dict] = []
+        if self.snooze_pending is not None:  # snoozed before the data began: from its first sample
+            (seconds, source), self.snooze_pending = self.snooze_pending, None
+            out.extend(self.snooze(float(t[0]), seconds, source))
         if self.ts is None:
             self.probe.append((t, acc, gyr, tacc, tgyr, tvalid))
             if sum(len(b[0]) for b in self.probe) <= _PERIOD_PROBE or t[-1] - self.t_first <= _PERIOD_PROBE_S:
@@ -323,6 +354,8 @@ class Pipeline:
             self.cal = cal
         out.append({**cal.to_event(), "segment": self.segment})
         self.stats["calibrations"] += 1
+        if self.stats["calibrations"] == 1:  # what each metric is measured from, from the start of the run
+            out.append(self._reference_event(cal.t, self.p.reference.mode, {}, "start"))
         self.recal_search = False
         # the filter's period: mean over the stretch the routine came from, robust to drops and jitter
         ts = self.ts
@@ -334,6 +367,7 @@ class Pipeline:
         self.tru = SegmentOrientation(ts, cal.trunk, op) if (self.trunk and cal.trunk) else None
         self.steps = StepDetector(ts, self.p.gait)
         self.steps.reset(g0)
+        self._new_epoch()
         self.buf_base = g0
         self.buf: dict[str, np.ndarray] = {}
         self.running = True
@@ -371,6 +405,8 @@ class Pipeline:
         try:
             self._run_block(t, acc, gyr, tacc, tgyr, tvalid, g0, out)
             self._value(self.jobs)
+            if self.provisional:  # the preview goes out now, before the steadiness wait (docs/formats.md)
+                out.extend(self._preview(job.values, float(t[-1])) for job in self.jobs)
         finally:
             self.jobs, later, self.later = [], self.later, None
         for fn, args in later:
@@ -393,10 +429,18 @@ class Pipeline:
             tbreak = np.zeros(n, bool)
             idx = np.flatnonzero(tvalid)
             if len(idx):
-                to = self.tru.update(t[idx], tacc[idx], tgyr[idx])
+                # a break: the first trunk sample after a hole in the trunk's data (over GAP_PERIODS periods), or
+                # after a restart; not the orientation's zero-period samples, which a host's jitter also makes
+                # (at 1000 Hz, 0.3 ms of it: every stride lost its trunk figures, issue 16)
+                ti = t[idx]
+                before = self.tru.t_last if self.tru.t_last is not None else np.nan
+                gaps = np.diff(ti, prepend=before)
+                tbreak[idx] = ~(gaps <= GAP_PERIODS * self.tru.ts)
+                to = self.tru.update(ti, tacc[idx], tgyr[idx])
                 q3t[idx] = to.q3
-                tbreak[idx] = self.tru.periods_last == 0
-            cols.update({"tacc": tacc, "tq3": q3t, "tvalid": tvalid.copy(), "tbreak": tbreak})
+            tbreaks = self.tbreaks + np.cumsum(tbreak)  # trunk breaks so far, at each sample
+            self.tbreaks = int(tbreaks[-1]) if n else self.tbreaks
+            cols.update({"tacc": tacc, "tq3": q3t, "tvalid": tvalid.copy(), "tbreak": tbreak, "tbreaks": tbreaks})
         self._append(cols)
         minima, upto = self.steps.feed(cols["s"])
         timeout = 1.5 * 60.0 / self.p.gait.min_cadence_spm
@@ -459,10 +503,21 @@ class Pipeline:
         lo, hi = a - self.buf_base, c - self.buf_base + 1
         buf = self.buf
         t = buf["t"][lo:hi]
-        job = _StrideJob({}, b - a, t, buf["acc"][lo:hi], buf["q3"][lo:hi], buf["s"][lo:hi])
+        # a stride while speeding up (as "steady" judges it) carries a mean acceleration no pooling cancels: it is
+        # pooled with no other stride
+        speeding_up = self.bout is not None and ta - self.bout.start_t < self.p.steady.after_start_s
+        if speeding_up:
+            self._new_epoch()
+        job = _StrideJob({}, b - a, t, buf["acc"][lo:hi], buf["q3"][lo:hi], buf["s"][lo:hi], epoch=self.epoch)
         if self.tru is not None and self.cal.trunk is not None:
             if buf["tvalid"][lo:hi].all() and not buf["tbreak"][lo + 1 : hi].any():
                 job.tacc, job.tq3 = buf["tacc"][lo:hi], buf["tq3"][lo:hi]
+            else:
+                job.values["trunk_missing"] = TRUNK_HOLE
+            # the trunk's frame is continuous between strides of one pelvis epoch with no trunk break between
+            job.tepoch = (self.epoch << 32) + int(buf["tbreaks"][hi - 1])
+        if speeding_up:
+            self._new_epoch()
         job.values.update(
             t_start=float(t[0]), t_end=float(t[-1]), cadence_spm=120.0 / (tc - ta), cal_segment=self.segment
         )
@@ -471,29 +526,50 @@ class Pipeline:
 
     def _value(self, jobs: list[_StrideJob]) -> None:
         """Posture figures of the queued strides: windows of one length (with or without trunk figures) go in one
-        batch."""
+        batch; between the two halves, each stride's gravity reference is pooled with the strides before it in
+        time order (:class:`GravityPool`)."""
         assert self.cal is not None
-        groups: dict[tuple[int, bool], list[_StrideJob]] = {}
-        for job in jobs:
-            groups.setdefault((len(job.t), job.tacc is not None), []).append(job)
-        for (_n, with_trunk), group in groups.items():
+        if not jobs:
+            return
+        groups: dict[tuple[int, bool], list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault((len(job.t), job.tacc is not None), []).append(i)
+        pel_f = np.zeros((len(jobs), 3))
+        tru_f = np.zeros((len(jobs), 3))
+        staged = []
+        pel_off = self.cal.pelvis.acc_offset(GRAVITY)
+        tru_off = self.cal.trunk.acc_offset(GRAVITY) if self.cal.trunk is not None else None
+        for (_n, with_trunk), idx in groups.items():
+            group = [jobs[i] for i in idx]
             t = np.stack([j.t for j in group])
             w = time_weights(t)
-            pel = segment_strides(
-                t,
-                np.stack([j.acc for j in group]),
-                np.stack([j.q3 for j in group]),
-                self.cal.pelvis.body_from_sensor,
-                w,
-            )
-            tru = None
+            pf = stride_forces(np.stack([j.acc for j in group]), np.stack([j.q3 for j in group]), w, pel_off)
+            pel_f[idx] = pf.sum_f
+            tf = None
             if with_trunk:
-                assert self.cal.trunk is not None
                 tacc = np.stack([j.tacc for j in group])  # type: ignore[misc]
-                tq3 = np.stack([j.tq3 for j in group])  # type: ignore[misc]
-                tru = segment_strides(t, tacc, tq3, self.cal.trunk.body_from_sensor, w)
+                tf = stride_forces(tacc, np.stack([j.tq3 for j in group]), w, tru_off)  # type: ignore[misc]
+                tru_f[idx] = tf.sum_f
+            staged.append((idx, group, t, w, pf, tf))
+        t_end = np.array([j.values["t_end"] for j in jobs])
+        pel_up = self.pel_pool.pool(pel_f, t_end, np.array([j.epoch for j in jobs]))
+        has_t = np.array([j.tacc is not None for j in jobs])
+        tru_up = np.zeros((len(jobs), 3))
+        if has_t.any():
+            tepochs = np.array([j.tepoch for j in jobs])[has_t]
+            tru_up[has_t] = self.tru_pool.pool(tru_f[has_t], t_end[has_t], tepochs)
+        for idx, group, t, w, pf, tf in staged:
+            pel = segment_strides(t, None, None, self.cal.pelvis.body_from_sensor, w, pel_up[idx], pf)
+            tru = None
+            if tf is not None:
+                assert self.cal.trunk is not None
+                tru = segment_strides(t, None, None, self.cal.trunk.body_from_sensor, w, tru_up[idx], tf)
             for k, job in enumerate(group):
                 self._stride_values(job, k, t[k], w[k], pel, tru)
+
+    def _new_epoch(self) -> None:
+        """The gyro frames are not continuous from here: no stride before pools its gravity with one after."""
+        self.epoch += 1
 
     def _stride_values(
         self, job: _StrideJob, k: int, t: np.ndarray, w: np.ndarray, pel: SegmentStrides, tru: SegmentStrides | None
@@ -538,9 +614,32 @@ class Pipeline:
                 # how far the stride's mean up is from the body's z (the calibration check; not printed)
                 "up_error_deg": float(pel.up_error_deg[k]),
                 "fore_aft_sin": float(pel.fore_aft_sin[k]),
+                "horizontal_acc": float(pel.horizontal_acc[k]),
                 "trunk_up_error_deg": trunk_up,
             }
         )
+
+    def _preview(self, v: dict, decided_t: float) -> dict:
+        """A ``stride_provisional`` event: the stride's figures as soon as they are known (at ``decided_t``, the
+        last sample fed), with each metric's deviation from the reference in force (None while it has none).
+
+        The final ``stride`` follows once its steadiness is known; its figures are these (the same values)."""
+        dev: dict[str, float | None] = {}
+        for k in ("pelvic_tilt_deg", "trunk_lean_deg", "stack_deg"):
+            x = v[k]
+            dev[k] = None if x is None or k in self.drift.pending else _r(x - self.drift.reference.get(k, 0.0))
+        return {
+            "type": "stride_provisional",
+            "t_start": _r(v["t_start"], 4),
+            "t_end": _r(v["t_end"], 4),
+            "cadence_spm": _r(v["cadence_spm"], 1),
+            "pelvic_tilt_deg": _r(v["pelvic_tilt_deg"]),
+            "trunk_lean_deg": _r(v["trunk_lean_deg"]),
+            "stack_deg": _r(v["stack_deg"]),
+            "pelvic_drop_deg": _r(v["pelvic_drop_deg"]),
+            "deviation_deg": dev,
+            "decided_t": _r(decided_t, 4),
+        }
 
     def _end_bout(self, end_t: float, decided_t: float, out: list[dict]) -> None:
         """Running stopped (or a long gap): strides near the end are unsteady; counting restarts."""
@@ -551,6 +650,7 @@ class Pipeline:
         self._release(out, bout=bout, end_t=end_t, decided_t=decided_t)
         self._do(self.drift.restart_confirmation)
         self.stopped_at = end_t
+        self._new_epoch()
 
     def _release(
         self,
@@ -605,6 +705,8 @@ class Pipeline:
                 if abs(v["cadence_spm"] / med - 1.0) * 100.0 > sp.cadence_change_pct:
                     steady = False
             bout.cadences.append(v["cadence_spm"])
+        if v.get("horizontal_acc", 0.0) > sp.max_accel_m_s2:  # speeding up or slowing down, measured
+            steady = False
         if end_t is not None and end_t - v["t_end"] < sp.before_stop_s:
             steady = False
         v["steady"] = steady
@@ -630,6 +732,10 @@ class Pipeline:
         ev["forward_axis_error_deg"] = _r(v["forward_axis_error_deg"], 1)
         ev["cal_segment"] = v["cal_segment"]
         out.append(ev)
+        why = v.get("trunk_missing")
+        if why is not None and why not in self.trunk_told:  # the runner hears why once, never a silent "no data"
+            self.trunk_told.add(why)
+            out.append({"type": "trunk_missing", "t": _r(v["t_end"], 4), "segment": v["cal_segment"], "reason": why})
         st = self.stats
         st["strides"] += 1
         st["running_s"] += v["t_end"] - v["t_start"]
@@ -649,28 +755,47 @@ class Pipeline:
             )
         )
         self._check_forward(v, out)
-        if not self.reference_ready:
+        self.cues.observe(v)
+        if self.drift.pending:  # its metrics' kinds wait for the baseline; the others are watched meanwhile
             self._collect_reference(v, out)
-            return
         for e in self.drift.update(v, v["t_end"], decided_t):
             st["reminders" if e.get("reminder") else "alerts"] += 1 if e["type"] == "alert" else 0
-            out.append(e)
+            out.append(self.cues.mark(e) if e["type"] == "alert" else e)
 
     def _collect_reference(self, v: dict, out: list[dict]) -> None:
-        self.ref_strides.append(v)
+        """A steady stride of the baseline; once it spans ``first_minutes`` of running, the median of each
+        metric that waits for it becomes its reference (a metric with no values then, no trunk: stays 0)."""
+        self.ref_strides.append({k: v[k] for k in ("t_start", "t_end", *REFERENCE_FIELDS)})
         span = sum(s["t_end"] - s["t_start"] for s in self.ref_strides)
         if span < 60.0 * self.p.reference.first_minutes:
             return
         ref: dict[str, float] = {}
-        for k in ("pelvic_tilt_deg", "trunk_lean_deg", "stack_deg"):
+        for k in sorted(self.drift.pending, key=REFERENCE_FIELDS.index):
             vals = [s[k] for s in self.ref_strides if s[k] is not None]
             if vals:
                 ref[k] = float(np.median(vals))
-        self.drift.reference = ref
-        self.reference_ready = True
+        self.drift.reference.update(ref)
+        self.drift.pending = set()
+        self.ref_strides = []
         out.append(
-            {"type": "reference", "t": _r(v["t_end"], 4), "mode": "first_minutes", **{k: _r(x) for k, x in ref.items()}}
+            self._reference_event(v["t_end"], "first_minutes", {k: _r(x) for k, x in ref.items()}, "first_minutes")
         )
+
+    def _reference_event(self, t: float, mode: str, flat: dict, set_by: str) -> dict:
+        """A ``reference`` event: each metric's source and value now (None while its baseline is collected).
+
+        ``set`` says what made it: ``start`` (the first calibration) or ``first_minutes`` (the baseline is
+        complete; ``mode`` and the flat ``<metric>_deg`` keys are kept as they were before metrics had sources).
+        """
+        r = self.p.reference
+        metrics = {
+            k: {
+                "from": r.source(k),
+                "value": None if k in self.drift.pending else _r(self.drift.reference.get(k, 0.0)),
+            }
+            for k in REFERENCE_FIELDS
+        }
+        return {"type": "reference", "t": _r(t, 4), "set": set_by, "mode": mode, **flat, "metrics": metrics}
 
     def _check_forward(self, v: dict, out: list[dict]) -> None:
         cp = self.p.calibration_check
@@ -773,6 +898,28 @@ class Pipeline:
         out.append({"type": "pause", "t": _r(t1, 4), "state": "resumed", "paused_s": _r(t1 - t0, 2)})
         return out
 
+    def snooze(self, t: float | None, seconds: float, source: str | None = None) -> list[dict]:
+        """The runner snoozes the cues for ``seconds`` from ``t`` (the last sample fed; 0 s: cues back on).
+
+        Alerts decided before the snooze ends are still raised and stored, marked ``cue: false``,
+        ``cue_skipped: "snoozed"`` (``dsp.cue_policy``). Returns the ``snooze`` event, which the logbook keeps
+        so a replay (``analyze --session``) snoozes at the same samples. Asked before the first sample, it
+        starts there (then the event comes with that sample's events).
+        """
+        if self.finished:
+            raise PipelineError("pipeline already finished")
+        seconds = max(0.0, float(seconds))
+        if self.t_prev is None and self.t_first is None:
+            self.snooze_pending = (seconds, source)
+            return []
+        latest = self.t_prev if self.t_prev is not None else self.t_first
+        t = self._not_before_data(latest if t is None else t)
+        self.cues.snooze(t, t + seconds)
+        ev = {"type": "snooze", "t": _r(t, 4), "until_t": _r(t + seconds, 4), "minutes": _r(seconds / 60.0, 3)}
+        if source is not None:
+            ev["from"] = source
+        return [ev]
+
     def recalibrate(self, t: float) -> list[dict]:
         """Search for the calibration routine again from the next sample: a new calibration segment.
 
@@ -804,6 +951,7 @@ class Pipeline:
         self.trunk_up_errors.clear()
         self.fore_aft.clear()
         self.suspect = False
+        self.trunk_told.clear()
         return out
 
     def _not_before_data(self, t: float) -> float:
@@ -826,6 +974,7 @@ class Pipeline:
         before calibration, no routine may span it.
         """
         if self.running:
+            self._new_epoch()
             self.steps.reset(g)
             self.last_min = None
             self.pel.t_last = None
@@ -892,6 +1041,7 @@ class Pipeline:
             "calibrations": st["calibrations"],
             "pauses": st["pauses"],
             "paused_s": _r(st["paused_s"], 2),
+            "cues": self.cues.summary(alert_fraction(self.drift.periods, t_end, self.drift.gaps, st["running_s"])),
         }
 
 

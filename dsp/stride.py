@@ -43,6 +43,9 @@ class SegmentStride:
     #: vertical force rises and propulsion as it falls, so forward lags vertical by about 90° (−1); a forward
     #: axis turned round reads about +1
     fore_aft_sin: float = 0.0
+    #: m/s², the stride's mean specific force off the gravity reference: its mean horizontal acceleration
+    #: (speeding up, slowing down), 0 where the stride is its own reference
+    horizontal_acc: float = 0.0
 
 
 @dataclass
@@ -56,6 +59,7 @@ class SegmentStrides:
     forward_axis_error_deg: np.ndarray
     up_error_deg: np.ndarray
     fore_aft_sin: np.ndarray
+    horizontal_acc: np.ndarray
 
     def __getitem__(self, k: int) -> SegmentStride:
         return SegmentStride(
@@ -66,6 +70,7 @@ class SegmentStrides:
             float(self.forward_axis_error_deg[k]),
             float(self.up_error_deg[k]),
             float(self.fore_aft_sin[k]),
+            float(self.horizontal_acc[k]),
         )
 
 
@@ -74,19 +79,22 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return np.add.reduce(x, axis=-1)
 
 
-def segment_strides(
-    t: np.ndarray, acc: np.ndarray, q3: np.ndarray, body_from_sensor: np.ndarray, w: np.ndarray
-) -> SegmentStrides:
-    """Posture of one segment over S stride windows of N samples each, computed together.
+@dataclass
+class StrideForces:
+    """The first half of :func:`segment_strides` for S windows: every sample's gyro-frame rotation ``r`` (3×3 of
+    (S, N)) and specific force ``f_e`` (3 of (S, N)), and each window's time-weighted sum ``sum_f`` (S, 3) of it
+    (m/s²·s): what the gravity reference of several strides is pooled from (:class:`GravityPool`)."""
 
-    ``t`` (S, N) s, ``acc`` (S, N, 3) m/s² sensor axes, ``q3`` (S, N, 4) wxyz gyro-only orientation (sensor →
-    filter frame), ``body_from_sensor`` 3×3, ``w`` (S, N) time weights. Offline, a block holds hundreds of
-    strides and one call does the work of hundreds (issue 18: per-stride numpy calls were 60 % of `analyze`);
-    live, a block holds at most one. Vectors are kept as (S, N) component arrays and every sum runs along a
-    row, so a stride's figures are bit-identical whatever else is in the batch (the block-split property).
+    r: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
+    f_e: list[np.ndarray]
+    sum_f: np.ndarray
+
+
+def stride_forces(acc: np.ndarray, q3: np.ndarray, w: np.ndarray, acc_offset: np.ndarray | None = None) -> StrideForces:
+    """Specific force of S windows in their gyro frame (``acc`` (S, N, 3), ``q3`` (S, N, 4), ``w`` (S, N)).
+
+    ``acc_offset`` (3,), sensor axes: taken off every sample first (``SegmentCalibration.acc_offset``).
     """
-    b = np.asarray(body_from_sensor, float)
-    wsum = _rows(w)
     # the gyro-frame rotation of every sample (rotations.matrix_from_quat, written per component)
     qw, qx, qy, qz = q3[..., 0], q3[..., 1], q3[..., 2], q3[..., 3]
     qn = np.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
@@ -99,9 +107,101 @@ def segment_strides(
         (2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy)),
     )
     ax, ay, az = acc[..., 0], acc[..., 1], acc[..., 2]
+    if acc_offset is not None:
+        ax, ay, az = ax - acc_offset[0], ay - acc_offset[1], az - acc_offset[2]
     f_e = [ri[0] * ax + ri[1] * ay + ri[2] * az for ri in r]  # specific force in the gyro frame
-    m = np.stack([_rows(w * f) for f in f_e], axis=-1) / wsum[:, None]  # (S, 3)
+    return StrideForces(r, f_e, np.stack([_rows(w * f) for f in f_e], axis=-1))
+
+
+#: with at least this many strides in the pool, gravity is the trend line's value at the newest; with fewer, their mean
+TREND_MIN_STRIDES = 6
+
+
+class GravityPool:
+    """Pipeline state: the last strides' mean specific force in one segment's gyro frame, and gravity from them.
+
+    A runner speeds up and slows down from stride to stride, so one stride's mean specific force is gravity
+    plus that stride's mean acceleration (0.13 m/s² RMS is 0.75° of tilt: issue 16). Gravity is fixed in the
+    gyro frame (the gyroscope carries each stride's own orientation change) while the stride-mean
+    accelerations alternate and cancel over strides, so the strides before this one tell where gravity is,
+    without delaying a change of posture. The gyro frame is not quite fixed: VQF's gyro bias estimate is off by
+    0.1–0.3 °/s while running, so the frame turns steadily and a plain mean over several strides lags
+    (measured: it is best at 3–4 strides and worse beyond). A straight line fitted (least squares, in time)
+    through the directions of this stride and up to ``strides`` − 1 before it, taken at this stride, follows
+    that turn and averages the accelerations away; with fewer than ``TREND_MIN_STRIDES`` at hand (the start of
+    running, after a gap) it is their mean. Only strides of the same ``epoch`` (a stretch over which the gyro
+    frame is continuous: the pipeline starts a new one at a gap, a pause, a calibration, a bout's end, and
+    for each stride while speeding up) and ending within ``span_s`` are used. Each stride's sums are taken
+    along its own row of (strides × ``strides``) arrays, absent strides as exact zeros, so a stride's reference
+    is bit-identical whatever the block split, and a batch of any size takes a dozen numpy operations.
+    """
+
+    def __init__(self, strides: int, span_s: float) -> None:
+        self.strides = max(1, int(strides))
+        self.span_s = span_s
+        self.up = np.zeros((0, 3))  # unit mean specific force of the latest strides
+        self.t_end = np.zeros(0)
+        self.epoch = np.zeros(0, np.int64)
+
+    def pool(self, sum_f: np.ndarray, t_end: np.ndarray, epoch: np.ndarray) -> np.ndarray:
+        """Gravity's direction (S, 3, not unit) for S new strides in time order, from their ``sum_f`` (S, 3)
+        (:class:`StrideForces`), ``t_end`` and ``epoch``."""
+        n_new = len(sum_f)
+        sum_f = np.asarray(sum_f, float)
+        ups = np.concatenate([self.up, sum_f / np.sqrt((sum_f * sum_f).sum(axis=-1))[:, None]])
+        te = np.concatenate([self.t_end, np.asarray(t_end, float)])
+        ep = np.concatenate([self.epoch, np.asarray(epoch, np.int64)])
+        h = len(ups) - n_new
+        now = np.arange(h, h + n_new)
+        j = now[:, None] + np.arange(1 - self.strides, 1)[None, :]  # (S, strides): this stride and those before
+        jj = np.maximum(j, 0)
+        ok = (j >= 0) & (ep[jj] == ep[now][:, None]) & (te[now][:, None] - te[jj] <= self.span_s)
+        tau = np.where(ok, te[jj] - te[now][:, None], 0.0)  # s before this stride's end
+        x = np.ascontiguousarray(np.where(ok[:, :, None], ups[jj], 0.0).transpose(0, 2, 1))  # (S, 3, strides)
+        n = _rows(ok.astype(float))
+        st = _rows(tau)
+        stt = _rows(tau * tau)
+        sx = _rows(x)
+        stx = _rows(tau[:, None, :] * x)
+        den = n * stt - st * st
+        fit = (n >= TREND_MIN_STRIDES) & (den > 1e-9)
+        line = (stt[:, None] * sx - st[:, None] * stx) / np.where(fit, den, 1.0)[:, None]  # the line at tau = 0
+        cut = max(0, len(ups) - (self.strides - 1))
+        self.up, self.t_end, self.epoch = ups[cut:], te[cut:], ep[cut:]
+        return np.where(fit[:, None], line, sx / n[:, None])
+
+
+def segment_strides(
+    t: np.ndarray,
+    acc: np.ndarray | None,
+    q3: np.ndarray | None,
+    body_from_sensor: np.ndarray,
+    w: np.ndarray,
+    up: np.ndarray | None = None,
+    forces: StrideForces | None = None,
+) -> SegmentStrides:
+    """Posture of one segment over S stride windows of N samples each, computed together.
+
+    ``t`` (S, N) s, ``acc`` (S, N, 3) m/s² sensor axes, ``q3`` (S, N, 4) wxyz gyro-only orientation (sensor →
+    filter frame), ``body_from_sensor`` 3×3, ``w`` (S, N) time weights. ``up`` (S, 3): the gravity reference in
+    the gyro frame (any length: :meth:`GravityPool.pool`); None takes each window's own mean specific force.
+    ``forces``: :func:`stride_forces` of the same windows, when already computed (``acc`` and ``q3`` unused).
+    Offline, a block holds hundreds of strides and one call does the work of hundreds (issue 18: per-stride
+    numpy calls were 60 % of `analyze`); live, a block holds at most one. Vectors are kept as (S, N) component
+    arrays and every sum runs along a row, so a stride's figures are bit-identical whatever else is in the
+    batch (the block-split property).
+    """
+    b = np.asarray(body_from_sensor, float)
+    wsum = _rows(w)
+    if forces is None:
+        assert acc is not None and q3 is not None
+        forces = stride_forces(acc, q3, w)
+    r, f_e = forces.r, forces.f_e
+    m = forces.sum_f if up is None else np.asarray(up, float)
     up_e = m / np.sqrt((m * m).sum(axis=-1))[:, None]
+    mean_f = forces.sum_f / wsum[:, None]
+    off = mean_f - (mean_f * up_e).sum(axis=-1)[:, None] * up_e
+    horizontal = np.sqrt((off * off).sum(axis=-1))
     u = [up_e[:, i, None] for i in range(3)]  # (S, 1) each, broadcast over the samples
     up_s = [u[0] * r[0][j] + u[1] * r[1][j] + u[2] * r[2][j] for j in range(3)]  # rᵀ·up_e
     up_b = [up_s[0] * b[k, 0] + up_s[1] * b[k, 1] + up_s[2] * b[k, 2] for k in range(3)]
@@ -164,7 +264,7 @@ def segment_strides(
     up_mean = np.stack([_rows(w * x) for x in up_b], axis=-1)
     up_cos = up_mean[:, 2] / np.sqrt((up_mean * up_mean).sum(axis=-1))
     up_error = np.degrees(np.arccos(np.clip(up_cos, -1.0, 1.0)))
-    return SegmentStrides(tilt, obl, head_dt, tilt_mean, err, up_error, fore_aft)
+    return SegmentStrides(tilt, obl, head_dt, tilt_mean, err, up_error, fore_aft, horizontal)
 
 
 def segment_stride(

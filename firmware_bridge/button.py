@@ -1,13 +1,17 @@
-"""The run's push button: a gpiozero ``Button`` on a GPIO pin, read as three gestures.
+"""The run's push button: a gpiozero ``Button`` on a GPIO pin, read as four gestures.
 
 - short press → ``"pause_resume"``: reported only once the double-press window (``double_s``, default
   0.4 s) has passed after the release with no second press, so a single press answers ``double_s`` late;
 - double press (two short presses, the second starting within ``double_s`` of the first's release) →
-  ``"recalibrate"``, reported ``double_s`` after the second release (a third press would cancel it);
+  ``"recalibrate"``, reported ``double_s`` after the second release (a third press makes it a triple);
 - long press (held ``hold_s``, default 1.5 s) → ``"stop"``, reported while the button is still down
   (gpiozero's ``when_held``), so the runner hears "Stopped" without letting go. A long press is never
   also a short one, and it discards short presses pending before it.
-- three or more quick presses are no gesture: they are logged and dropped (an unintended recalibration
+- triple press (three short presses, each within ``double_s`` of the last release) → ``"snooze"``: the
+  cues are snoozed for ``[control] button_snooze_min`` (a ``mute``), or the snooze under way ends. Three
+  presses because a snooze is harmless when pressed by mistake: it is said aloud and the next triple press
+  undoes it, while a stray recalibration or stop costs the run;
+- four or more quick presses are no gesture: they are logged and dropped (an unintended recalibration
   while running is worse than a missed one).
 
 Why two layers: :class:`GestureDecoder` is pure (every input carries its own time), so the timing rules are
@@ -32,10 +36,10 @@ from stackcue.errors import SensorError
 
 log = logging.getLogger("stackcue.button")
 
-GESTURES = ("pause_resume", "stop", "recalibrate")
+GESTURES = ("pause_resume", "stop", "recalibrate", "snooze")
 #: the daemon's states (the contract's ``<prefix>/state`` values); firmware_bridge may not import service
 STATES = ("idle", "calibrating", "running", "paused", "sensor_lost")
-_BY_COUNT = {1: "pause_resume", 2: "recalibrate"}
+_BY_COUNT = {1: "pause_resume", 2: "recalibrate", 3: "snooze"}
 
 
 class GestureDecoder:
@@ -204,7 +208,10 @@ class GestureButton:
 
     def describe(self) -> str:
         d = self._decoder
-        return f"button on GPIO {self.pin} (hold {d.hold_s:g} s: stop, double within {d.double_s:g} s: recalibrate)"
+        return (
+            f"button on GPIO {self.pin} (hold {d.hold_s:g} s: stop, double within {d.double_s:g} s: recalibrate, "
+            "triple: snooze the cues)"
+        )
 
 
 def _make_button(pin: int, pull_up: bool, bounce_s: float, hold_s: float, pin_factory):
@@ -234,8 +241,8 @@ def gesture_command(name: str, state: str) -> str:
 
     A short press toggles: ``pause`` while calibrating, running or sensor lost (the daemon refuses the
     last with its reason), ``resume`` while paused, and ``start`` while idle, so a runner without a phone
-    can begin a run. Long press is ``stop``, double press ``recalibrate``, whatever the state: the daemon
-    decides whether they apply.
+    can begin a run. Long press is ``stop``, double press ``recalibrate``, triple press ``snooze`` (the daemon
+    makes it a ``mute``, or ends the snooze under way), whatever the state: the daemon decides whether they apply.
     """
     if name not in GESTURES:
         raise ValueError(f"unknown button gesture {name!r} (one of {', '.join(GESTURES)})")

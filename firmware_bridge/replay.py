@@ -24,10 +24,14 @@ from .block import Block
 from .csv_format import RecordingReader, RowProblem
 from .source import Source
 
-_PACED_CHUNK_ROWS = 10_000  # small reads keep the first paced block prompt
+#: rows a paced replay (`run`) reads at once: small reads keep the first paced block prompt, and the parse's
+#: temporaries small: with the plain-decimal parser, at 10 000 rows the RSS of `run` over a 1-hour replay rose
+#: 61 -> 69 MB, at 2 000 61 -> 63 MB (issue 18)
+_PACED_CHUNK_ROWS = 2_000
 #: rows a fast replay (`analyze`, `import`) hands over at once: the pipeline's working arrays scale with the block,
-#: and 50 000 rows took `analyze` of 60 minutes to 122 MB peak RSS, 20 000 to 80 MB, as fast (issue 18)
-_FAST_CHUNK_ROWS = 20_000
+#: and 50 000 rows took `analyze` of 60 minutes to 122 MB peak RSS, 20 000 to 80 MB, as fast (issue 18); with the
+#: plain-decimal parser (csv_format.py: its positions take memory) 20 000 took 83 MB and 10 000 68 MB, as fast
+_FAST_CHUNK_ROWS = 10_000
 _RATE_PROBE = 64  # intervals the paced replay's rough rate check looks at
 _RATE_SLACK = 0.5  # it refuses only rates beyond half the lowest / twice the highest (the pipeline is exact)
 

@@ -12,6 +12,7 @@ from typing import IO, Any
 import numpy as np
 
 from stackcue.dsp.calibration import Calibration
+from stackcue.dsp.cue_policy import CuePlan
 from stackcue.dsp.pipeline import Pipeline
 from stackcue.errors import CalibrationError, PipelineError, StorageError
 from stackcue.firmware_bridge.block import Block
@@ -24,7 +25,7 @@ from .config import Config
 from .output_files import write_output
 from .report_text import human_summary
 from .session import BlocksSource, Session
-from .sinks import Sink
+from .sinks import PREVIEWS, Sink, WithoutPreviews
 
 #: show a progress bar for files bigger than this (a few seconds of reading)
 PROGRESS_MIN_BYTES = 20_000_000
@@ -96,17 +97,18 @@ class AnalysisOutput:
     """``analyze``'s own sink: the analysis events, kept and (``jsonl``) printed one JSON object a line.
 
     The session's bookkeeping event (``type: session``) is the logbook's and MQTT's business, not part of
-    an analysis: it is neither kept nor printed.
+    an analysis: it is neither kept nor printed. Stride previews (``stride_provisional``) are kept and
+    printed only when asked for (``provisional``, ``analyze --provisional``): each one's final stride follows.
     """
 
     name = "analysis"
 
-    def __init__(self, out: IO[str] | None, jsonl: bool) -> None:
-        self.out, self.jsonl = out or sys.stdout, jsonl
+    def __init__(self, out: IO[str] | None, jsonl: bool, provisional: bool = False) -> None:
+        self.out, self.jsonl, self.provisional = out or sys.stdout, jsonl, provisional
         self.events: list[dict] = []
 
     def handle(self, event: dict) -> None:
-        if event.get("type") == "session":
+        if event.get("type") == "session" or (event.get("type") in PREVIEWS and not self.provisional):
             return
         self.events.append(event)
         if self.jsonl:
@@ -123,13 +125,19 @@ def replay_session(
     output: AnalysisOutput,
     sinks: Sequence[Sink] = (),
     calibration: Calibration | None = None,
+    cue_plan: CuePlan | None = None,
     **session: Any,
 ) -> list[dict]:
-    """A source replayed through the one session driver at unlimited speed; returns the analysis events."""
+    """A source replayed through the one session driver at unlimited speed; returns the analysis events.
+
+    ``cue_plan``: a stored session's fading stage and snoozes, so its alerts get the live run's cue marks.
+
+    The pipeline makes stride previews only when ``output`` prints them; the other sinks (the logbook) never
+    see them."""
     s = Session(
         source,
-        Pipeline(config.pipeline, calibration),
-        [output, *sinks],
+        Pipeline(config.pipeline, calibration, provisional=output.provisional, cue_plan=cue_plan),
+        [output, *(WithoutPreviews(sink) for sink in sinks)],
         live=False,
         runner_id=session.pop("runner_id", config.runner_id),
         **session,
@@ -188,10 +196,20 @@ def analyze_file(
     strict: bool = False,
     calibration: Calibration | None = None,
     progress: bool | None = None,
+    provisional: bool = False,
 ) -> list[dict]:
-    """Analyse one recording; prints JSON lines or a summary; returns the events."""
+    """Analyse one recording; prints JSON lines (with the stride previews when ``provisional``) or a summary;
+    returns the events."""
     events, source = analyze_recording(
-        path, config, jsonl=jsonl, out=out, err=err, strict=strict, calibration=calibration, progress=progress
+        path,
+        config,
+        jsonl=jsonl,
+        out=out,
+        err=err,
+        strict=strict,
+        calibration=calibration,
+        progress=progress,
+        provisional=provisional,
     )
     if not jsonl:
         (out or sys.stdout).write(human_summary(events, Path(path).name, source.meta) + "\n")
@@ -211,6 +229,7 @@ def analyze_recording(
     sinks: Sequence[Sink] = (),
     block_sinks: Sequence[Any] = (),
     prepare: Callable[[ReplaySource], dict[str, Any]] | None = None,
+    provisional: bool = False,
 ) -> tuple[list[dict], ReplaySource]:
     """A recording through the session driver, with a progress bar and its rejected rows reported.
 
@@ -238,7 +257,7 @@ def analyze_recording(
         events = replay_session(
             source,
             config,
-            output=AnalysisOutput(out, jsonl),
+            output=AnalysisOutput(out, jsonl, provisional),
             sinks=sinks,
             block_sinks=block_sinks,
             calibration=calibration,
@@ -263,13 +282,16 @@ def run_pipeline(
     calibration: Calibration | None = None,
     sinks: Sequence[Sink] = (),
     controls: Sequence[Control] = (),
+    cue_plan: CuePlan | None = None,
 ) -> list[dict]:
     """Blocks from anywhere (a logbook session, arrays) through the session driver; JSON lines when ``jsonl``.
 
     ``controls``: (time, ``pause``/``resume``/``recalibrate``) in the order given, each applied before the first
     sample after its time (a stored session's, see ``session_store.stored_controls``)."""
     source = ControlledBlocks(blocks, controls) if controls else BlocksSource(blocks)
-    return replay_session(source, config, output=AnalysisOutput(out, jsonl), sinks=sinks, calibration=calibration)
+    return replay_session(
+        source, config, output=AnalysisOutput(out, jsonl), sinks=sinks, calibration=calibration, cue_plan=cue_plan
+    )
 
 
 def _report_problems(reader: RecordingReader, err: IO[str]) -> None:

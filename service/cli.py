@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--save", action="store_true", help="store the analysed recording in the logbook as a session")
     a.add_argument("--logbook", metavar="FILE", help="logbook file (default: [logbook] path)")
     a.add_argument("--jsonl", action="store_true", help="print one JSON event a line instead of a summary")
+    a.add_argument(
+        "--provisional",
+        action="store_true",
+        help="with --jsonl: also print each stride's preview (stride_provisional), as the live run publishes it",
+    )
     a.add_argument("--config", metavar="FILE", help="configuration file overriding config/default.toml")
     a.add_argument(
         "--calibration",
@@ -318,6 +323,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise InputError("give a recording FILE or --session ID (one of them)")
     if args.session is not None and args.save:
         raise InputError("--save stores a recording file; a --session is in the logbook already")
+    if args.provisional and (not args.jsonl or args.save or args.session is not None):
+        raise InputError("--provisional adds the stride previews to --jsonl of a FILE (not with --save or --session)")
     if args.save_calibration:  # before the whole analysis: the same refusals write_output would make after it
         check_output(args.save_calibration, "--save-calibration")
     cfg = load_config(args.config)
@@ -338,7 +345,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"stored as session {sid} in {args.logbook or cfg.logbook_path}", file=sys.stderr)
     else:
         events = analyze_file(
-            args.file, cfg, jsonl=args.jsonl, strict=args.strict, calibration=cal, progress=args.progress
+            args.file,
+            cfg,
+            jsonl=args.jsonl,
+            strict=args.strict,
+            calibration=cal,
+            progress=args.progress,
+            provisional=args.provisional,
         )
     if args.save_calibration:
         write_calibration(events, args.save_calibration)

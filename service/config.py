@@ -38,6 +38,10 @@ SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(PipelineP
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
 
 
+#: what a runner id may be: it is a topic level and a file name ([runner] id; the hub checks the same)
+RUNNER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def _read_toml(path: Path | Traversable) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -88,7 +92,7 @@ def _check_value(path: Path, key: str, value: Any, default: Any) -> Any:
         raise ConfigError(
             f"{path}: {key} = {value!r} must be a topic without wildcards (+, #); {{runner_id}} is the only placeholder"
         )
-    if key == "runner.id" and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+    if key == "runner.id" and not RUNNER_ID.fullmatch(value):
         raise ConfigError(f"{path}: {key} = {value!r} must be 1-64 letters, digits, '-' or '_'")
     # a hub's name: the hub says it ([hub] name), the Pi's consent names it ([sync] hub_name): one rule for both
     if key in ("hub.name", "sync.hub_name") and value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}", value):
@@ -190,6 +194,12 @@ class Config:
                 f"{self.sources[-1]}: calibration.hinge_min_deg = {c.hinge_min_deg:g} must be below "
                 f"calibration.hinge_max_deg = {c.hinge_max_deg:g}"
             )
+        cue = self.data["cue"]  # checked here too: the coach's targets are validated through this property
+        if cue["full_scale_deg"] <= cue["dead_band_deg"]:  # no deviation could be louder than the dead band's edge
+            raise ConfigError(
+                f"{self.sources[-1]}: cue.full_scale_deg = {cue['full_scale_deg']:g} must be above "
+                f"cue.dead_band_deg = {cue['dead_band_deg']:g}"
+            )
         a = kw["alerts"]
         for kind in a.enabled:  # a hysteresis at or above a threshold: the alert could never clear
             threshold = getattr(a, f"{kind}_deg", None)
@@ -199,6 +209,19 @@ class Config:
                     f"alerts.{kind}_deg = {threshold:g} (else that alert could never clear)"
                 )
         return PipelineParams(**kw)
+
+
+def _check_reference_keys(path: Path, user_ref: Any, mode: str) -> None:
+    """A metric's own reference key is read only with ``mode = "per_metric"``: given with another mode it would
+    be silently ignored, so it is refused in one line."""
+    if mode == "per_metric" or not isinstance(user_ref, dict):
+        return
+    for key in ("pelvic_tilt", "trunk_lean", "stack"):
+        if key in user_ref:
+            raise ConfigError(
+                f'{path}: reference.{key} is read only with reference.mode = "per_metric" (mode is {mode!r}, '
+                "which sets every metric alike): remove one of them"
+            )
 
 
 def load_config(user_path: str | Path | None = None) -> Config:
@@ -213,8 +236,10 @@ def load_config(user_path: str | Path | None = None) -> Config:
     sources: list[Path | Traversable] = [DEFAULT_PATH]
     if user_path is not None:
         p = Path(user_path)
-        _merge(data, _read_toml(p), p)
+        user = _read_toml(p)
+        _merge(data, user, p)
         sources.append(p)
+        _check_reference_keys(p, user.get("reference", {}), data["reference"]["mode"])
     cfg = Config(data, sources)
     cfg.pipeline  # noqa: B018 - cross-key checks now, not at first use
     m = data["mpu6050"]

@@ -18,9 +18,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from stackcue.dsp.phrases import mute_phrase, phrase
+
 COMMANDS = ("start", "pause", "resume", "stop", "recalibrate", "mute")
 #: the button's short press: pause or resume (or start, from idle), decided by the state when it is applied
 TOGGLE = "pause_resume"
+#: the button's triple press: snooze the cues for ``[control] button_snooze_min``, or end a snooze (a ``mute``)
+SNOOZE = "snooze"
 STATES = ("idle", "calibrating", "running", "paused", "sensor_lost")
 SESSION_STATES = ("calibrating", "running", "paused", "sensor_lost")
 MUTE_MAX_MIN = 240.0
@@ -28,13 +32,8 @@ ID_MAX = 64
 FROM_MAX = 32
 
 #: the spoken confirmation of each accepted command (mute's depends on its minutes: ``confirmation``)
-SAY = {
-    "start": "Starting. Stand tall and still.",
-    "pause": "Paused.",
-    "resume": "Resumed.",
-    "stop": "Stopped. Run saved.",
-    "recalibrate": "Recalibrating. Stand tall and still.",
-}
+#: the English confirmations (every language's: ``dsp.phrases``, keys ``control.<cmd>``)
+SAY = {cmd: phrase("en", f"control.{cmd}") for cmd in ("start", "pause", "resume", "stop", "recalibrate")}
 
 
 @dataclass(frozen=True)
@@ -125,14 +124,11 @@ def resolve_toggle(state: str) -> str:
     return "start" if state == "idle" else "resume" if state == "paused" else "pause"
 
 
-def confirmation(cmd: Command) -> str:
-    """The spoken line confirming an accepted command."""
+def confirmation(cmd: Command, language: str = "en") -> str:
+    """The spoken line confirming an accepted command, in ``[cue] language``."""
     if cmd.cmd == "mute":
-        if not cmd.minutes:
-            return "Cues back on."
-        n = f"{cmd.minutes:g}"
-        return f"Cues muted for {n} minute{'' if n == '1' else 's'}."
-    return SAY[cmd.cmd]
+        return mute_phrase(language, cmd.minutes or 0.0)
+    return phrase(language, f"control.{cmd.cmd}")
 
 
 class Controls:
@@ -152,7 +148,7 @@ class Controls:
         "stop", "recalibrate") is a command without id; a JSON text or dict is parsed as a payload."""
         if isinstance(cmd, Command | Refusal):
             item = cmd
-        elif isinstance(cmd, str) and (cmd in COMMANDS or cmd == TOGGLE):
+        elif isinstance(cmd, str) and (cmd in COMMANDS or cmd in (TOGGLE, SNOOZE)):
             item = Command(cmd, None, source, None, source) if cmd != "mute" else Refusal("mute without minutes")
         else:
             item = parse_command(cmd, source, self.mute_max_min)

@@ -3,12 +3,15 @@
 Each reports a failure once and never raises while playing, so a missing espeak-ng or a failing buzzer never
 ends the cue client; only opening a GPIO pin that cannot work raises (CueError), as a setup mistake.
 Audio is ``espeak-ng -v <voice> -s <wpm> "<text>"`` on the default audio device (where Bluetooth earbuds
-appear on a Pi).
+appear on a Pi). Its stream is marked as an event (``PULSE_PROP_media.role=event``, which pipewire-pulse turns
+into PipeWire's ``Notification`` role), so an audio stack set up for role-based ducking lowers the runner's
+music while a cue is said (docs/cues.md, "Ducking").
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +27,8 @@ from stackcue.errors import CueError
 log = logging.getLogger("stackcue.cue")
 
 SAY_TIMEOUT_S = 30.0
+#: espeak-ng's stream is an event (PulseAudio's role; pipewire-pulse maps it to "Notification"): ducking keys on it
+SPEECH_ENV = {"PULSE_PROP_media.role": "event"}
 
 
 class Voice(Protocol):
@@ -79,6 +84,7 @@ class Speaker:
                     stderr=subprocess.PIPE,
                     stdin=subprocess.DEVNULL,
                     text=True,
+                    env={**os.environ, **SPEECH_ENV},
                 )
             proc = self._proc
             try:

@@ -11,7 +11,10 @@ What is cued:
 * ``calibration`` events: accepted buzzes one short, refused three long (the words come with the ``guide``
   event the daemon sends right after);
 * ``session`` events are logged; ``clear`` and anything else are ignored (silence means posture fine);
-* an alert marked ``"muted": true`` (the runner muted the cues for a while: ``stackcue ctl mute``) is not cued.
+* an alert marked ``"muted": true`` (the runner muted the cues for a while: ``stackcue ctl mute``) is not cued;
+* an alert marked ``"cue": false`` is not cued: the pipeline's cue policy left it out (``cue_skipped``:
+  ``snoozed``, ``improving``, ``fading`` or ``ceiling``; ``dsp.cue_policy``). It was still raised, delivered
+  and stored. A payload without ``cue`` (an older Pi) is cued.
 
 Ownership: one cue owner a session (docs/cues.md). A device that is not ``[cue] owner`` decides as the
 owner would, logs what it would cue and, once, why it stays silent.
@@ -44,7 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from stackcue.dsp.alert_kinds import ALERT_KINDS, GENERIC_PATTERN, GENERIC_PHRASE, SHORT, Pattern
+from stackcue.dsp.alert_kinds import ALERT_KINDS, GENERIC_PATTERN, SHORT, Pattern
+from stackcue.dsp.phrases import alert_phrase, phrase
 
 from . import json_input
 from .payloads import OneLineLogs, validate
@@ -60,8 +64,8 @@ SYSTEM_PATTERNS: dict[str, Pattern] = {
     "sensor_lost": ((0.1, 0.1), (0.1, 0.1), (0.1, 0.1), (0.1, 0.0)),  # four short
     "sensor_back": ((SHORT, 0.0),),  # one short: all well again
 }
-SAY_LOST = "Sensor lost."
-SAY_BACK = "Sensor back."
+SAY_LOST = phrase("en", "sensor_lost")
+SAY_BACK = phrase("en", "sensor_back")
 
 DEDUPE_KEYS = 2048
 CLOCK_SLACK_S = 2.0
@@ -135,7 +139,9 @@ class CueRules:
         can_buzz: bool,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        language: str = "en",
     ) -> None:
+        self.language = language  # [cue] language: the alert phrases (dsp.phrases)
         self.owner = owner
         self.device = device
         self.is_owner = owner == device
@@ -206,6 +212,9 @@ class CueRules:
             return Decision(None, "duplicate")
         if msg.get("muted") is True:  # the runner muted the cues (a command): raised, logged, never cued
             return self._ignore(f"alert {kind} #{aid}: muted", logging.INFO)
+        if msg.get("cue") is False:  # the pipeline's cue policy left it out: raised, stored, logged, never cued
+            why = msg.get("cue_skipped")
+            return self._ignore(f"alert {kind} #{aid}: not cued ({why if isinstance(why, str) else '?'})", logging.INFO)
         age_s = _num(msg.get("age_s"))
         transit = self._transit(msg)
         age = (max(0.0, age_s) if age_s is not None else 0.0) + (transit or 0.0)
@@ -223,7 +232,7 @@ class CueRules:
             return Decision(None, reason)
         cue = Cue(
             what,
-            PHRASES.get(kind, GENERIC_PHRASE),
+            alert_phrase(self.language, kind),
             ALERT_PATTERNS.get(kind, GENERIC_PATTERN),
             key,
             deadline=self.monotonic() + (self.max_age_s - age),
@@ -259,7 +268,7 @@ class CueRules:
             if state not in ("lost", "back"):
                 return self._ignore(f"sensor event with state {state!r}")
             say = msg.get("say")
-            text = say if isinstance(say, str) and say.strip() else (SAY_LOST if state == "lost" else SAY_BACK)
+            text = say if isinstance(say, str) and say.strip() else phrase(self.language, f"sensor_{state}")
             key = ("sensor", session, msg.get("t"), state, text)
             what, pattern = f"sensor {state}", SYSTEM_PATTERNS[f"sensor_{state}"]
         elif etype == "calibration":

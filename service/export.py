@@ -207,7 +207,8 @@ def _event_key(e: dict) -> tuple[float, int, int]:
         t = e.get("t_start")
     else:
         t = e.get("t")
-    return (math.inf if t is None else float(t), _RANK.get(str(et), 5), _KIND_ORDER.get(e.get("kind", ""), 0))
+    rank = 5 if et == "reference" and e.get("set") == "start" else _RANK.get(str(et), 5)  # after its calibration
+    return (math.inf if t is None else float(t), rank, _KIND_ORDER.get(e.get("kind", ""), 0))
 
 
 def alert_event(stored: dict) -> dict:

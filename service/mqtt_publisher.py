@@ -36,7 +36,10 @@ Delivery design (decided after reading paho-mqtt 2.2's client.py):
   reconnects with backoff (``reconnect_delay_set``). A crash between ``publish_event`` and the sender's
   outbox write (normally well under a millisecond) can lose that alert; after the write nothing is lost.
 * Stride telemetry is QoS 0; while offline at most ``stride_queue_max`` strides are kept, oldest dropped first
-  (``strides_dropped`` counts them). Summary and alert state keep only their latest value until connected.
+  (``strides_dropped`` counts them). A stride's preview (``stride_provisional``, QoS 0) is worth something only
+  at once: it goes right after the alerts, is never queued while the broker is away, nor written to the outbox
+  (``previews_dropped`` counts those not sent); at most ``PREVIEW_QUEUE_MAX`` wait for the sender. Summary and
+  alert state keep only their latest value until connected.
 
 Outbox records are the alert payload plus private keys starting with ``_`` (the monotonic raise time and the
 boot id, so that a replay in the same boot still gives a monotonic ``age_s``; after a reboot ``age_s`` falls
@@ -76,7 +79,18 @@ ALERT_WINDOW = 20  # alerts handed to paho and not yet acknowledged, at most
 FRESH_S = 10.0  # a live alert younger than this goes first (the cue client's default [cue] max_age_s)
 EVENT_QUEUE_MAX = 50  # system events kept while the broker is away
 STATE_QUEUE_MAX = 20  # states kept in order (throttled to 1 Hz; more only when commands come in a burst)
-SYSTEM_EVENTS = ("session", "guide", "sensor", "calibration", "calibration_suspect", "reference", "clear")
+PREVIEW_QUEUE_MAX = 8  # stride previews waiting for the sender while connected (a few strides); the oldest go
+SYSTEM_EVENTS = (
+    "session",
+    "guide",
+    "sensor",
+    "calibration",
+    "calibration_suspect",
+    "trunk_missing",
+    "reference",
+    "snooze",
+    "clear",
+)
 
 
 def _boot_id() -> str:
@@ -123,6 +137,7 @@ class MqttPublisher:
         self.link = LinkStatus(settings, log)
         self.delivered: list[dict] = []  # alerts acknowledged by the broker (PUBACK), in order
         self.strides_dropped = 0
+        self.previews_dropped = 0  # stride previews not sent: the broker was away, or newer ones overtook them
         self.outbox_errors = 0
         self.alerts_raised = 0  # alerts handed to publish_event in this process
         self.alerts_unsendable = 0  # alerts that could not be published (left in the outbox)
@@ -131,6 +146,7 @@ class MqttPublisher:
         self._alerts: deque[dict] = deque()  # this process's alerts in the outbox, not yet handed to paho
         self._backlog: deque[dict] = deque()  # earlier runs' alerts from the outbox: after every live one
         self._strides: deque[dict] = deque()
+        self._previews: deque[dict] = deque()  # stride previews, only while connected: never held for later
         self._events: deque[dict] = deque(maxlen=EVENT_QUEUE_MAX)  # system events while offline: latest kept
         self._retained: dict[str, str] = {}  # topic name (TOPICS) -> latest payload
         self._states: deque[str] = deque(maxlen=STATE_QUEUE_MAX)  # each state in order (each answers a command)
@@ -252,6 +268,16 @@ class MqttPublisher:
                     self._strides.popleft()
                     self.strides_dropped += 1
                 self._strides.append(event)
+                self._cond.notify_all()
+        elif etype == "stride_provisional":
+            with self._cond:
+                if not self._connected:  # a preview is stale by the time the broker is back
+                    self.previews_dropped += 1
+                    return
+                if len(self._previews) >= PREVIEW_QUEUE_MAX:
+                    self._previews.popleft()
+                    self.previews_dropped += 1
+                self._previews.append(event)
                 self._cond.notify_all()
         elif etype == "clear":
             with self._cond:
@@ -397,6 +423,8 @@ class MqttPublisher:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._cond:
             self._connected = False
+            self.previews_dropped += len(self._previews)  # stale by the time the broker is back
+            self._previews.clear()
             exiting = self._exit
             self._cond.notify_all()
         self.link.lost(reason_code, closing=exiting)
@@ -448,7 +476,9 @@ class MqttPublisher:
             return True
         if not self._connected or self._client is None:
             return False
-        return bool(self._can_send_alert() or self._retained or self._states or self._events or self._strides)
+        return bool(
+            self._can_send_alert() or self._previews or self._retained or self._states or self._events or self._strides
+        )
 
     def _run_sender(self) -> None:
         while True:
@@ -506,6 +536,8 @@ class MqttPublisher:
                 gen = self._gen
                 if self._can_send_alert():
                     kind, item = "alert", self._next_alert()
+                elif self._previews:  # continuous feedback: worth something only at once
+                    kind, item = "preview", self._previews.popleft()
                 elif self._states:
                     kind, item = "retained", ("state", self._states.popleft())
                 elif self._retained:
@@ -529,6 +561,11 @@ class MqttPublisher:
                         type(exc).__name__,
                         exc,
                     )
+            elif kind == "preview":
+                info = self._publish(client, "stride_provisional", _dumps(item))
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:  # never sent again: the next stride's preview supersedes it
+                    with self._cond:
+                        self.previews_dropped += 1
             elif kind == "retained":
                 self._publish(client, item[0], item[1])
             elif kind == "event":

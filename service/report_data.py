@@ -54,6 +54,7 @@ class Run:
     ref_t: float | None  # first_minutes: when the reference was set (no thresholds before); inf: never set
     reference: dict[str, float]
     trunk_note: str | None  # why there is no lean/stack, or None when there is
+    cue_plan: dict | None = None  # the fading stage stored with the session (the Pi's logbook), None without
 
     @property
     def summary(self) -> dict | None:
@@ -158,7 +159,15 @@ def load_run(book, session: dict) -> Run:
         ref_t,
         reference,
         _trunk_note(session, col),
+        cue_plan=_cue_plan(book, sid),
     )
+
+
+def _cue_plan(book, sid: str) -> dict | None:
+    """The session's stored fading decision (``Logbook.cue_plan``); the hub's book has none (its summary's
+    ``cues`` says the stage)."""
+    read = getattr(book, "cue_plan", None)
+    return read(sid) if callable(read) else None
 
 
 def pauses(events: list[dict], end_t: float) -> list[tuple[float, float]]:
@@ -213,14 +222,40 @@ def alert_periods(alerts: list[dict], clears: list[dict], end_t: float) -> list[
     return sorted(out, key=lambda p: p[1])
 
 
+def reference_sources(cfg: dict) -> dict[str, str]:
+    """Where each metric's reference came from in a stored config: ``mode``, or with ``"per_metric"`` each
+    metric's own key (the declared default where a config predates it)."""
+    from stackcue.dsp.params import REFERENCE_FIELDS, ReferenceParams
+
+    ref = cfg.get("reference", {})
+    mode = ref.get("mode", "neutral")
+    default = ReferenceParams()
+    if mode != "per_metric":
+        return dict.fromkeys(REFERENCE_FIELDS, mode)
+    return {k: str(ref.get(k.removesuffix("_deg"), default.source(k))) for k in REFERENCE_FIELDS}
+
+
 def _reference(cfg: dict, events: list[dict]) -> tuple[dict[str, float], float | None]:
     """The reference the thresholds were measured from, and when it was set (first_minutes only)."""
     ref = cfg.get("reference", {})
     mode = ref.get("mode", "neutral")
+    if mode == "per_metric":  # each metric its own; the time is the baseline's when a metric waits for it
+        sources = reference_sources(cfg)
+        out = {k: float(ref.get(k, 0.0)) for k, src in sources.items() if src == "targets"}
+        if "first_minutes" not in sources.values():
+            return out, None
+        ev = next((e for e in events if e.get("type") == "reference" and e.get("set") == "first_minutes"), None)
+        if ev is None:
+            return out, math.inf
+        out.update({k: float(ev[k]) for k, src in sources.items() if src == "first_minutes" and ev.get(k) is not None})
+        return out, float(ev["t"])
     if mode == "targets":
         return {k: float(ref.get(k, 0.0)) for k in ("pelvic_tilt_deg", "trunk_lean_deg", "stack_deg")}, None
-    if mode == "first_minutes":
-        ev = next((e for e in events if e.get("type") == "reference"), None)
+    if mode == "first_minutes":  # the baseline's event (a run's first reference event said so before "set")
+        ev = next(
+            (e for e in events if e.get("type") == "reference" and e.get("set", "first_minutes") == "first_minutes"),
+            None,
+        )
         if ev is None:
             return {}, math.inf  # never set: no alert could fire
         return {

@@ -25,18 +25,20 @@ from stackcue.errors import StorageError
 from .argtypes import logbook_options
 
 
-def build_report(book, session_id: str, compare: Sequence[str] = ()) -> str:
+def build_report(book, session_id: str, compare: Sequence[str] = (), units: str = "metric") -> str:
     """The report of one session (id, unique prefix or ``latest``) as one HTML page; see report_render."""
     from .report_render import build_report as build
 
-    return build(book, session_id, compare)
+    return build(book, session_id, compare, units)
 
 
-def write_report(book, session_id: str, output: str | os.PathLike, compare: Sequence[str] = ()) -> Path:
+def write_report(
+    book, session_id: str, output: str | os.PathLike, compare: Sequence[str] = (), units: str = "metric"
+) -> Path:
     """Build the report and write it to ``output`` whole or not at all; see report_render."""
     from .report_render import write_report as write
 
-    return write(book, session_id, output, compare)
+    return write(book, session_id, output, compare, units)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -68,7 +70,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .session_store import open_logbook
 
     t0 = time.monotonic()
-    book = open_logbook(load_config(args.config), args.logbook)
+    cfg = load_config(args.config)
+    book = open_logbook(cfg, args.logbook)
     try:
         session = resolve(book, args.session)
         from .wallclock import start_warning
@@ -78,7 +81,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.output and args.output.endswith("/"):  # Path() would drop the slash that says "a folder"
             raise StorageError(f"{args.output}: is a folder, not a file")
         out = Path(args.output) if args.output else Path(f"report-{session['id']}.html")
-        path = write_report(book, session["id"], out, args.compare)
+        path = write_report(book, session["id"], out, args.compare, cfg["report"]["units"])
     finally:
         book.close()
     from .output_files import is_write_through

@@ -22,9 +22,10 @@ from stackcue.errors import ReportError
 
 from . import report_stats as stats
 from .output_files import write_output
-from .report_data import COLUMNS, Run, load_run, num, resolve
+from .report_data import COLUMNS, Run, load_run, num, reference_sources, resolve
 from .report_plots import Plotter, compare_figure, hist_figure, time_figure
 from .report_text import clock, recalibration_line
+from .report_units import Units
 from .wallclock import known_start
 
 #: A change between the start and the end of the run is called out only past these (see _what_changed).
@@ -195,12 +196,19 @@ def _thresholds_brief(run: Run) -> str:
         if vals:
             parts.append(f"{name} {' / '.join(vals)}")
     mode = run.cfg.get("reference", {}).get("mode", "neutral")
-    ref = {
+    how = {
         "neutral": "from the standing neutral",
         "targets": "around coach-set targets",
         "first_minutes": "around the runner's first minutes",
-    }.get(mode, mode)
+    }
+    ref = how.get(mode, mode)
+    if mode == "per_metric":
+        src = reference_sources(run.cfg)
+        ref = "; ".join(f"{name} {how[src[k]]}" for k, name in _REF_NAMES.items())
     return (", ".join(parts) + f" ({ref})") if parts else "all alerts off"
+
+
+_REF_NAMES = {"pelvic_tilt_deg": "tilt", "trunk_lean_deg": "lean", "stack_deg": "stack"}
 
 
 def _glance(run: Run) -> list[dict[str, str]]:
@@ -437,6 +445,7 @@ def _alerts(run: Run) -> dict[str, Any]:
                 "threshold": num(e.get("threshold_deg")),
                 "cleared": cleared,
                 "lasted": lasted,
+                "cued": "yes" if e.get("cue") is not False else f"no: {e.get('cue_skipped') or '?'}",
             }
         )
     gaps = [e for e in run.events if e.get("type") == "gap"]
@@ -455,6 +464,7 @@ def _alerts(run: Run) -> dict[str, Any]:
         "gap": gap,
         "suspects": suspects,
         "no_steady": not bool(np.any(run.steady)),  # alerts come from steady strides only
+        "cues": stats.cues(run),
     }
 
 
@@ -574,6 +584,25 @@ def _calibration(run: Run) -> dict[str, Any]:
                 f"the runner's own first {ref.get('first_minutes', 3):g} minutes of steady running ({vals}), "
                 f"set at {clock(run.ref_t or 0.0)}; no alerts before"
             )
+    elif mode == "per_metric":
+        src = reference_sources(run.cfg)
+        each = []
+        for k, name in _REF_NAMES.items():
+            if src[k] == "first_minutes":
+                v = run.reference.get(k)
+                each.append(
+                    f"{name}: the runner's own first {ref.get('first_minutes', 3):g} minutes of steady running "
+                    + (
+                        f"({v:+.1f}{DEG}, set at {clock(run.ref_t or 0.0)}; no {name} alerts before)"
+                        if v is not None
+                        else "(never completed: no such alert could fire)"
+                    )
+                )
+            elif src[k] == "targets":
+                each.append(f"{name}: coach-set target {ref.get(k, 0):+.1f}{DEG}")
+            else:
+                each.append(f"{name}: the standing neutral (0{DEG})")
+        rtxt = "; ".join(each)
     else:
         rtxt = f"the standing neutral from the calibration (0{DEG})"
     return {
@@ -635,8 +664,9 @@ def _compare(book, run: Run, compare: Sequence[str], p: Plotter) -> dict[str, An
 # ---------------------------------------------------------------------------------------------- the page
 
 
-def build_report(book, session_id: str, compare: Sequence[str] = ()) -> str:
-    """The report of one session (id, unique prefix or ``latest``) as one self-contained HTML page.
+def build_report(book, session_id: str, compare: Sequence[str] = (), units: str = "metric") -> str:
+    """The report of one session (id, unique prefix or ``latest``) as one self-contained HTML page; lengths in
+    ``units`` ("metric" or "imperial", ``[report] units``: ``report_units``).
 
     ``compare``: more sessions (ids or prefixes) to set beside it, or ``"runner"`` for every session of the same
     runner up to this one.
@@ -665,17 +695,20 @@ def build_report(book, session_id: str, compare: Sequence[str] = ()) -> str:
         "minutes": _minutes(run),
         "calibration": _calibration(run),
         "compare": _compare(book, run, compare, p) if compare else None,
+        "units": Units(units),
     }
     return environment().get_template("page.html").render(page)
 
 
-def write_report(book, session_id: str, output: str | os.PathLike, compare: Sequence[str] = ()) -> Path:
+def write_report(
+    book, session_id: str, output: str | os.PathLike, compare: Sequence[str] = (), units: str = "metric"
+) -> Path:
     """Build the report and write it to ``output`` with ``output_files.write_output``: a regular file whole or not
     at all (a temporary file then a rename) and owner-only (0600: a runner's health data); ``-``, a device or a
     FIFO written through."""
     out = Path(output)
     if not out.parent.is_dir():
         raise ReportError(f"{out}: the folder {out.parent} does not exist")
-    text = build_report(book, session_id, compare)
+    text = build_report(book, session_id, compare, units)
     write_output(output, text)
     return out

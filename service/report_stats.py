@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stackcue.dsp import drift
 from stackcue.dsp.stats import describe
@@ -45,6 +45,45 @@ def running_s(run: Run) -> float:
     import numpy as np
 
     return (run.summary or {}).get("running_s") or float(np.nansum(run.col["t_end"] - run.col["t_start"]))
+
+
+def cues(run: Run) -> dict[str, Any]:
+    """The cues the runner was given (issue 17): how many, per 10 minutes of running, the alerts not cued by
+    reason (``dsp.cue_policy``) and the fading stage the session ran in (``dsp.fading``).
+
+    From the stored alerts' ``cue`` marks (an alert without one, from before the cue policy, was cued). The
+    stage: the one stored with the session, else its summary's, else 1 (a session before faded feedback).
+    Per km needs a distance, and no source measures one yet (``distance_m`` is empty): ``per_km`` is then None.
+    """
+    from stackcue.dsp.cue_policy import SKIP_REASONS
+    from stackcue.dsp.fading import STAGES
+
+    given = sum(1 for a in run.alerts if a.get("cue") is not False)
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    for a in run.alerts:
+        if a.get("cue") is False:
+            why = a.get("cue_skipped") if a.get("cue_skipped") in skipped else "other"
+            skipped[why] = skipped.get(why, 0) + 1
+    summ = (run.summary or {}).get("cues") if isinstance((run.summary or {}).get("cues"), dict) else {}
+    plan = run.cue_plan or {}
+    stage = plan.get("stage", summ.get("stage"))
+    known = stage in STAGES
+    run_s = running_s(run)
+    distance = run.session.get("distance_m")
+    return {
+        "given": given,
+        "not_cued": sum(skipped.values()),
+        "skipped": {k: v for k, v in skipped.items() if v},
+        "per_10min": 600.0 * given / run_s if run_s else None,
+        "per_km": 1000.0 * given / distance if isinstance(distance, int | float) and distance > 0 else None,
+        "stage": stage if known else 1,
+        "stage_text": STAGES[stage if known else 1],
+        "stage_known": known,
+        "stage_from": "stored" if plan.get("stage") in STAGES else "summary" if known else None,
+        "fading": plan.get("fading", summ.get("fading")),
+        "reason": plan.get("reason"),
+        "max_per_10min": summ.get("max_per_10min"),
+    }
 
 
 def time_in_alert(run: Run) -> tuple[dict[str, float], str]:

@@ -32,6 +32,35 @@ def recalibration_line(cal: dict) -> str:
     return f"re-calibrated at {clock(cal.get('t') or 0.0)} (segment {cal.get('segment', '?')}, {quality_text(cal)})"
 
 
+_METRIC_NAMES = {"pelvic_tilt_deg": "tilt", "trunk_lean_deg": "lean", "stack_deg": "stack"}
+_FROM = {"neutral": "the standing neutral", "first_minutes": "this run's first minutes", "targets": "the target"}
+
+
+def reference_line(events: list[dict]) -> str | None:
+    """Each metric's reference, from the run's ``reference`` events: "Reference: tilt from this run's first
+    minutes +7.1° (set at 3:22.0), lean from the standing neutral +0.0°, stack from the standing neutral +0.0°"."""
+    refs = [e for e in events if e.get("type") == "reference" and isinstance(e.get("metrics"), dict)]
+    if not refs:
+        return None
+    summ = next((e for e in events if e.get("type") == "summary"), {})
+    parts = []
+    for field, name in _METRIC_NAMES.items():
+        if field in summ and summ[field] is None:  # no trunk sensor: no lean or stack to measure
+            continue
+        src = refs[0]["metrics"].get(field) or {}
+        value, set_t = src.get("value"), None
+        for e in refs[1:]:  # a baseline completed later gives the value
+            later = e["metrics"].get(field) or {}
+            if value is None and later.get("value") is not None:
+                value, set_t = later["value"], e.get("t")
+        how = _FROM.get(str(src.get("from")), str(src.get("from")))
+        if value is None:
+            parts.append(f"{name} from {how}: never set (running too short), no {name} alerts")
+        else:
+            parts.append(f"{name} from {how} {value:+.1f}°" + (f" (set at {clock(set_t)})" if set_t else ""))
+    return "Reference: " + ", ".join(parts)
+
+
 def _stat(name: str, st: dict | None, unit: str = "°", signed: bool = True) -> str:
     if not st:
         return f"{name:<14} no data"
@@ -66,6 +95,9 @@ def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
         lines.append(f"Calibration accepted at {clock(c['t'])}: " + "; ".join(parts))
         if c.get("trunk_reason"):
             lines.append(f"  trunk not calibrated: {c['trunk_reason']}")
+    ref = reference_line(events)
+    if ref:
+        lines.append(ref)
     if summ is None:
         return "\n".join(lines)
     lines.append(f"Running: {clock(summ['running_s'])} in {summ['strides']} strides ({summ['steady_strides']} steady)")
@@ -87,6 +119,8 @@ def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
             if e["type"] == "alert":
                 raised.setdefault(e["kind"], e["t"])
                 extra = " (reminder)" if e.get("reminder") else ""
+                if e.get("cue") is False:  # raised and kept, not cued (dsp.cue_policy)
+                    extra += f" (not cued: {e.get('cue_skipped') or '?'})"
                 lines.append(
                     f"  {clock(e['t']):>9}  {KIND_NAMES[e['kind']]:<22} {e['value_deg']:+.1f}° "
                     f"(threshold {e['threshold_deg']:+.1f}°){extra}"
@@ -100,9 +134,19 @@ def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
         lines.append(f"Alerts: none: no {what} were found, so posture was not checked against the thresholds")
     else:
         lines.append("Alerts: none: posture stayed within the thresholds")
+    cues = summ.get("cues")
+    if isinstance(cues, dict) and (summ.get("alerts") or summ.get("reminders")):
+        skipped = ", ".join(f"{k} {n}" for k, n in (cues.get("not_cued") or {}).items() if n)
+        lines.append(
+            f"Cues: {cues.get('given', 0)} given"
+            + (f", {sum((cues.get('not_cued') or {}).values())} not cued ({skipped})" if skipped else "")
+            + f"; faded feedback stage {cues.get('stage', 1)} (docs/cues.md)"
+        )
     for e in events:
         if e["type"] == "calibration_suspect":
             lines.append(f"Suspect calibration from {clock(e['t'])}: {e['reason']}")
+        elif e["type"] == "trunk_missing":
+            lines.append(f"No trunk lean or stack from {clock(e['t'])}: {e.get('reason')}")
     lines.append(f"Gaps: {summ['gaps']} ({summ['gap_s']:.1f} s)   Rows rejected: {summ.get('rows_rejected', 0)}")
     if summ.get("pauses"):
         lines.append(f"Paused: {summ['pauses']} times, {clock(summ.get('paused_s') or 0.0)} in all (not analysed)")

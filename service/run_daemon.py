@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from stackcue.dsp.phrases import phrase
 from stackcue.errors import StackcueError
 
-from .controls import SAY, TOGGLE, Command, Controls, Refusal, confirmation, refusal_for, resolve_toggle
+from .controls import SNOOZE, TOGGLE, Command, Controls, Refusal, confirmation, refusal_for, resolve_toggle
 from .sdnotify import SdNotify
 from .session import EXIT_NOT_CALIBRATED, Session, new_session_id
 from .state import StateTracker
@@ -205,6 +206,22 @@ class Daemon:
             how = "power lost"
         return {"id": last["id"], "ended": how}
 
+    def _fading(self, cfg: Any) -> Any:
+        """The fading stage of a new session (``dsp.fading``) from this runner's earlier sessions in the logbook;
+        stage 1 (every alert cued) without a logbook, or when ``[cue] fading`` (or the coach's target) is off."""
+        from stackcue.dsp.fading import PastSession, decide_stage
+
+        p = cfg.pipeline.cue
+        rows: list[dict] = []
+        if p.fading and self.book is not None:
+            try:
+                rows = self.book.fading_history(cfg.runner_id)
+            except Exception as exc:  # a damaged logbook must not stop the cues: the most feedback then
+                log.warning("logbook: cannot read the earlier sessions for faded feedback: %s; every alert cued", exc)
+        decision = decide_stage([PastSession(r["alert_fraction"], r["running_s"]) for r in rows], p)
+        log.info("cue: fading stage %d: %s", decision.stage, decision.reason)
+        return decision
+
     def _start_button(self) -> None:
         ctl = self.cfg["control"]
         if not ctl["button_pin"]:
@@ -272,6 +289,11 @@ class Daemon:
             self._refuse(item.id, item.cmd, item.reason, item.source)
             return None
         state = self._state()
+        if item.cmd == SNOOZE:  # the button's triple press: snooze the cues, or end the snooze under way
+            ctl = self.cfg["control"]
+            snoozed = self.muted_until is not None and self.muted_until > time.time()
+            minutes = 0.0 if snoozed else min(ctl["button_snooze_min"], ctl["mute_max_min"])
+            item = Command("mute", item.id, item.sender, minutes, item.source)
         cmd = resolve_toggle(state) if item.cmd == TOGGLE else item.cmd
         reason = refusal_for(cmd, state)
         if reason is not None:
@@ -286,7 +308,11 @@ class Daemon:
             minutes = item.minutes or 0.0
             self.muted_until = round(time.time() + minutes * 60.0, 3) if minutes > 0 else None
             if s is not None:
-                s.muted_until = self.muted_until
+                # the snooze is the pipeline's (dsp.cue_policy), on the data's clock: alerts marked cue false,
+                # cue_skipped "snoozed", and the snooze event stored for `analyze --session` (no "muted" mark)
+                s.flush()  # the snooze starts at the newest sample read
+                for ev in s.pipeline.snooze(None, minutes * 60.0, item.source):
+                    s.emit(ev)
             self.tracker.set(muted_until=self.muted_until)
         elif s is not None:
             if cmd == "pause":
@@ -296,7 +322,7 @@ class Daemon:
             elif cmd == "stop":
                 s.stop()
         self._accept(item, cmd)
-        self._say(confirmation(Command(cmd, minutes=item.minutes)))
+        self._say(confirmation(Command(cmd, minutes=item.minutes), self.cfg["cue"]["language"]))
         if cmd == "recalibrate" and s is not None:
             s.recalibrate()  # after its confirmation: the routine's instructions follow it
             # where it happened (the last sample fed, exact), so `analyze --session` re-calibrates at that sample
@@ -405,13 +431,15 @@ class Daemon:
 
     def _session(self, start: Command, source: Any = None) -> str:
         """One session from ``start`` to its end; returns how it ended ("stopped", "source ended")."""
+        from stackcue.dsp.cue_policy import CuePlan
         from stackcue.dsp.pipeline import Pipeline
 
         from .record import clock_synchronised
-        from .sinks import LogSink
+        from .sinks import LogSink, WithoutPreviews
         from .sync.targets import session_config
 
         cfg, stored_config = session_config(self.cfg)  # the coach's targets from the last sync, if any
+        fading = self._fading(cfg)
         if source is None:
             source = self._first_source
             self._first_source = None
@@ -424,7 +452,8 @@ class Daemon:
         started = time.time()
         sid = new_session_id(started)
         self.publisher.set_session(sid)
-        sinks: list = [LogSink(json_lines=self.jsonl, on_closed=self._output_closed)]  # `| head -1`: the end
+        # `| head -1`: the end; previews go to MQTT only (as analyze prints them only with --provisional)
+        sinks: list = [WithoutPreviews(LogSink(json_lines=self.jsonl, on_closed=self._output_closed))]
         book_sink = None
         if self.book is not None:
             from .logbook import LogbookSink
@@ -436,7 +465,7 @@ class Daemon:
                 flush_s=lb["flush_s"],
                 max_bytes=int(lb["max_mb"] * 1e6) or None,
             )
-            sinks.append(book_sink)
+            sinks.append(WithoutPreviews(book_sink))  # a preview is published live, never stored
         sinks.append(_DaemonMqttSink(self.publisher))
 
         def held(summary: dict) -> None:  # how many alerts wait for the next start (after a short wait for acks)
@@ -444,7 +473,9 @@ class Daemon:
 
         session = Session(
             source,
-            Pipeline(cfg.pipeline, strict_calibration=False),
+            Pipeline(  # previews for continuous cues; the fading stage decided from the earlier sessions
+                cfg.pipeline, strict_calibration=False, provisional=True, cue_plan=CuePlan(stage=fading.stage)
+            ),
             sinks,
             runner_id=cfg.runner_id,
             session_id=sid,
@@ -458,7 +489,10 @@ class Daemon:
             on_event=self.tracker.on_event,
             on_tick=self._tick,
         )
-        session.muted_until = self.muted_until
+        if self.muted_until is not None and self.muted_until > started:  # snoozed while idle: from the first sample
+            session.pipeline.snooze(None, self.muted_until - started, "mute")
+        session.language = cfg["cue"]["language"]
+        session.cue_style = cfg["cue"]["style"]
         self.tracker.set(session=sid, alerts=0, state="calibrating")
         if self.exit.is_set():  # SIGTERM while the sensors were being opened: no session to keep
             source.close()
@@ -467,7 +501,12 @@ class Daemon:
         if self.exit.is_set():  # the signal came between the check and here
             session.stop()
         if start.source != "config":  # a start the runner asked for (or running detected): confirmed aloud
-            session.first_words = SAY["start"]
+            session.first_words = phrase(cfg["cue"]["language"], "control.start")
+        if self.book is not None:  # with the session, so its report and `analyze --session` use this stage
+            try:
+                self.book.set_cue_plan(sid, cfg.runner_id, fading.as_dict(), started)
+            except Exception as exc:  # the cues go on at the stage decided
+                log.warning("logbook: the fading stage of session %s not stored: %s", sid, exc)
         try:
             code = session.run()
         finally:

@@ -25,8 +25,10 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from stackcue.dsp.phrases import phrase, refusal_phrase
 from stackcue.dsp.pipeline import Pipeline
 from stackcue.firmware_bridge.block import Block
+from stackcue.firmware_bridge.csv_format import concat_blocks
 from stackcue.firmware_bridge.source import Source
 
 from .sdnotify import SdNotify
@@ -34,13 +36,13 @@ from .sinks import Sink, SinkWorker
 
 log = logging.getLogger("stackcue.session")
 
-SAY_START = (
-    "Stand tall and still for three seconds. Then bow forward from the hips and come back up. "
-    "Then stand still for two seconds."
-)
-SAY_OK = "Calibrated. Off you go."
-SAY_LOST = "Sensor lost."
-SAY_BACK = "Sensor back."
+# the English phrases (every language's: ``dsp.phrases``; a session speaks ``Session.language``)
+#: s of samples a live pipeline call takes (the sources read every 20–50 ms; see Session's feed_s)
+FEED_S = 0.0  # 0.1 measured 1.72–1.95 % CPU but the live BLE tests then failed (stop 23): off until understood
+SAY_START = phrase("en", "calibrate_start")
+SAY_OK = phrase("en", "calibrated")
+SAY_LOST = phrase("en", "sensor_lost")
+SAY_BACK = phrase("en", "sensor_back")
 
 
 def new_session_id(started_epoch: float, key: str | None = None) -> str:
@@ -121,8 +123,13 @@ class Session:
         on_summary: Callable[[dict], None] | None = None,
         on_event: Callable[[dict], None] | None = None,
         on_tick: Callable[[], None] | None = None,
+        feed_s: float | None = None,
     ) -> None:
         self.source = source
+        # live, the pipeline is fed about FEED_S of samples at a time (a source reads every 20–50 ms): its cost is
+        # mostly per call (issue 18: 1.4 % of a core at 50 ms, 0.8 % at 0.1 s), and a preview comes 0.05 s later
+        self.feed_s = (FEED_S if live else 0.0) if feed_s is None else feed_s
+        self._held: list[Block] = []
         self.pipeline = pipeline
         self.live = live
         self.workers: list[SinkWorker | _Inline] = [SinkWorker(s) if live else _Inline(s) for s in sinks]
@@ -152,6 +159,8 @@ class Session:
         self.dropped = 0  # samples read while paused: neither analysed nor kept
         self._resume_pending = False  # the pipeline resumes at the first sample after the resume
         self.first_words: str | None = None  # said right after the session event (the daemon's "Starting.")
+        self.language = "en"  # [cue] language: what the guide and sensor events say (dsp.phrases)
+        self.cue_style: str | None = None  # [cue] style after the coach's targets: told in the session event
         self.ended = ""
 
     # --------------------------------------------------------------- outputs
@@ -185,13 +194,34 @@ class Session:
         return "calibrating" if self.searching else "running"
 
     # The run's controls. Call them on the driver's thread only (``on_tick``): they touch the pipeline.
+    def flush(self) -> None:
+        """Feed the pipeline the samples held for the next feed (before a control acts at the newest sample)."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        block = held[0] if len(held) == 1 else concat_blocks(held, held[0].has_trunk)
+        for ev in self.pipeline.feed(block):
+            self._on_event(ev)
+
+    def _hold(self, block: Block) -> None:
+        if self._held and self._held[0].has_trunk != block.has_trunk:
+            self.flush()
+        self._held.append(block)
+        if float(block.t[-1]) - float(self._held[0].t[0]) >= 0.9 * self.feed_s:
+            self.flush()
+
     def pause(self) -> None:
         """Stop analysing and keeping samples from the newest one on (a traffic light); ``resume`` goes on."""
         if self.paused:
             return
+        self.flush()
         self.paused = True
         for ev in self.pipeline.pause(self.t_data):
             self._on_event(ev)
+
+    @property
+    def _back(self) -> str:
+        return phrase(self.language, "sensor_back")
 
     def resume(self) -> None:
         """Analyse again from the next sample read (the pipeline learns the pause's end from its time)."""
@@ -201,11 +231,12 @@ class Session:
 
     def recalibrate(self) -> None:
         """Look for the calibration routine again (a new calibration segment); a paused run resumes for it."""
+        self.flush()
         for ev in self.pipeline.recalibrate(self.t_data):
             self._on_event(ev)
         self.searching = True
         self.resume()
-        self.say("calibrate", SAY_START)
+        self.say("calibrate", phrase(self.language, "calibrate_start"))
 
     def install_signals(self) -> None:
         """SIGTERM and SIGINT end the session cleanly (systemd's stop, Ctrl-C)."""
@@ -227,11 +258,14 @@ class Session:
             start["origin"] = self.origin
         if self.live:
             start["cue_owner"] = self.cue_owner
+            start["cue_language"] = self.language
+            if self.cue_style is not None:  # the cue client and the phone follow the session's style
+                start["cue_style"] = self.cue_style
         start["source"] = dict(self.source.meta)
         self.emit(start)
         if self.first_words:
             self.say("control", self.first_words, 0.0)
-        self.say("calibrate", SAY_START, 0.0)
+        self.say("calibrate", phrase(self.language, "calibrate_start"), 0.0)
         if self.live:
             self.notifier.ready("calibrating")
         next_dog = last_data = self.clock()
@@ -253,7 +287,7 @@ class Session:
                     last_data = now
                     if self.lost:
                         self.lost = False
-                        self.emit({"type": "sensor", "t": round(self.t_data, 3), "state": "back", "say": SAY_BACK})
+                        self.emit({"type": "sensor", "t": round(self.t_data, 3), "state": "back", "say": self._back})
                 elif len(block):
                     if self._resume_pending:
                         self._resume_pending = False
@@ -265,19 +299,20 @@ class Session:
                     last_data = now
                     if self.lost:
                         self.lost = False
-                        self.emit({"type": "sensor", "t": round(self.t_data, 3), "state": "back", "say": SAY_BACK})
-                    for ev in self.pipeline.feed(block):
-                        self._on_event(ev)
+                        self.emit({"type": "sensor", "t": round(self.t_data, 3), "state": "back", "say": self._back})
+                    self._hold(block)
                     if self.on_block:
                         self.on_block(block)
-                elif self.live and not self.lost and now - last_data > self.sensor_lost_s:
+                else:
+                    self.flush()  # nothing more to read now: what is held is analysed at once
+                if not len(block) and self.live and not self.lost and now - last_data > self.sensor_lost_s:
                     self.lost = True
                     self.emit(
                         {
                             "type": "sensor",
                             "t": round(self.t_data, 3),
                             "state": "lost",
-                            "say": SAY_LOST,
+                            "say": phrase(self.language, "sensor_lost"),
                             "reason": self.source.status,
                         }
                     )
@@ -315,15 +350,11 @@ class Session:
             if ev.get("ok"):
                 self.calibrated = True
                 self.searching = False
-                self.say("calibrated", SAY_OK, ev.get("t"))
+                self.say("calibrated", phrase(self.language, "calibrated"), ev.get("t"))
                 if self.live:
                     self.notifier.status("coaching")
             else:
-                self.say(
-                    "calibrate",
-                    f"Calibration not accepted: {short_reason(ev.get('reason', ''))}. Stand still and try again.",
-                    ev.get("t"),
-                )
+                self.say("calibrate", refusal_phrase(self.language, str(ev.get("reason", ""))), ev.get("t"))
             return
         self.emit(ev)
 
@@ -344,6 +375,7 @@ class Session:
 
     def _finish(self, why: str) -> None:
         try:
+            self.flush()
             if self.paused or self._resume_pending:  # stopped while paused: the pause lasted to the end
                 for ev in self.pipeline.resume(self.t_read):
                     self._on_event(ev)

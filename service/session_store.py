@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from stackcue.dsp.calibration import Calibration
+from stackcue.dsp.cue_policy import CuePlan
 from stackcue.errors import ConfigError, InputError, LogbookError, StorageError
 from stackcue.firmware_bridge.block import Block
 from stackcue.firmware_bridge.replay import ReplaySource
@@ -330,6 +331,20 @@ def stored_controls(book: Logbook, session_id: str) -> list[Control]:
     return out
 
 
+def stored_cue_plan(book: Logbook, session_id: str) -> CuePlan:
+    """The live run's cue plan, for its replay to mark the alerts as it did: the fading stage decided at its
+    start (``cue_plans``; stage 1 for a session without one) and its snoozes (``snooze`` events, in order)."""
+    plan = book.cue_plan(session_id)
+    snoozes = []
+    for ev in book.events(session_id, ["snooze"]):
+        t, until = ev.get("t"), ev.get("until_t")
+        if all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in (t, until)):
+            snoozes.append((float(t), float(until)))
+        else:
+            sys.stderr.write(f"warning: session {session_id}: a snooze event without its times is not replayed\n")
+    return CuePlan(stage=plan["stage"] if plan else 1, snoozes=tuple(snoozes))
+
+
 #: rows a block of a re-analysis holds at most: `analyze --save` stores chunks of up to 150 000 rows, and the
 #: pipeline's working arrays for such blocks took `analyze --session` of 60 minutes to 210 MB peak RSS (issue 18;
 #: 50 000 rows: 166 MB, 20 000: 121 MB, measured); a file is read in blocks of 20 000 rows too (replay.py). Any
@@ -368,6 +383,7 @@ def analyze_session(
         out=out,
         calibration=calibration,
         controls=controls,
+        cue_plan=stored_cue_plan(book, s["id"]),
     )
     if not jsonl:
         meta = {k: str(v) for k, v in (s.get("source") or {}).items() if k in ("rate", "runner", "sensor")}

@@ -19,11 +19,13 @@ from stackcue.dsp.params import (
     AlertParams,
     CalibrationCheckParams,
     CalibrationParams,
+    CueParams,
     GaitParams,
     OrientationParams,
     ReferenceParams,
     SteadyParams,
 )
+from stackcue.dsp.phrases import LANGUAGES
 from stackcue.dsp.settings import Spec, setting, spec_of
 from stackcue.firmware_bridge.source import LIVE_SOURCE_KINDS
 
@@ -118,10 +120,39 @@ class CueSection:
         "pi", doc='"pi" (stackcue cue on the Pi: earbuds or buzzer) | "phone" | "none"', choices=("pi", "phone", "none")
     )
     audio: bool = setting(True, doc="speak cues with espeak-ng through the default audio output")
-    voice: str = setting("en", doc="espeak-ng voice")
+    style: str = setting(
+        "spoken",
+        doc='"spoken" (a phrase per alert) | "sonify" (a noise layer, louder the further off) | "beep" (a beep a '
+        'stride, higher the further off) | "haptic" (buzzer pulses, faster the further off; needs gpio_pin); '
+        "alerts are cued in every style (docs/cues.md)",
+        choices=("spoken", "sonify", "beep", "haptic"),
+    )
+    language: str = setting("en", doc='language of what is said: "en" | "de" | "es" | "fr"', choices=LANGUAGES)
+    voice: str = setting("", doc="espeak-ng voice; empty = the language's (en, de, es, fr-fr)")
     speed_wpm: int = setting(170, 80, 450, "words per minute")
     gpio_pin: int = setting(0, 0, 27, "GPIO (BCM) pin of a buzzer or vibration motor; 0 = none")
     max_age_s: float = setting(10.0, 0.5, 3600.0, "s, an alert older than this when it arrives is logged, not cued")
+    dead_band_deg: float = setting(
+        3.0, 0.0, 20.0, "deg, sonify/beep/haptic: a deviation from the reference within this is silent"
+    )
+    full_scale_deg: float = setting(
+        15.0, 1.0, 60.0, "deg, sonify/beep/haptic: the deviation at full loudness, top pitch, fastest pulses"
+    )
+
+
+@dataclass(frozen=True)
+class CueKeys(CueParams, CueSection):
+    """``[cue]``: the cue client's keys (``CueSection``), then which alerts are cued (``dsp.params.CueParams``:
+    the pipeline reads those, so ``analyze`` and the live run mark the same alerts)."""
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    units: str = setting(
+        "metric",
+        doc='"metric" (km, min/km, cm) | "imperial" (mi, min/mi, in) in reports; angles stay degrees',
+        choices=("metric", "imperial"),
+    )
 
 
 @dataclass(frozen=True)
@@ -247,6 +278,9 @@ class ControlSection:
     button_hold_s: float = setting(1.5, 0.5, 5.0, "s, a press held this long is a long press (stop)")
     button_double_s: float = setting(0.4, 0.15, 1.0, "s, a second press within this is a double press (recalibrate)")
     mute_max_min: float = setting(240.0, 1.0, 1440.0, "min, the longest mute a command may ask for")
+    button_snooze_min: float = setting(
+        10.0, 1.0, 240.0, "min, a triple press snoozes the cues this long (another triple press ends the snooze)"
+    )
 
 
 @dataclass(frozen=True)
@@ -289,7 +323,8 @@ SCHEMA: tuple[Section, ...] = (
         LogbookSection,
         ("Every live run is kept (SQLite, WAL, synchronous=FULL, file mode 0600: posture data is personal).",),
     ),
-    Section("cue", CueSection, ("One cue owner a session, so the runner never hears an alert twice.",)),
+    Section("cue", CueKeys, ("One cue owner a session, so the runner never hears an alert twice.",)),
+    Section("report", ReportSection, ("The coach's report (`stackcue report`, the hub).",)),
     Section(
         "control",
         ControlSection,
@@ -330,7 +365,9 @@ SCHEMA: tuple[Section, ...] = (
         ReferenceParams,
         (
             'What the thresholds are measured from: "neutral" (the calibration stance: run as stacked as you stand),',
-            '"first_minutes" (the median of this run\'s first steady minutes), or "targets" (coach-set values below).',
+            "\"first_minutes\" (the median of this run's first steady minutes; that metric's alerts wait for it), or",
+            '"targets" (coach-set values below). mode = "per_metric" takes each metric\'s own key (pelvic_tilt,',
+            "trunk_lean, stack); any other mode sets all three alike. Why these defaults: docs/calibration.md.",
         ),
     ),
     Section("calibration_check", CalibrationCheckParams),

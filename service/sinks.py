@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stackcue.sinks")
 
+#: the event types that are a preview (docs/formats.md, stride_provisional): published live, never stored
+PREVIEWS = frozenset({"stride_provisional"})
+#: what a full queue drops first, oldest first: previews, then stride telemetry; never an alert or another event
+_DROPPABLE = (PREVIEWS, frozenset({"stride"}))
+
 
 class Sink(Protocol):
     name: str
@@ -36,8 +41,8 @@ class SinkWorker:
     """One sink, one ordered queue, one thread.
 
     ``put`` never blocks. The queue keeps event order; when it is full the
-    oldest stride (telemetry) in it is dropped, never an alert or another
-    event. A failing event is retried with backoff; a sink that keeps
+    oldest preview (``stride_provisional``), else the oldest stride (telemetry) in it is dropped, never an
+    alert or another event. A failing event is retried with backoff; a sink that keeps
     failing (``degraded``) gets one attempt an event, so it cannot fall
     ever further behind.
     """
@@ -64,8 +69,9 @@ class SinkWorker:
     def put(self, event: dict) -> None:
         with self._cond:
             if len(self._q) >= self.maxsize:
-                for i, old in enumerate(self._q):
-                    if old.get("type") == "stride":
+                for types in _DROPPABLE:
+                    i = next((i for i, old in enumerate(self._q) if old.get("type") in types), None)
+                    if i is not None:
                         del self._q[i]
                         self.dropped += 1
                         break
@@ -159,6 +165,8 @@ class LogSink:
             line = f"clear {KIND_NAMES.get(event['kind'], event['kind'])}"
         elif et == "calibration":
             line = "calibration accepted" if event.get("ok") else f"calibration refused: {event.get('reason')}"
+        elif et == "trunk_missing":
+            line = f"no trunk figures: {event.get('reason')}"
         elif et in ("guide", "sensor", "calibration_suspect"):
             line = event.get("say") or event.get("reason") or json.dumps(event)
         elif et == "gap":
@@ -182,6 +190,22 @@ class LogSink:
             self.stream.flush()
         except Exception:
             pass
+
+
+class WithoutPreviews:
+    """A sink that keeps a record (the logbook) sees everything but the previews: a preview is superseded by
+    its final stride, so storing it would only double the strides."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.name = sink.name
+
+    def handle(self, event: dict) -> None:
+        if event.get("type") not in PREVIEWS:
+            self.sink.handle(event)
+
+    def close(self) -> None:
+        self.sink.close()
 
 
 class MqttSink:

@@ -30,10 +30,13 @@ SOURCE = Path("targets")
 def _allowed(defaults: dict[str, Any]) -> dict[str, frozenset[str]]:
     """The keys a coach may set, per section: every ``[alerts]`` threshold (``*_deg``), ``hysteresis_deg``,
     ``quiet_s``, ``remind_every_s``, ``enabled``; every ``[reference]`` key; ``[cue]`` ``owner``, ``audio``,
-    ``voice``, ``speed_wpm`` and ``style`` when the configuration has it (issue 17)."""
+    ``voice``, ``speed_wpm``, ``style``, ``language``, ``dead_band_deg``, ``full_scale_deg``, ``fading`` and
+    ``max_per_10min`` (issue 17)."""
     alerts = {k for k in defaults["alerts"] if k.endswith("_deg")}
     alerts |= {"quiet_s", "remind_every_s", "enabled"}
-    cue = {k for k in ("owner", "audio", "voice", "speed_wpm", "style") if k in defaults["cue"]}
+    cue_keys = ("owner", "audio", "voice", "speed_wpm", "style", "language", "dead_band_deg", "full_scale_deg")
+    cue_keys += ("fading", "max_per_10min")  # faded feedback on or off, the ceiling of cues (docs/cues.md)
+    cue = {k for k in cue_keys if k in defaults["cue"]}
     return {"alerts": frozenset(alerts), "reference": frozenset(defaults["reference"]), "cue": frozenset(cue)}
 
 

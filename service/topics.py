@@ -59,6 +59,17 @@ TOPICS: dict[str, Topic] = {
             "per-stride telemetry",
         ),
         Topic(
+            "stride_provisional",
+            0,
+            False,
+            "daemon",
+            ("phone", "cue"),  # the cue client follows it with the continuous styles (sonify, beep, haptic)
+            "JSON: the stride_provisional event (a stride's figures and deviations as soon as it is valued, "
+            "about 0.3 s after it ends; the final stride follows 2-3 s later); never queued while the broker is "
+            "away, never stored",
+            "continuous feedback (sonify, beep): a preview of each stride",
+        ),
+        Topic(
             "session",
             1,
             True,
@@ -83,7 +94,8 @@ TOPICS: dict[str, Topic] = {
             "daemon",
             ("cue", "phone"),
             "JSON: system events (session start with the cue owner, calibration steps and result, "
-            "calibration_suspect, reference, guide, sensor lost/back, clear) plus session and sent_at",
+            "calibration_suspect, trunk_missing, reference, snooze, guide, sensor lost/back, clear) plus session and "
+            "sent_at",
             "what the runner must hear about the system itself",
         ),
         Topic(

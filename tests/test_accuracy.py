@@ -4,7 +4,9 @@ Tolerances (issue #3): stride-mean pelvic tilt, trunk lean and stack RMSE
 ≤ 1.0° over steady strides; cadence within 2 steps/min; every clear drift
 episode alerted within 8 s of the stride-mean truth crossing the threshold
 and cleared within 8 s of it falling back; no alert where the truth stays
-clearly inside the thresholds. Random sensor mounting every run.
+clearly inside the thresholds. Random sensor mounting every run. The simulator's defaults include a real
+runner's stride-to-stride speed changes (issue 16); every rate with the issue's tighter targets is in
+test_accuracy_rates.py, the real-motion check in test_real_motion.py.
 """
 
 from __future__ import annotations
@@ -35,13 +37,22 @@ PARAMS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def neutral_config(tmp_path_factory):
+    """Every metric from the standing neutral, so the truth's thresholds are the settings themselves (the
+    default reference of the tilt, the run's first minutes, is checked in tests/test_reference.py)."""
+    p = tmp_path_factory.mktemp("accuracy") / "neutral.toml"
+    p.write_text('[reference]\nmode = "neutral"\n')
+    return load_config(p)
+
+
 @pytest.fixture(scope="module", params=PARAMS)
-def analysed(request, sim_csv):
+def analysed(request, sim_csv, neutral_config):
     rate, trunk, seed = request.param
     csv = sim_csv(minutes=10, rate_hz=rate, trunk=trunk, seed=seed)
     truth, info = load_truth(csv)
     buf = io.StringIO()
-    events = analyze_file(csv, load_config(), jsonl=True, out=buf, err=io.StringIO(), progress=False)
+    events = analyze_file(csv, neutral_config, jsonl=True, out=buf, err=io.StringIO(), progress=False)
     lines = [json.loads(x) for x in buf.getvalue().splitlines()]
     assert lines == json.loads(json.dumps(events))  # what was printed is what was returned
     return {"rate": rate, "trunk": trunk, "events": events, "truth": truth, "info": info}

@@ -77,8 +77,13 @@ def test_a_long_press_discards_a_short_press_before_it():
     assert [g for _, g in got] == ["stop"]
 
 
-def test_triple_press_is_no_gesture_and_the_next_press_counts_again():
-    tl = Timeline().press(1.0, 1.1).press(1.2, 1.3).press(1.4, 1.5)
+def test_triple_press_is_a_snooze():
+    got = Timeline().press(1.0, 1.1).press(1.2, 1.3).press(1.4, 1.5).end(5.0)
+    assert got == [(pytest.approx(1.5 + DOUBLE), "snooze")]
+
+
+def test_four_presses_are_no_gesture_and_the_next_press_counts_again():
+    tl = Timeline().press(1.0, 1.1).press(1.2, 1.3).press(1.4, 1.5).press(1.6, 1.7)
     assert tl.end(5.0) == []
     assert [g for _, g in tl.press(6.0, 6.1).end()] == ["pause_resume"]
 
@@ -137,6 +142,7 @@ def test_impossible_timing_is_refused_in_one_line(kw):
         ("stop", "paused", "stop"),
         ("recalibrate", "running", "recalibrate"),
         ("recalibrate", "idle", "recalibrate"),  # the daemon refuses it with its reason
+        ("snooze", "running", "snooze"),  # the daemon makes it a mute (or ends the snooze)
     ],
 )
 def test_gesture_command(gesture, state, cmd):
@@ -244,15 +250,20 @@ def test_mock_long_press_is_stop_while_held_and_nothing_else(button):
     assert rec.names == ["stop"]
 
 
-def test_mock_triple_press_is_ignored(button, caplog):
+def test_mock_triple_press_is_a_snooze_and_four_are_ignored(button, caplog):
     b, rec, pin = button
     for _ in range(3):
         tap(pin)
         time.sleep(PRESS_S)
+    time.sleep(M_DOUBLE + 0.2)
+    assert rec.names == ["snooze"]
+    for _ in range(4):
+        tap(pin)
+        time.sleep(PRESS_S)
     with caplog.at_level("INFO", logger="stackcue.button"):
         time.sleep(M_DOUBLE + 0.2)
-    assert rec.names == []
-    assert "3 quick presses are no gesture" in caplog.text
+    assert rec.names == ["snooze"]
+    assert "4 quick presses are no gesture" in caplog.text
 
 
 def chatter(pin, level_low: bool, edges: int = 5) -> None:

@@ -247,12 +247,15 @@ def test_broker_away_for_twenty_seconds_loses_nothing(broker, tmp_path_factory, 
     d = tmp_path_factory.mktemp("outage")
     csv = d / "run.csv"
     write_simulation(simulate(SimParams(minutes=7, rate_hz=100, trunk=True, seed=52)), csv)
-    events = analyze_file(csv, load_config(), jsonl=True, out=io.StringIO(), err=io.StringIO(), progress=False)
+    cfg = config_for(tmp_path, broker, path=str(csv), speed=12.0)
+    # thresholds from the standing neutral, so that an alert comes before the outage (a first-minutes tilt
+    # baseline would hold tilt alerts for the first 3 minutes)
+    cfg.write_text(cfg.read_text() + '[reference]\nmode = "neutral"\n')
+    events = analyze_file(csv, load_config(cfg), jsonl=True, out=io.StringIO(), err=io.StringIO(), progress=False)
     expected = [(e["kind"], e["t"]) for e in events if e["type"] == "alert"]
     assert len(expected) >= 3  # at 12x: one before the outage (t 36 s), one during (t 185 s), one after
     sub = Sub(broker, ["stackcue/ana/alert", "stackcue/ana/session"], clean=False, client_id="phone-outage")
     time.sleep(1.5)  # the broker saves the subscriber's session (autosave 1 s) before it is killed
-    cfg = config_for(tmp_path, broker, path=str(csv), speed=12.0)
     p = subprocess.Popen([EXE, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(6.0)
     broker.kill()

@@ -31,10 +31,15 @@ G = 9.81
 DPS = np.pi / 180.0
 
 
+#: the detector's mechanics are checked from the standing neutral: the default (issue 17) measures the tilt from
+#: the run's first minutes, which holds back the tilt episodes of these short runs
+NEUTRAL = PipelineParams(reference=ReferenceParams(mode="neutral"))
+
+
 def run_pipeline(
     block: Block, params: PipelineParams | None = None, calibration: Calibration | None = None, strict: bool = True
 ) -> list[dict]:
-    pipe = Pipeline(params, calibration, strict_calibration=strict)
+    pipe = Pipeline(params or NEUTRAL, calibration, strict_calibration=strict)
     return pipe.feed(block) + pipe.finish()
 
 
@@ -204,8 +209,9 @@ def test_first_minutes_reference(main_run):
     params = PipelineParams(reference=ReferenceParams(mode="first_minutes", first_minutes=1.0))
     events = run_pipeline(main_run.block, params)
     refs = of_type(events, "reference")
-    assert len(refs) == 1
-    ref = refs[0]
+    assert [r["set"] for r in refs] == ["start", "first_minutes"]  # what each metric is from, then the baseline
+    assert all(m == {"from": "first_minutes", "value": None} for m in refs[0]["metrics"].values())
+    ref = refs[1]
     before = [s for s in steady(events) if s["t_end"] <= ref["t"]]
     span = sum(s["t_end"] - s["t_start"] for s in before)
     assert 60.0 <= span < 62.0  # one minute of steady running, then the reference
@@ -218,8 +224,9 @@ def test_first_minutes_reference(main_run):
         )
     )
     assert abs(ref["pelvic_tilt_deg"] - truth_med) < 1.0, (ref, truth_med)
-    # the pelvic-drop episode is under way before then: still no alert until the reference exists
-    assert not [e for e in events if e["type"] == "alert" and e["t"] <= ref["t"]]
+    # no alert of a metric measured from the baseline until it exists (a pelvic drop has no reference)
+    assert not [e for e in events if e["type"] == "alert" and e["t"] <= ref["t"] and e["kind"] != "pelvic_drop"]
+    assert ref["metrics"]["pelvic_tilt_deg"] == {"from": "first_minutes", "value": ref["pelvic_tilt_deg"]}
     alerts = of_type(events, "alert")
     assert {a["kind"] for a in alerts} >= {"pelvic_drop", "posterior_tilt", "anterior_tilt"}
     for a in alerts:
@@ -236,7 +243,8 @@ def test_targets_reference_shifts_thresholds(main_run):
     assert pipe.drift.threshold("posterior_tilt") == pytest.approx(-2.0)
     assert pipe.drift.threshold("pelvic_drop") == pytest.approx(9.0)  # a drop is not relative to a tilt target
     events = pipe.feed(main_run.block) + pipe.finish()
-    assert not of_type(events, "reference")
+    (ref,) = of_type(events, "reference")  # said once, at the calibration: no baseline to wait for
+    assert ref["set"] == "start" and ref["metrics"]["pelvic_tilt_deg"] == {"from": "targets", "value": 4.0}
     by_kind = {a["kind"]: a for a in of_type(events, "alert")}
     assert by_kind["posterior_tilt"]["threshold_deg"] == -2.0
     assert by_kind["anterior_tilt"]["threshold_deg"] == 10.0
@@ -519,8 +527,10 @@ def test_traffic_light_stop(main_run, main_events):
         assert s["t_end"] <= decel_end or s["t_start"] >= restart, f"stride {s} while walking"
         if decel_end - 2.0 < s["t_end"] <= decel_end or restart <= s["t_start"] < restart + 5.0:
             assert not s["steady"], f"stride {s} near the stop marked steady"
-        # nor may a steady stride overlap any part of the speed change
-        if s["t_end"] > ts and s["t_start"] < ts + 29.0:
+        # nor may a steady stride overlap the speed change, beyond its first 0.1 s (the speed then down by
+        # under 0.1 m/s: the stride's mean acceleration is what [steady] max_accel_m_s2 measures, and it is
+        # far below it; with the 1 s before_stop_s wait that measure decides the strides of the ramp)
+        if s["t_end"] > ts + 0.1 and s["t_start"] < ts + 29.0:
             assert not s["steady"], f"stride {s} during the stop marked steady"
     # and running settles down again: steady strides are back within 10 s of full speed
     assert any(s["steady"] and s["t_start"] < ts + 39.0 for s in strides if s["t_start"] > ts)

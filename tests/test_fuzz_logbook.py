@@ -408,6 +408,7 @@ def _copy(base: tuple[Path, str, str], tmp_path: Path) -> Path:
 @example([("json", "events", "event", 0, ("nested", ("t", "NaN")))], "export jsonl")
 @example([("json", "events", "event", 0, ("nested", ("t", "7.77e77")))], "analyze")
 @example([("value", "sessions", "runner", 0, HUGE)], "sessions")  # stored as the text '7.77e+77' (a random seed)
+@example([("json", "events", "event", 1, ("nested", ("t", "7.77e77")))], "sessions")  # the reference's metrics, CI
 def test_damaged_rows_never_give_a_traceback_or_a_wrong_figure(base, tmp_path, caplog, damage, heavy):
     EXAMPLES["rows"] += 1
     book = _copy(base, tmp_path)

@@ -193,9 +193,12 @@ def test_a_sample_beyond_any_sensors_range_is_rejected_with_its_line(tmp_path, r
 @pytest.mark.slow
 def test_time_in_alert_counts_only_running_time(unit_run):
     """An alert open when the runner stops: before, it counted on to the end of the recording ("106.2 %")."""
-    from stackcue.dsp.params import AlertParams, PipelineParams
+    from stackcue.dsp.params import AlertParams, PipelineParams, ReferenceParams
 
-    params = PipelineParams(alerts=AlertParams(anterior_tilt_deg=0.5, hysteresis_deg=0.2))
+    # from the standing neutral: the short run never completes a first-minutes tilt baseline
+    params = PipelineParams(
+        alerts=AlertParams(anterior_tilt_deg=0.5, hysteresis_deg=0.2), reference=ReferenceParams(mode="neutral")
+    )
     b = unit_run.block
     tail = b.t[-1] - unit_run.info["phases"]["running"][-1][-1]
     assert tail > 5.0  # the recording goes on after running has stopped

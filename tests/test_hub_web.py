@@ -472,7 +472,7 @@ def test_the_coachs_pages_render_with_their_plots(hub_store, hub_url, hub, pi_se
     modes = [
         o.get_attribute("value") for o in desk.find_elements(By.CSS_SELECTOR, "select[name='reference.mode'] option")
     ]
-    assert modes == ["", "neutral", "first_minutes", "targets"]  # a choice is a list to pick from
+    assert modes == ["", "per_metric", "neutral", "first_minutes", "targets"]  # a choice is a list to pick from
     field = desk.find_element(By.ID, "f-alerts.anterior_tilt_deg")
     field.clear()
     field.send_keys("-40")

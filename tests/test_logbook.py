@@ -85,9 +85,10 @@ def test_schema_and_private_mode(tmp_path):
             assert p.exists(), p
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
         assert os.umask(0o022) == 0o022  # restored after connecting
-        assert lb.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert lb.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         tables = {r[0] for r in lb.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"sessions", "strides", "alerts", "raw_chunks", "events", "sync_acked", "sync_deletions"} <= tables
+        assert "cue_plans" in tables
         cols = {r[1] for r in lb.conn.execute("PRAGMA table_info(sessions)")}
         assert cols == {
             "id",

@@ -601,6 +601,7 @@ def test_topic_table_is_what_is_published(broker):
     pub = started(MqttPublisher(settings_for(broker, runner_id="tbl", homeassistant=True), "tt"))
     pub.publish_event(alert(1))
     pub.publish_event(stride(1))
+    pub.publish_event({**stride(1), "type": "stride_provisional", "decided_t": 1.3})  # a preview, while connected
     pub.publish_event({"type": "guide", "t": 0.0, "step": "calibrate", "say": "Stand tall."})
     pub.publish_event({"type": "clear", "t": 20.0, "kind": "anterior_tilt"})
     pub.publish_event({"type": "summary", "t": 30.0, "strides": 1, "alerts": 1})

@@ -10,6 +10,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 from truthcheck import rmse, stride_truth
 
+from stackcue.dsp.params import PipelineParams, ReferenceParams
 from stackcue.dsp.pipeline import Pipeline
 from stackcue.errors import ConfigError, PipelineError
 from stackcue.firmware_bridge.emulated.simulator import SimParams, simulate
@@ -27,9 +28,10 @@ def controlled(block, controls, sizes=(10**9,), params=None):
     """Every event of ``block`` fed in blocks of ``sizes`` (cycled) with ``controls`` at their sample indices.
 
     ``controls``: (index, name, t); a pause drops the samples up to the matching resume's index, as the
-    session drops what it reads while paused.
+    session drops what it reads while paused. Every metric from the standing neutral unless ``params`` say
+    otherwise: the drifts these short runs need come before a first-minutes baseline would exist (issue 17).
     """
-    pipe = Pipeline(params)
+    pipe = Pipeline(params or PipelineParams(reference=ReferenceParams(mode="neutral")))
     out: list[dict] = []
     k = 0
     i = 0

@@ -176,9 +176,15 @@ def test_header_calibration_and_thresholds(sessions, report):
     for seg in ("pelvis", "trunk"):
         assert f"{seg} hinge {cal['segments'][seg]['hinge_deg']:.0f}°" in report
     assert f"accepted at {clock(cal['t'])}" in report
-    assert "tilt -6.0° / +6.0°, lean +15.0°, stack -8.0° / +10.0°, drop +9.0° (from the standing neutral)" in report
+    # the default references (issue 17): the tilt from the run's first minutes, lean and stack from standing
+    m = re.search(
+        r"tilt ([-+][0-9.]+)° / ([-+][0-9.]+)°, lean \+15\.0°, stack -8\.0° / \+10\.0°, drop \+9\.0° \(", report
+    )
+    assert m and float(m.group(2)) - float(m.group(1)) == pytest.approx(12.0, abs=0.011), m
+    assert "first minutes; lean from the standing neutral; stack from the standing neutral)" in report
     assert "file long.csv" in report and "/tmp" not in report.split("<section")[1]  # the file's name, not its path
-    assert "the standing neutral from the calibration" in report
+    assert f"own first 3 minutes of steady running ({float(m.group(2)) - 6.0:+.1f}°, set at" in report
+    assert "stack: the standing neutral (0°)" in report
 
 
 def test_alerts_time_in_alert_and_table(book_path, sessions, report):

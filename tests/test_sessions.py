@@ -95,7 +95,9 @@ def test_reanalysis_of_a_stored_session_with_other_settings(run_csv, tmp_path):
         assert np.isfinite(b).sum() > 0.8 * len(b) and np.allclose(a, b, atol=tol, equal_nan=True), key
     assert [e["t_start"] for e in again] == [e["t_start"] for e in want]
     # other settings: with a coach's tighter tilt limit the same run raises tilt alerts it did not before
-    strict = write_config(tmp_path / "strict.toml", lb, "[alerts]\nanterior_tilt_deg = 2.0\n")
+    strict = write_config(
+        tmp_path / "strict.toml", lb, '[alerts]\nanterior_tilt_deg = 2.0\n[reference]\nmode = "neutral"\n'
+    )
     r2 = stackcue("analyze", "--session", "latest", "--jsonl", "--config", str(strict))
     assert not any(e["type"] == "alert" and e["kind"] == "anterior_tilt" for e in events)
     assert any(e["type"] == "alert" and e["kind"] == "anterior_tilt" for e in jsonl(r2.stdout))

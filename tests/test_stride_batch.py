@@ -189,9 +189,10 @@ def test_the_step_filter_of_a_short_block_is_the_tap_loop_bit_for_bit():
     assert gait._FIR_ACCUMULATE_MAX == 64  # both paths above were taken
 
 
-def test_analyze_reads_blocks_of_20000_rows_and_import_stores_chunks_of_about_50000(sim_csv, tmp_path):
+def test_analyze_reads_blocks_of_10000_rows_and_import_stores_chunks_of_about_50000(sim_csv, tmp_path):
     """The peak memory of `analyze` and `import` scales with the block and the chunk (issue 18: 60 minutes took
-    122 MB and 219 MB with 50 000-row blocks and 200 000-sample flushes)."""
+    122 MB and 219 MB with 50 000-row blocks and 200 000-sample flushes; 83 MB with 20 000-row blocks and the
+    plain-decimal parser, 68 MB with 10 000)."""
     from stackcue.firmware_bridge.replay import ReplaySource
     from stackcue.service import session_store
     from stackcue.service.config import load_config
@@ -199,7 +200,7 @@ def test_analyze_reads_blocks_of_20000_rows_and_import_stores_chunks_of_about_50
 
     rec = sim_csv(minutes=10, rate_hz=200, trunk=True, seed=3)
     sizes = [len(b) for b in ReplaySource(rec)]
-    assert max(sizes) == 20_000 and sum(sizes) > 110_000
+    assert max(sizes) == 10_000 and sum(sizes) > 110_000
     cfg_path = tmp_path / "cfg.toml"
     cfg_path.write_text(f'[logbook]\npath = "{tmp_path / "book.sqlite"}"\n')
     sid, _ = session_store.store_recording(

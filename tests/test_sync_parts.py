@@ -276,7 +276,10 @@ def test_memory_stays_small_for_an_hour(tmp_path) -> None:
     one = _measure(book, sid)
     two = _measure(book, double)
     print(f"\n60-min session at 100 Hz, two sensors: {one}\nthe same rows twice (2 h): {two}")
-    assert two["total"] > 1.9 * one["total"] and two["parts"] >= 1.5 * one["parts"]
+    # twice the rows: twice the bytes, in more parts, none over the budget (by more than the chunk that crosses
+    # it); how many more depends on how the stored chunks pack (10 000-row blocks since issue 18's second pass)
+    assert two["total"] > 1.9 * one["total"] and two["parts"] > one["parts"]
+    assert two["biggest"] < 1.2 * parts.ROWS_BUDGET and two["parts"] * 1.2 * parts.ROWS_BUDGET > two["total"]
     # 22 MB more to send, and at most the rows of one part pending more at the peak
     assert two["total"] - one["total"] > 3 * parts.ROWS_BUDGET
     assert two["peak"] < one["peak"] + parts.ROWS_BUDGET

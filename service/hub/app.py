@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 
 from stackcue.errors import StackcueError
 
+from ..config import RUNNER_ID
 from ..report_render import NO_DATA, day, fmt, hms
 from ..web import auth
 from ..web.app import (
@@ -52,7 +52,6 @@ log = logging.getLogger("stackcue.hub")
 
 HERE = Path(__file__).resolve().parent
 WEB_TEMPLATES = HERE.parent / "web" / "templates"
-RUNNER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NOTE_MAX = 4000
 REPORTS_KEPT = 16  # reports kept in memory (a few hundred kB each)
 #: the report may be framed by the hub's own session page (serve's headers forbid any framing)

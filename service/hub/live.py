@@ -24,13 +24,13 @@ from typing import Any
 
 from stackcue.dsp.alert_kinds import label
 
+from ..config import RUNNER_ID
 from ..mqtt_connection import MqttSettings
 from ..web.relay import BrokerRelay
 
 log = logging.getLogger("stackcue.hub")
 
 TOPICS = ("stackcue/+/state", "stackcue/+/alert")
-RUNNER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RECENT_STRIDES = 20  # tilt and stack of the last strides, drawn as a sparkline
 RECENT_ALERTS = 5
 MAX_RUNNERS = 10000  # a broker full of strangers must not grow the hub without bound
@@ -79,7 +79,7 @@ class LiveRelay(BrokerRelay):
 
     def _relay(self, topic: str, payload: bytes) -> None:
         parts = topic.split("/")
-        if len(parts) != 3 or not RUNNER.fullmatch(parts[1]):
+        if len(parts) != 3 or not RUNNER_ID.fullmatch(parts[1]):
             return
         runner, name = parts[1], parts[2]
         if runner not in self.states and len(self.states) >= MAX_RUNNERS:

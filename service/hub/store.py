@@ -43,6 +43,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from stackcue.errors import StackcueError
 
+from ..config import RUNNER_ID
 from ..web.auth import HASHER, MIN_PASSWORD, check_password
 from . import parts as P
 from . import tables as T
@@ -56,7 +57,6 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MAX_PART_BYTES = P.MAX_PART_BYTES
 #: PostgreSQL advisory lock held while migrating ("StkH"): two instances starting at once migrate once
 _MIGRATE_LOCK = 0x53746B48
-_RUNNER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as [runner] id (service/config.py)
 _USERNAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 ROLES = ("coach", "runner")
 MAX_NOTE_CHARS = 10_000
@@ -645,7 +645,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _check_runner_id(runner_id: Any) -> None:
-    if not isinstance(runner_id, str) or not _RUNNER_ID.fullmatch(runner_id):
+    if not isinstance(runner_id, str) or not RUNNER_ID.fullmatch(runner_id):
         raise HubError(f"runner id {runner_id!r:.70} must be 1-64 letters, digits, '_' or '-'")
 
 

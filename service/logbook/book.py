@@ -34,8 +34,14 @@ _TIME_MAX_S = 4e6  # source-clock s (46 days: longer than any session; a FIT fil
 _EPOCH_MAX = 1e13  # wall-clock epoch seconds (year 318857): wallclock.py decides what it believes within it
 
 
-_SHAPES: dict[str, type | tuple[type, ...]] = {"segments": dict, "type": str, "enabled": list, "kind": str}
-_FLAGS = frozenset(("steady", "reminder", "replayed", "ok", "muted"))  # booleans of an event: nothing else fits
+_SHAPES: dict[str, type | tuple[type, ...]] = {
+    "segments": dict,
+    "type": str,
+    "enabled": list,
+    "kind": str,
+    "cue_skipped": str,
+}
+_FLAGS = frozenset(("steady", "reminder", "replayed", "ok", "muted", "cue"))  # booleans of an event: nothing else fits
 # counts a summary carries (a stride's "steady" is a boolean: these are checked in a summary only)
 _SUMMARY_COUNTS = frozenset(
     ("steady", "reminders", "gaps", "samples", "suspect", "pauses", "calibrations", "rows_rejected", "alerts_held")
@@ -103,6 +109,10 @@ def _clean_event(ev: dict, stats_ok: bool = False) -> tuple[dict, list[str]]:
             out[k], inner_bad = _clean_segments(v)
             bad.extend(inner_bad)
             continue
+        elif k == "metrics" and v is not None:  # a reference event's per-metric {"from", "value"}
+            out[k], inner_bad = _clean_metrics(v)
+            bad.extend(inner_bad)
+            continue
         elif k in _SHAPES and v is not None:
             ok = isinstance(v, _SHAPES[k])
             out[k] = v if ok else None
@@ -110,6 +120,26 @@ def _clean_event(ev: dict, stats_ok: bool = False) -> tuple[dict, list[str]]:
             out[k], ok = _finite(v)
         if not ok:
             bad.append(str(k))
+    return out, bad
+
+
+_REFERENCE_SOURCES = ("neutral", "first_minutes", "targets")
+
+
+def _clean_metrics(metrics: object) -> tuple[dict | None, list[str]]:
+    """A reference event's ``metrics``: per figure its source and value; a damaged entry reads as unknown (None)."""
+    if not isinstance(metrics, dict):
+        return None, ["metrics"]
+    out: dict = {}
+    bad: list[str] = []
+    for name, m in metrics.items():
+        ok = isinstance(m, dict) and _number_range(str(name)) is not None and m.get("from") in _REFERENCE_SOURCES
+        value, ok_value = _figure(str(name), m.get("value")) if ok else (None, False)  # type: ignore[union-attr]
+        if ok and ok_value:
+            out[name] = {**m, "value": value}
+        else:
+            out[name] = None
+            bad.append(f"metrics.{name}")
     return out, bad
 
 
@@ -561,6 +591,7 @@ class Logbook(StoredRows):
             ("strides", "session"),
             ("alerts", "session"),
             ("events", "session"),
+            ("cue_plans", "session"),
             ("sessions", "id"),
         ):
             self.conn.execute(f"DELETE FROM {table} WHERE {col} = ?", (session_id,))
@@ -586,6 +617,59 @@ class Logbook(StoredRows):
                 self._delete_rows(row["id"])
             self.conn.execute(f"INSERT INTO sessions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values)
         return None
+
+    def set_cue_plan(self, session_id: str, runner: str, decision: dict, decided_epoch: float) -> None:
+        """The fading stage a session runs in (``dsp.fading.Decision.as_dict()``), stored at its start."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO cue_plans (session, runner, stage, fading, decided_epoch, basis) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    runner,
+                    int(decision["stage"]),
+                    int(bool(decision["fading"])),
+                    decided_epoch,
+                    to_json(decision),
+                ),
+            )
+
+    def cue_plan(self, session_id: str) -> dict | None:
+        """A session's stored fading decision (``stage``, ``fading``, ``reason``, ``steps``); None when it has
+        none (a session before schema v5, an import, an analysis). Damage is read as none, with a warning."""
+        r = self.conn.execute("SELECT stage, fading, basis FROM cue_plans WHERE session = ?", (session_id,)).fetchone()
+        if r is None:
+            return None
+        stage, fading, basis = r
+        if not (isinstance(stage, int) and 1 <= stage <= 3) or fading not in (0, 1):
+            self._warn(f"session {session_id}", f"cue_plans row: stage {stage!r:.20} or fading {fading!r:.20} damaged")
+            return None
+        out = self._json_object(basis, f"session {session_id}", "basis", clean=False) or {}
+        out.update(stage=stage, fading=bool(fading))
+        return out
+
+    def fading_history(self, runner: str, before_epoch: float | None = None) -> list[dict]:
+        """The runner's sessions with a summary, oldest first (started before ``before_epoch`` when given): each
+        ``id``, ``alert_fraction`` (time in any alert over running time: the summary's ``cues``, or for an older
+        summary its time in alert summed over the kinds, at most 1) and ``running_s``: ``dsp.fading``'s input."""
+        out = []
+        for s in self.sessions(runner=runner):
+            summary = s.get("summary")
+            if not isinstance(summary, dict):
+                continue
+            if before_epoch is not None and (s["started_epoch"] is None or s["started_epoch"] >= before_epoch):
+                continue
+            running = summary.get("running_s")
+            if not isinstance(running, int | float) or isinstance(running, bool) or running <= 0:
+                continue
+            cues = summary.get("cues") if isinstance(summary.get("cues"), dict) else {}
+            frac = cues.get("alert_fraction")
+            if not isinstance(frac, int | float) or isinstance(frac, bool) or not 0 <= frac <= 1:
+                tia = summary.get("time_in_alert_s")
+                parts = [v for v in tia.values() if isinstance(v, int | float)] if isinstance(tia, dict) else []
+                frac = min(1.0, sum(parts) / running) if parts else None
+            out.append({"id": s["id"], "alert_fraction": frac, "running_s": float(running)})
+        return out
 
     def set_notes(self, session_id: str, notes: str | None) -> None:
         """The session's free-text notes (what the run was, how it felt); None removes them."""

@@ -14,7 +14,7 @@ an older stackcue's file (id 0, our tables only) is adopted and stamped; any oth
 is not a regular file (a link to /dev/null, a FIFO, a folder), is refused in one line before it is touched.
 Readers (``connect(readonly=True)``) neither create, migrate (unless it is older and may be written) nor write.
 
-Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 4):
+Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 5):
 
 * ``sessions``: ``id`` (the daemon's session id), ``runner``, ``started_epoch``, ``clock_synchronised``,
   ``source``/``calibration``/``config``/``summary`` (JSON), ``ended_epoch``, ``ended_how`` (``'clean'``,
@@ -40,6 +40,10 @@ Schema (``PRAGMA user_version`` = index into ``MIGRATIONS``; version 4):
   ``sync_deletions`` (``hub``, ``runner``, ``session``: NULL for every session of the runner, ``queued_epoch``):
   deletions the hub has yet to hear of.
 
+* v5 (issue 17, docs/cues.md): ``cue_plans`` (``session`` primary key, ``runner``, ``stage`` 1..3, ``fading``
+  0/1, ``decided_epoch``, ``basis`` JSON: why, from which earlier sessions): the stage of faded feedback a
+  session runs in, decided at its start, so its report and a later ``analyze --session`` use that stage.
+
 ``started_epoch`` is NULL (unknown) when the start was out of ``wallclock``'s range (a clock that was not set).
 
 Times ``t*`` are on the source's clock (as in the events); ``*_epoch``/``delivered_at`` are wall-clock epoch s.
@@ -64,7 +68,9 @@ log = logging.getLogger("stackcue.logbook")
 BUSY_TIMEOUT_MS = 2000
 #: ``PRAGMA application_id`` of a stackcue logbook ("StkC"): set when stackcue creates or migrates a file
 APPLICATION_ID = 0x53746B43
-_OUR_TABLES = frozenset(("sessions", "strides", "alerts", "raw_chunks", "events", "sync_acked", "sync_deletions"))
+_OUR_TABLES = frozenset(
+    ("sessions", "strides", "alerts", "raw_chunks", "events", "sync_acked", "sync_deletions", "cue_plans")
+)
 
 
 def _migrate_0_to_1(c: sqlite3.Connection) -> None:
@@ -133,12 +139,23 @@ def _migrate_3_to_4(c: sqlite3.Connection) -> None:
         hub TEXT NOT NULL, runner TEXT NOT NULL, session TEXT, queued_epoch REAL NOT NULL)""")
 
 
+def _migrate_4_to_5(c: sqlite3.Connection) -> None:
+    """The stage of faded feedback each session runs in (``dsp.fading``), decided at its start from the runner's
+    earlier sessions. A table of its own, not a ``sessions`` column: the row is written by the daemon before the
+    session's own writer makes the session row, and the hub's copy of ``sessions`` keeps its columns (the
+    stage reaches the hub in the summary's ``cues``). Sessions before v5 have none: they ran at stage 1."""
+    c.execute("""CREATE TABLE cue_plans (
+        session TEXT PRIMARY KEY, runner TEXT, stage INTEGER NOT NULL CHECK (stage BETWEEN 1 AND 3),
+        fading INTEGER NOT NULL CHECK (fading IN (0, 1)), decided_epoch REAL, basis TEXT)""")
+
+
 #: MIGRATIONS[v] takes a file from schema version v to v + 1
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_0_to_1,
     _migrate_1_to_2,
     _migrate_2_to_3,
     _migrate_3_to_4,
+    _migrate_4_to_5,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

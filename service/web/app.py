@@ -293,7 +293,7 @@ def create_app(cfg, options: ServeOptions, relay: Relay | None = None) -> Starle
     stored_hash = auth.read_hash(options.password_file)  # no password: refuse to start, one line
     secret = auth.cookie_key(options.password_file)
     if relay is None:
-        relay = Relay(serve_mqtt_settings(cfg), cfg["cue"]["owner"], cfg["cue"]["max_age_s"])
+        relay = Relay(serve_mqtt_settings(cfg), cfg["cue"]["owner"], cfg["cue"]["max_age_s"], cfg["cue"])
     limiter = auth.LoginLimiter()
     templates = make_templates(HERE / "templates")
     runner = cfg.runner_id

@@ -8,7 +8,13 @@ that connects gets the last state, the broker link and the cue owner at once.
 Speaking on the phone is decided here with the cue client's own rules (``cue_rules.CueRules`` as device
 "phone"): the same phrases, de-duplication, staleness and ownership as the Pi's ``stackcue cue``, so the
 runner hears one voice whichever device owns the cue. An alert or guide line carries ``cue`` (what to say,
-the vibration pattern in ms) only when the phone owns the cue and the alert is not muted.
+the vibration pattern in ms) only when the phone owns the cue, the alert is not muted and the pipeline marked
+it to be cued (``"cue"`` not false: ``dsp.cue_policy``; it is shown either way).
+
+The cue style (``[cue] style``, or the session event's ``cue_style``) and the continuous styles' mapping go to
+the page in the ``session`` message; each ``stride_provisional`` goes to it as ``provisional`` with the one
+deviation the styles follow (``dsp.sonify.sonified_deviation``), so the page's Web Audio layer follows the same
+strides as the Pi's ``stackcue cue`` (docs/phone.md).
 
 Threads: paho's network thread calls ``_on_*``; they hand messages to the asyncio loop with
 ``call_soon_threadsafe``, and only the loop touches the page queues.
@@ -27,13 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from stackcue.dsp.alert_kinds import label
+from stackcue.dsp.phrases import LANGUAGES
+from stackcue.dsp.sonify import SoundMap, sonified_deviation
 
 from ..cue_rules import CueRules
 from ..mqtt_connection import LinkStatus, MqttSettings, new_client
 
 log = logging.getLogger("stackcue.serve")
 
-RELAYED = ("state", "alert", "event", "stride", "status")
+RELAYED = ("state", "alert", "event", "stride", "stride_provisional", "status")
+UNACKED = ("stride", "stride_provisional")  # subscribed at QoS 0: a late stride is no use
 QUEUE_MAX = 256  # per page; a page that falls this far behind loses strides first
 COMMANDS = ("start", "pause", "resume", "stop", "recalibrate", "mute")
 
@@ -187,8 +196,20 @@ class BrokerRelay:
 class Relay(BrokerRelay):
     """serve's relay: one runner's topics, and the phone's cues decided with the cue client's rules."""
 
-    def __init__(self, settings: MqttSettings, cue_owner: str, max_age_s: float) -> None:
+    def __init__(self, settings: MqttSettings, cue_owner: str, max_age_s: float, cue: dict | None = None) -> None:
         super().__init__(settings, f"stackcue-{settings.runner_id}-serve-{os.getpid()}")
+        cue = cue or {}
+        self.style = str(cue.get("style", "spoken"))  # the session event's cue_style replaces it
+        smap = SoundMap(
+            dead_band_deg=float(cue.get("dead_band_deg", SoundMap.dead_band_deg)),
+            full_scale_deg=float(cue.get("full_scale_deg", SoundMap.full_scale_deg)),
+        )
+        self.sound = {  # the page's Web Audio mapping: the same numbers as dsp.sonify's
+            k: getattr(smap, k)
+            for k in ("dead_band_deg", "full_scale_deg", "floor_dbfs", "top_dbfs", "low_hz", "octaves", "beep_s",
+                      "beep_dbfs", "slow_s", "fast_s", "pulse_on_s", "duck_db")
+        }  # fmt: skip
+        self.language = str(cue.get("language", "en"))
         self.topics = {name: self.settings.topic(name) for name in (*RELAYED, "command")}
         self.configured_owner = cue_owner
         self.cue_owner = cue_owner  # the daemon's session event says which owner this session has
@@ -199,19 +220,20 @@ class Relay(BrokerRelay):
             {"alert": self.topics["alert"], "event": self.topics["event"]},
             can_say=True,
             can_buzz=True,
+            language=self.language,
         )
         self.daemon: str | None = None  # "online" | "offline" from the status topic
         self.state: dict | None = None
 
     def _prime(self, q: asyncio.Queue, allowed: frozenset[str] | None) -> None:
-        q.put_nowait(("session", json.dumps({"cue_owner": self.cue_owner, "configured": self.configured_owner})))
+        q.put_nowait(("session", json.dumps(self._session_message())))
         if self.daemon is not None:
             q.put_nowait(("status", json.dumps({"daemon": self.daemon})))
         if self.state is not None:
             q.put_nowait(("state", json.dumps(self.state)))
 
     def subscriptions(self) -> list[tuple[str, int]]:
-        return [(self.topics[n], 1 if n != "stride" else 0) for n in RELAYED]
+        return [(self.topics[n], 0 if n in UNACKED else 1) for n in RELAYED]
 
     # ------------------------------------------------------------------ commands
 
@@ -244,6 +266,8 @@ class Relay(BrokerRelay):
         elif name == "stride":
             keep = ("t", "t_start", "t_end", "pelvic_tilt_deg", "stack_deg", "trunk_lean_deg", "cadence_spm", "steady")
             self._send("stride", {k: msg[k] for k in keep if k in msg})
+        elif name == "stride_provisional":
+            self._send("provisional", {"t_end": msg.get("t_end"), "deviation": sonified_deviation(msg)})
         elif name == "alert":
             self._send("alert", {**msg, "label": label(str(msg.get("kind"))), "cue": self._cue(topic, payload, msg)})
         elif name == "event":
@@ -262,12 +286,28 @@ class Relay(BrokerRelay):
             self.rules.owner = owner
             self.rules.is_owner = owner == "phone"
             self.rules._silence_told = False
+        style = msg.get("cue_style")
+        if isinstance(style, str) and style in ("spoken", "sonify", "beep", "haptic"):
+            self.style = style
+        lang = msg.get("cue_language")
+        if isinstance(lang, str) and lang in LANGUAGES:
+            self.language = self.rules.language = lang
         self.rules.decide(self.topics["event"], json.dumps(msg))  # logs the session, warns on a mismatch
-        self._send("session", {"cue_owner": self.cue_owner, "configured": self.configured_owner})
+        self._send("session", self._session_message())
+
+    def _session_message(self) -> dict:
+        return {
+            "cue_owner": self.cue_owner,
+            "configured": self.configured_owner,
+            "style": self.style,
+            "language": self.language,
+            "sound": self.sound,
+        }
 
     def _cue(self, topic: str, payload: bytes, msg: dict) -> dict | None:
-        """What the phone says and vibrates for this message, or None (not the owner, muted, stale, a repeat)."""
+        """What the phone says and vibrates for this message, or None (not the owner, muted, not to be cued,
+        stale, a repeat)."""
         decision = self.rules.decide(topic, payload)
-        if decision.cue is None or msg.get("muted") is True:
+        if decision.cue is None or msg.get("muted") is True or msg.get("cue") is False:
             return None
         return {"say": decision.cue.text, "vibrate": _vibrate_ms(decision.cue.pattern), "at": time.time()}

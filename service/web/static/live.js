@@ -1,4 +1,5 @@
-// stackcue live page: Server-Sent Events from /events, commands to /api/command, cues through Web Speech.
+// stackcue live page: Server-Sent Events from /events, commands to /api/command, cues through Web Speech, and
+// the continuous cue styles (sonify, beep, haptic) through Web Audio and navigator.vibrate where the phone owns the cue.
 // Hand-written, no build step and no network beyond the Pi: the phone may have no internet on the road.
 "use strict";
 (function () {
@@ -27,7 +28,8 @@
     window.stackcueEvents("/events", (up) => { page.stream = up; showConn(); }, {
       broker: (m) => { page.broker = !!m.connected; showConn(); },
       status: (m) => { page.daemon = m.daemon; showConn(); },
-      session: (m) => { page.owner = m.cue_owner; showOwner(); },
+      session: onSession,
+      provisional: onProvisional,
       state: showState,
       stride: addStride,
       alert: onAlert,
@@ -142,6 +144,10 @@
     if (c.say && "speechSynthesis" in window) {
       const u = new SpeechSynthesisUtterance(c.say);
       u.rate = 1.1;
+      u.lang = page.language;
+      duck(true); // the layer ducks under the voice, as on the Pi
+      const back = setTimeout(() => duck(false), 1000 + 450 * c.say.split(/\s+/).length); // if onend never comes
+      u.onend = u.onerror = () => { clearTimeout(back); duck(false); };
       window.speechSynthesis.speak(u);
     }
     if (c.vibrate && c.vibrate.length && typeof navigator.vibrate === "function") navigator.vibrate(c.vibrate);
@@ -165,19 +171,135 @@
     if (m.say) $("say").textContent = "“" + m.say + "”";
     cue(m.cue);
   }
+  const STYLE_TEXT = { sonify: "a noise layer, louder the further off", beep: "a beep a stride, higher the further off",
+    haptic: "vibration pulses, faster the further off" };
   function showOwner() {
     const phone = page.owner === "phone";
     $("btn-cues").hidden = !phone || page.cuesOn;
+    const style = STYLE_TEXT[sound.style] ? " Style: " + sound.style + " (" + STYLE_TEXT[sound.style] + ")." : "";
     $("cueowner").textContent = phone
-      ? (page.cuesOn ? "This phone speaks the cues (keep the page open)." : "This phone owns the cues: tap below so it may speak.")
+      ? (page.cuesOn ? "This phone speaks the cues (keep the page open)." + style : "This phone owns the cues: tap below so it may speak." + style)
       : page.owner === "none" ? "No device speaks cues this session." : "The Pi speaks the cues (cue owner: " + page.owner + ").";
   }
+  function onSession(m) {
+    page.owner = m.cue_owner;
+    if (m.language) page.language = m.language;
+    if (m.sound) sound.map = m.sound;
+    if (m.style && m.style !== sound.style) { sound.style = m.style; if (page.cuesOn) buildLayer(); }
+    showOwner();
+  }
   $("btn-cues").addEventListener("click", () => {
-    page.cuesOn = true; // browsers let a page speak only after a tap: this one
+    page.cuesOn = true; // browsers let a page speak (and play Web Audio) only after a tap: this one
     if ("speechSynthesis" in window) window.speechSynthesis.speak(new SpeechSynthesisUtterance("Cues on."));
     if (typeof navigator.vibrate === "function") navigator.vibrate(60);
+    buildLayer();
     showOwner();
   });
+
+  // ---------------------------------------------------------------- continuous cues: Web Audio, vibration
+  // The mapping is dsp/sonify.py's, its numbers sent by serve (docs/cues.md): silent within the dead band; sonify:
+  // noise from floor_dbfs to top_dbfs (straight in dB); beep: low_hz up `octaves` octaves; haptic: pulses from
+  // slow_s to fast_s apart. window.stackcue.sound is a read-only status for the tests.
+  const sound = { style: "spoken", map: null, ctx: null, out: null, gain: null, analyser: null, graph: [],
+    deviation: null, target: 0, levelDb: null, beeps: 0, lastHz: null, pulses: 0, period: null, ducked: false, timer: null };
+  page.sound = sound;
+  page.language = "en";
+  function excess(dev) {
+    const m = sound.map;
+    if (!m || typeof dev !== "number" || !isFinite(dev)) return null;
+    const d = Math.abs(dev) - m.dead_band_deg;
+    return d <= 0 ? null : Math.min(d / (m.full_scale_deg - m.dead_band_deg), 1);
+  }
+  function noiseBuffer(ctx) { // dsp/sonify.py's noise: white through a one-pole low-pass (0.85), unit RMS
+    const n = ctx.sampleRate * 2, buf = ctx.createBuffer(1, n, ctx.sampleRate), d = buf.getChannelData(0);
+    let y = 0, sum = 0;
+    for (let i = 0; i < n; i++) {
+      const u = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+      y = 0.15 * u + 0.85 * y; d[i] = y; sum += y * y;
+    }
+    const k = 1 / Math.sqrt(sum / n);
+    for (let i = 0; i < n; i++) d[i] *= k;
+    return buf;
+  }
+  function teardown() {
+    for (const node of sound.graph) { try { if (node.stop) node.stop(); node.disconnect(); } catch (e) { /* already gone */ } }
+    sound.graph = []; sound.gain = null;
+    clearTimeout(sound.timer); sound.timer = null; sound.period = null;
+  }
+  function buildLayer() {
+    teardown();
+    if (page.owner !== "phone" || !page.cuesOn || !sound.map) return;
+    if (sound.style === "sonify" || sound.style === "beep") {
+      const AC = window.AudioContext || window.webkitAudioContext;
+      if (!AC) return;
+      if (!sound.ctx) sound.ctx = new AC();
+      const ctx = sound.ctx;
+      if (ctx.state === "suspended") ctx.resume();
+      sound.out = ctx.createGain(); // the duck: 1, or duck_db down while a cue is spoken
+      sound.analyser = ctx.createAnalyser(); sound.analyser.fftSize = 4096;
+      sound.out.connect(sound.analyser); sound.analyser.connect(ctx.destination);
+      sound.graph = [sound.out, sound.analyser];
+      if (sound.style === "sonify") {
+        const src = ctx.createBufferSource(); src.buffer = noiseBuffer(ctx); src.loop = true;
+        sound.gain = ctx.createGain(); sound.gain.gain.value = 0;
+        src.connect(sound.gain); sound.gain.connect(sound.out); src.start();
+        sound.graph.unshift(src, sound.gain);
+      }
+    }
+    setDeviation(sound.deviation);
+  }
+  function setDeviation(dev) {
+    sound.deviation = dev;
+    const m = sound.map, x = excess(dev);
+    if (!m) return;
+    if (sound.style === "sonify" && sound.gain) {
+      sound.levelDb = x === null ? null : m.floor_dbfs + x * (m.top_dbfs - m.floor_dbfs);
+      sound.target = x === null ? 0 : Math.pow(10, sound.levelDb / 20);
+      sound.gain.gain.setTargetAtTime(sound.target, sound.ctx.currentTime, 0.01); // ~30 ms: no click
+    } else if (sound.style === "beep" && sound.out && x !== null) {
+      const ctx = sound.ctx, t = ctx.currentTime + 0.005, hz = m.low_hz * Math.pow(2, x * m.octaves);
+      const osc = ctx.createOscillator(), env = ctx.createGain(), amp = Math.SQRT2 * Math.pow(10, m.beep_dbfs / 20);
+      osc.frequency.value = hz;
+      env.gain.setValueAtTime(0, t);
+      env.gain.linearRampToValueAtTime(amp, t + 0.01);
+      env.gain.setValueAtTime(amp, t + m.beep_s - 0.01);
+      env.gain.linearRampToValueAtTime(0, t + m.beep_s);
+      osc.connect(env); env.connect(sound.out);
+      osc.start(t); osc.stop(t + m.beep_s + 0.02);
+      osc.onended = () => env.disconnect();
+      sound.beeps += 1; sound.lastHz = hz;
+    } else if (sound.style === "haptic") {
+      sound.period = x === null ? null : m.slow_s - x * (m.slow_s - m.fast_s);
+      if (sound.period !== null && sound.timer === null) pulse();
+    }
+  }
+  function pulse() { // one pulse, then the next after the period in force then
+    sound.timer = null;
+    if (sound.period === null || sound.ducked) return;
+    if (typeof navigator.vibrate === "function") navigator.vibrate(Math.round(sound.map.pulse_on_s * 1000));
+    sound.pulses += 1;
+    sound.timer = setTimeout(pulse, sound.period * 1000);
+  }
+  function duck(on) {
+    sound.ducked = on;
+    if (sound.out && sound.ctx) sound.out.gain.setTargetAtTime(on ? Math.pow(10, sound.map.duck_db / 20) : 1, sound.ctx.currentTime, 0.01);
+    if (!on && sound.style === "haptic" && sound.period !== null && sound.timer === null) pulse();
+  }
+  sound.levelNow = () => { // what the analyser hears now, dBFS RMS (tests)
+    if (!sound.analyser) return null;
+    const a = new Float32Array(sound.analyser.fftSize);
+    sound.analyser.getFloatTimeDomainData(a);
+    let s = 0;
+    for (const v of a) s += v * v;
+    return 10 * Math.log10(s / a.length + 1e-20);
+  };
+  let holdTimer = null;
+  function onProvisional(p) {
+    if (page.owner !== "phone" || !page.cuesOn || sound.style === "spoken") return;
+    setDeviation(p.deviation);
+    clearTimeout(holdTimer); // no stride for 2.5 s (a stop, a pause, the end): silent, as on the Pi
+    holdTimer = setTimeout(() => setDeviation(null), 2500);
+  }
 
   // ---------------------------------------------------------------- commands
   async function send(cmd, minutes) {
