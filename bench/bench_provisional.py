@@ -9,32 +9,24 @@ Usage: bench_provisional.py [MINUTES]   (default 4)
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from stackcue.dsp.pipeline import Pipeline
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from test_provisional import fed
+
 from stackcue.firmware_bridge.emulated.simulator import SimParams, simulate
 
 METRICS = ("pelvic_tilt_deg", "trunk_lean_deg", "stack_deg")
-
-
-def fed(block, block_s: float) -> list[dict]:
-    pipe = Pipeline(provisional=True)
-    t = np.asarray(block.t)
-    edges = np.searchsorted(t, t[0] + block_s * np.arange(1, int((t[-1] - t[0]) / block_s) + 2))
-    out, i = [], 0
-    for e in edges:
-        if e > i:
-            out += pipe.feed(block.slice(i, int(e)))
-            i = int(e)
-    return out + pipe.finish()
 
 
 def main(minutes: float) -> None:
     for rate, trunk, seed in [(100, True, 2), (200, True, 4), (100, False, 1), (200, False, 3)]:
         run = simulate(SimParams(minutes=minutes, rate_hz=rate, trunk=trunk, seed=seed))
         for block_s in (0.02, 0.05):
-            events = fed(run.block, block_s)
+            events = fed(run.block, block_s, provisional=True)
             prev = {e["t_start"]: e for e in events if e["type"] == "stride_provisional"}
             final = [e for e in events if e["type"] == "stride"]
             lat = np.array([p["decided_t"] - p["t_end"] for p in prev.values()])

@@ -63,6 +63,11 @@ MAX_NOTE_CHARS = 10_000
 _DUMMY_HASH = HASHER.hash("not a password of anyone")  # check_login spends the same time on an unknown user
 
 
+def _login_stamp(password_hash: str) -> str:
+    """What a login's cookie carries of the password it was made with (HubStore.login_stamp)."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
+
+
 class HubError(StackcueError):
     """The hub refuses a request or cannot use its database; the message is one line."""
 
@@ -274,7 +279,7 @@ class HubStore:
         A digest of the password's argon2 hash, whose salt changes at every set_password."""
         with self._read() as conn:
             h = conn.execute(select(T.users.c.password_hash).where(T.users.c.username == username)).scalar()
-        return None if h is None else hashlib.sha256(h.encode()).hexdigest()[:32]
+        return None if h is None else _login_stamp(h)
 
     def check_login(self, username: str, password: str) -> dict | None:
         """``{"username", "role", "runner_id"}`` when the password is right, else None (same cost either way)."""
@@ -293,7 +298,7 @@ class HubStore:
             "username": username,
             "role": r.role,
             "runner_id": r.runner_id,
-            "stamp": hashlib.sha256(r.password_hash.encode()).hexdigest()[:32],
+            "stamp": _login_stamp(r.password_hash),
         }
 
     def add_squad(self, name: str, coach: str) -> None:
