@@ -38,7 +38,7 @@ log = logging.getLogger("stackcue.session")
 
 # the English phrases (every language's: ``dsp.phrases``; a session speaks ``Session.language``)
 #: s of samples a live pipeline call takes (the sources read every 20–50 ms; see Session's feed_s)
-FEED_S = 0.0  # 0.1 measured 1.72–1.95 % CPU but the live BLE tests then failed (stop 23): off until understood
+FEED_S = 0.1
 SAY_START = phrase("en", "calibrate_start")
 SAY_OK = phrase("en", "calibrated")
 SAY_LOST = phrase("en", "sensor_lost")
