@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speed", type=ranged_float(1.0, 12.0), default=3.3, help="running speed m/s (default 3.3)")
     s.add_argument("--no-episodes", action="store_true", help="steady posture, no drift episodes")
     s.add_argument("--ideal", action="store_true", help="ideal sensor: no bias, noise, jitter or gaps")
+    s.add_argument(
+        "--no-speed-changes",
+        action="store_true",
+        help="constant speed: no stride-to-stride speed changes or slow speed drift (the idealised runner)",
+    )
     pr = sub.add_parser("probe", help="find the MPU-6050s on the I2C bus and check them at rest")
     pr.add_argument("--bus", type=int, help="I2C bus number (default from the configuration: 1)")
     pr.add_argument(
@@ -471,6 +476,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             episodes=not args.no_episodes,
             sensor_errors=not args.ideal,
             gaps=not args.ideal,
+            speed_changes=not args.no_speed_changes,
         )
     )
     try:

@@ -7,7 +7,8 @@ on. It checks only the fields a decision reads (extra fields are allowed: a newe
   checked: one that is not a number means the two wall clocks are not comparable (cue_rules, staleness);
 * ``alert``: ``kind`` a non-empty string; ``alert_id``/``id`` an integer or a string; ``age_s`` a finite
   number >= 0 when present (an alert whose age cannot be known is not known to be fresh); ``reminder`` and
-  ``replayed`` booleans when present;
+  ``replayed`` booleans when present; ``cue`` a boolean when present (``"false"``, a string, would be cued
+  by a client that tests ``is False``) and ``cue_skipped`` a string;
 * ``event``: ``type`` a string; a ``calibration`` event's ``ok`` a JSON boolean (``"false"``, a string, is
   not an accepted calibration); a ``sensor`` event's ``state`` ``lost`` or ``back``; ``say`` a string and
   ``step`` a string or an integer when present; an alert's ``muted`` a boolean when present (true: not cued);
@@ -145,6 +146,8 @@ def validate(topic_name: str, payload: Any) -> str | None:
             _check_bool(payload, "reminder"),
             _check_bool(payload, "replayed"),
             _check_bool(payload, "muted"),
+            _check_bool(payload, "cue"),
+            _check_text(payload, "cue_skipped"),
         )
     if topic_name == "event":
         etype = payload.get("type")

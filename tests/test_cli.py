@@ -45,6 +45,17 @@ def test_simulate_writes_csv_and_truth(tmp_path, capsys):
     assert abs(np.median(np.diff(block.t)) - 0.01) < 0.0003
     truth, info = load_truth(out)
     assert len(truth["t"]) == len(block) and info["seed"] == 3
+    assert info["speed_changes"]["fwd_rms_m_s2"] > 0  # the default: a real runner's stride-to-stride changes
+
+
+def test_simulate_without_speed_changes(tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    code, text, _ = run_cli(capsys, "simulate", "-o", out, "--minutes", "0.5", "--no-speed-changes")
+    assert code == 0 and "wrote" in text
+    truth, info = load_truth(out)
+    assert "speed_changes" not in info
+    speed = truth["speed_m_s"]
+    assert np.max(speed) <= 3.3 + 1e-9 and np.mean(np.abs(speed - 3.3) < 1e-9) > 0.3  # calibration, ramps aside
 
 
 def test_analyze_summary_for_a_person(sim, capsys):

@@ -171,6 +171,14 @@ def test_state_validation_names_the_field():
     assert validate("state", bad_cmd) == "last_command ok 'yes' is not true or false"
 
 
+def test_alert_cue_mark_must_be_a_boolean():
+    """A cue client tests ``cue is False``: the string "false" would be cued, so it is refused with its name."""
+    alert = {"kind": "anterior_tilt", "session": "S1", "alert_id": 1, "t": 3.0, "age_s": 0.5}
+    assert validate("alert", {**alert, "cue": False, "cue_skipped": "ceiling"}) is None
+    assert validate("alert", {**alert, "cue": "false"}) == "cue 'false' is not true or false"
+    assert validate("alert", {**alert, "cue": False, "cue_skipped": 3}) == "cue_skipped 3 is not a string"
+
+
 # ---------------------------------------------------------------------- mute: raised, logged, not cued
 
 

@@ -413,7 +413,9 @@ def cue_payloads(draw) -> tuple[str, Any]:
     else:
         p = {"type": draw(st.sampled_from(EVENT_TYPES)), "session": "S1", "t": 3.0, "ok": True, "state": "lost"}
         p["say"] = "Stand still."
-    for key in draw(st.lists(st.sampled_from([*sorted(p), "reminder", "id", "step"]), max_size=3, unique=True)):
+    for key in draw(
+        st.lists(st.sampled_from([*sorted(p), "reminder", "id", "step", "cue", "cue_skipped"]), max_size=3, unique=True)
+    ):
         if draw(st.booleans()):
             p[key] = draw(JSON_ANY)
         else:
@@ -444,6 +446,7 @@ def test_cue_payload_validator_passes_only_what_fits(case):
             assert "age_s" not in p or (_finite(p["age_s"]) and p["age_s"] >= 0)
             for k in ("alert_id", "id"):
                 assert p.get(k) is None or (isinstance(p[k], int | str) and not isinstance(p[k], bool))
+            assert "cue" not in p or isinstance(p["cue"], bool)
         elif p.get("type") == "calibration":
             assert isinstance(p.get("ok"), bool)
         elif p.get("type") == "sensor":
