@@ -69,6 +69,8 @@ class StepDetector:
         self.delay = (ntaps - 1) // 2
         self.boundary_max_g = p.boundary_max_g
         self.w = max(1, round(60.0 / p.max_cadence_spm / 2 / ts))
+        self._coarse = np.arange(2.0 * self.w + 1)
+        self._fine = np.linspace(0.0, 2.0 * self.w, 2 * _UPSAMPLE * self.w + 1)
         self.reset(0)
 
     def reset(self, g: int) -> None:
@@ -129,8 +131,8 @@ class StepDetector:
         within a 0.1 s floor, so stride windows alternated 0.62/0.75 s around true 0.69 s strides); a flank
         cut off by the window's edge loses only its shallow end.
         """
-        x = np.linspace(0.0, len(win) - 1.0, _UPSAMPLE * (len(win) - 1) + 1)  # the trough's edges between samples
-        depth = np.maximum(ymin + MID_FLIGHT_RISE_G - np.interp(x, np.arange(len(win)), win), 0.0)
+        x = self._fine  # the trough's edges fall between samples
+        depth = np.maximum(ymin + MID_FLIGHT_RISE_G - np.interp(x, self._coarse, win), 0.0)
         mid = float(np.dot(depth, x) / depth.sum()) - self.w
         at = int(np.floor(mid + 0.5))
         return at, mid - at
