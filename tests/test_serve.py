@@ -460,13 +460,19 @@ def test_live_page_state_alert_cues_pause_and_broker_restart(serve, broker, driv
         pub.send(f"{PREFIX}/alert", alert(2, muted=True))
         wait_js(driver, "return window.stackcue.alerts.length === 3", 2, "both alerts shown")
         assert driver.execute_script("return window.__spoken.length") == 2
+        # one the pipeline's cue policy left out shows why, and is not spoken either
+        pub.send(f"{PREFIX}/alert", alert(4, reminder=True, cue=False, cue_skipped="ceiling"))
+        wait_js(driver, "return window.stackcue.alerts.length === 4", 2, "the not-cued alert shown")
+        assert "not cued: enough cues for these 10 minutes" in text_of(driver, "banner")
+        assert driver.execute_script("return window.__spoken.length") == 2
+        shot(driver, "alert-not-cued")
 
         # the daemon says the Pi owns the cue this session: one voice, the phone stays silent
         pub.send(f"{PREFIX}/event", {"type": "session", "state": "started", "cue_owner": "pi", "session": "s2"})
         wait_js(driver, "return window.stackcue.owner === 'pi'", 2, "owner pi")
         pub.send(f"{PREFIX}/alert", alert(3))
         pub.send(f"{PREFIX}/event", {"type": "guide", "step": "control", "say": "Paused.", "session": "s2"})
-        wait_js(driver, "return window.stackcue.alerts.length === 4", 2, "the fourth alert shown")
+        wait_js(driver, "return window.stackcue.alerts.length === 5", 2, "the fifth alert shown")
         time.sleep(0.3)
         assert driver.execute_script("return window.__spoken.length") == 2
         assert "The Pi speaks the cues" in text_of(driver, "cueowner")

@@ -152,6 +152,9 @@
     }
     if (c.vibrate && c.vibrate.length && typeof navigator.vibrate === "function") navigator.vibrate(c.vibrate);
   }
+  // why the pipeline's cue policy left an alert out (dsp/cue_policy.py): shown, since the runner sees it but hears nothing
+  const SKIPPED_TEXT = { snoozed: "not cued: snoozed", improving: "not cued: you are already coming back",
+    fading: "not cued: fewer cues as you improve", ceiling: "not cued: enough cues for these 10 minutes" };
   let bannerTimer = null;
   function onAlert(a) {
     page.alerts.push({ kind: a.kind, alert_id: a.alert_id, received: Date.now() });
@@ -159,7 +162,8 @@
     b.innerHTML = "";
     b.append(document.createTextNode(a.label || a.kind));
     const small = document.createElement("small");
-    small.textContent = (a.cue && a.cue.say) || (a.reminder ? "reminder" : "") || (a.muted ? "cues muted" : "");
+    const skipped = SKIPPED_TEXT[a.cue_skipped] || (a.cue_skipped ? "not cued (" + a.cue_skipped + ")" : "");
+    small.textContent = (a.cue && a.cue.say) || skipped || (a.muted ? "cues muted" : "") || (a.reminder ? "reminder" : "");
     b.append(small);
     b.hidden = false;
     clearTimeout(bannerTimer);
