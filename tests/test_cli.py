@@ -211,3 +211,19 @@ def test_the_installed_command_runs(sim):
     r = subprocess.run([str(exe), "analyze", str(sim), "--jsonl"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[-1])["type"] == "summary"
+
+
+def test_summary_counts_the_strides_without_trunk_figures(sim_csv, capsys):
+    """The trunk's dropouts take trunk lean and stack from a few strides: the summary says how many of all, not
+    "none from 4:18" (which read as none for the rest of the run)."""
+    csv = sim_csv(minutes=10, rate_hz=100, trunk=True, seed=2)
+    code, out, _ = run_cli(capsys, "analyze", csv, "--jsonl")
+    assert code == 0
+    events = [json.loads(x) for x in out.splitlines()]
+    strides = [e for e in events if e["type"] == "stride"]
+    missing = sum(1 for s in strides if s["trunk_lean_deg"] is None)
+    assert 2 <= missing < len(strides) // 2
+    code, out, _ = run_cli(capsys, "analyze", csv)
+    line = next(x for x in out.splitlines() if "trunk" in x.lower() and "missing" in x)
+    assert line.startswith(f"Trunk lean and stack missing on {missing} of {len(strides)} strides, the first ending at")
+    assert "dropouts" in line
