@@ -24,7 +24,7 @@ from . import report_stats as stats
 from .output_files import write_output
 from .report_data import COLUMNS, Run, load_run, num, reference_sources, resolve
 from .report_plots import Plotter, compare_figure, hist_figure, time_figure
-from .report_text import clock, recalibration_line
+from .report_text import clock, recalibration_line, trunk_missing_line
 from .report_units import Units
 from .wallclock import known_start
 
@@ -463,6 +463,7 @@ def _alerts(run: Run) -> dict[str, Any]:
         "listed": listed,
         "gap": gap,
         "suspects": suspects,
+        "trunk_missing": [trunk_missing_line(e, run.strides) for e in run.events if e.get("type") == "trunk_missing"],
         "no_steady": not bool(np.any(run.steady)),  # alerts come from steady strides only
         "cues": stats.cues(run),
     }

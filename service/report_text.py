@@ -71,10 +71,10 @@ def _stat(name: str, st: dict | None, unit: str = "°", signed: bool = True) -> 
     )
 
 
-def _trunk_missing_line(event: dict, events: list[dict]) -> str:
-    """How many strides of the calibration segment lack trunk figures: the event is told once, at the first, and
-    "from 4:18" alone read as "none after 4:18" when most strides still had them."""
-    seg = [s for s in events if s["type"] == "stride" and s.get("cal_segment") == event.get("segment")]
+def trunk_missing_line(event: dict, strides: list[dict]) -> str:
+    """How many strides of the event's calibration segment lack trunk figures: the ``trunk_missing`` event is
+    told once, at the first, and "from 4:18" alone read as "none after 4:18" when most strides still had them."""
+    seg = [s for s in strides if s.get("type", "stride") == "stride" and s.get("cal_segment") == event.get("segment")]
     missing = sum(1 for s in seg if s.get("trunk_lean_deg") is None and s["t_end"] >= event["t"] - 1e-3)
     return (
         f"Trunk lean and stack missing on {missing} of {len(seg)} strides, the first ending at {clock(event['t'])}: "
@@ -157,7 +157,7 @@ def human_summary(events: list[dict], name: str, meta: dict[str, str]) -> str:
         if e["type"] == "calibration_suspect":
             lines.append(f"Suspect calibration from {clock(e['t'])}: {e['reason']}")
         elif e["type"] == "trunk_missing":
-            lines.append(_trunk_missing_line(e, events))
+            lines.append(trunk_missing_line(e, events))
     lines.append(f"Gaps: {summ['gaps']} ({summ['gap_s']:.1f} s)   Rows rejected: {summ.get('rows_rejected', 0)}")
     if summ.get("pauses"):
         lines.append(f"Paused: {summ['pauses']} times, {clock(summ.get('paused_s') or 0.0)} in all (not analysed)")

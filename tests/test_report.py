@@ -390,3 +390,15 @@ def test_cli_default_output_and_errors(book_path, sessions, tmp_path, monkeypatc
         "session 29990101T000000Z-empty has no strides, nothing to report: the "
         "calibration was refused (hinge too small)"
     )
+
+
+def test_strides_without_trunk_figures_are_counted(book_path, sessions, report):
+    """The trunk's dropouts (the simulator's, 0.5–3 s) leave some strides without lean and stack: the coach reads
+    how many of all, beside the gaps, not a bare "no trunk data"."""
+    with Logbook(book_path) as book:
+        strides = book.strides(sessions["long"]["id"])
+        told = book.events(sessions["long"]["id"], ["trunk_missing"])
+    missing = sum(1 for s in strides if s["trunk_lean_deg"] is None)
+    assert len(told) == 1 and 2 <= missing < len(strides) // 10
+    section = report[report.index('<section id="alerts">') : report.index('<section id="per-minute">')]
+    assert f"Trunk lean and stack missing on {missing} of {len(strides)} strides, the first ending at" in section
