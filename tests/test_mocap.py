@@ -229,3 +229,105 @@ def test_tool_writes_a_recording_analyze_reads(tmp_path, capsys):
     truth, info = load_truth(out)
     assert report["true_strides"] == len(info["true_strides"]) > 5
     assert {"pelvic_tilt_deg", "trunk_lean_deg", "stack_deg"} <= set(truth)
+
+
+# Hamner et al. 2010's marker set (OpenSim's running example): a sacral marker instead of the PSIS, and a
+# sternum with both acromia instead of C7 and a lower back marker.
+SACR_PELVIS = {"R.ASIS": [0.17, -0.12, 0.02], "L.ASIS": [0.17, 0.12, 0.02], "SACR": [0.0, 0.0, 0.0]}
+SHOULDER_TRUNK = {"STRN": [0.0, 0.0, 0.0], "RSHO": [-0.06, -0.18, 0.06], "LSHO": [-0.06, 0.18, 0.06]}
+
+
+def _trial_with(t: np.ndarray, still: bool, sets: tuple[dict, dict]) -> Trial:
+    markers = {}
+    for seg, offsets in zip(("pelvis", "trunk"), sets, strict=True):
+        ang, _, pos, _ = _motion(np.zeros_like(t) if still else t, seg)
+        if still:
+            ang = np.zeros_like(ang)
+            ang[:, 1] = 0.0 if seg == "pelvis" else 0.05
+        r = Rotation.from_euler("ZYX", ang)
+        for name, off in offsets.items():
+            markers[name] = pos + r.apply(off)
+    return Trial(t=t, markers=markers, source="synthetic")
+
+
+def test_sacral_marker_and_acromia_give_the_same_virtual_imu_and_a_short_standing_trial_is_held():
+    """SACR replaces the mid-PSIS as the pelvis site; STRN + RSHO + LSHO make the thorax frame. The standing
+    trial lasts 5 s (Hamner's): held at its last frame up to the routine's 9 s with ``hold_static``."""
+    sets = (SACR_PELVIS, SHOULDER_TRUNK)
+    static = _trial_with(np.arange(int(5 * RATE)) / RATE, True, sets)
+    run = _trial_with(np.arange(int(20 * RATE)) / RATE, False, sets)
+    with pytest.raises(SourceError, match=r"lasts 5.0 s.*hold_static"):
+        convert(run, static, MocapParams(rate_hz=200.0, sensor_errors=False, identity_mounting=True))
+    sim = convert(
+        run, static, MocapParams(rate_hz=200.0, sensor_errors=False, identity_mounting=True, hold_static=True)
+    )
+    assert sim.info["segments"] == ["pelvis", "trunk"]
+    t, keep, t_run = _window(sim)
+    for seg, acc, gyr, key in (
+        ("pelvis", sim.block.acc, sim.block.gyr, "pelvic_tilt_deg"),
+        ("trunk", sim.block.trunk_acc, sim.block.trunk_gyr, "trunk_lean_deg"),
+    ):
+        ang, rates, _, acc_w = _motion(t_run[keep], seg)
+        r_wb = Rotation.from_euler("ZYX", ang)
+        f_true = r_wb.inv().apply(acc_w + np.array([0.0, 0.0, G]))
+        w_true = _euler_rates_to_body(ang[:, 0], ang[:, 1], ang[:, 2], rates)
+        base = 0.05 if seg == "trunk" else 0.0
+        lean = Rotation.from_euler("y", base)
+        f_true, w_true = lean.apply(f_true), lean.apply(w_true)
+        da, dg = acc[keep] - f_true, np.degrees(gyr[keep] - w_true)
+        assert np.sqrt(np.mean(da**2)) <= 0.05 and np.abs(da).max() <= 0.15, (seg, np.abs(da).max())
+        assert np.sqrt(np.mean(dg**2)) <= 0.3 and np.abs(dg).max() <= 1.0, (seg, np.abs(dg).max())
+        x_b = (r_wb * Rotation.from_euler("y", -base)).apply([1.0, 0.0, 0.0])
+        assert np.abs(sim.truth[key][keep] - np.degrees(np.arcsin(-x_b[:, 2]))).max() <= 0.05
+    h0, h1 = sim.info["phases"]["hinge"]
+    assert sim.truth["trunk_lean_deg"][np.searchsorted(t, (h0 + h1) / 2)] == pytest.approx(42.0, abs=0.3)
+
+
+def test_trc_files_are_read_with_their_rate_units_and_aliases(tmp_path):
+    names = ["R.ASIS", "V.Sacral", "Sternum", "R.Acromium"]
+    head = [
+        "PathFileType\t4\t(X/Y/Z)\trun.trc",
+        "DataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\tOrigDataStartFrame\tOrigNumFrames",
+        "60\t60\t3\t4\tmm\t60\t1\t3",
+        "Frame#\tTime\t" + "\t\t\t".join(names) + "\t\t",
+        "\t\t" + "\t".join(f"{a}{i + 1}" for i in range(4) for a in "XYZ"),
+        "",
+    ]
+    rows = [
+        f"{k + 1}\t{k / 60:.6f}\t" + "\t".join(f"{1000 + k}\t{900 + j}\t{100 * j}" for j in range(4)) for k in range(3)
+    ]
+    src = tmp_path / "run.trc"
+    src.write_text("\n".join(head + rows) + "\n")
+    trial = read_markers(src)
+    assert set(trial.markers) == {"R.ASIS", "SACR", "STRN", "RSHO"}
+    np.testing.assert_allclose(trial.markers["SACR"][2], [1.002, -0.1, 0.901])  # X,Y,Z (Y up, Z right) -> x,-z,y
+    np.testing.assert_allclose(np.diff(trial.t), 1 / 60)
+    bad = tmp_path / "bad.trc"
+    bad.write_text("\n".join(head + rows[:2] + [rows[2].replace("1002", "1o02", 1)]) + "\n")
+    with pytest.raises(SourceError, match=r"bad.trc:9: not a number in column 3: '1o02'"):
+        read_markers(bad)
+    nounits = tmp_path / "nounits.trc"
+    nounits.write_text("\n".join([*head[:2], "60\t60\t3\t4\tinch\t60\t1\t3", *head[3:], *rows]) + "\n")
+    with pytest.raises(SourceError, match=r"nounits.trc:3: needs DataRate and Units"):
+        read_markers(nounits)
+
+
+def test_tool_takes_a_short_standing_trial_only_when_told_to_hold_it(tmp_path, capsys):
+    def write(path, trial):
+        names = list(trial.markers)
+        cols = ["Time"] + [n + a for n in names for a in "XYZ"]
+        lab = {n: np.stack([v[:, 0], v[:, 2], -v[:, 1]], axis=1) * 1000.0 for n, v in trial.markers.items()}
+        rows = np.column_stack([trial.t] + [lab[n] for n in names])
+        path.write_text("\t".join(cols) + "\n" + "\n".join("\t".join(f"{x:.3f}" for x in r) for r in rows) + "\n")
+
+    sets = (SACR_PELVIS, SHOULDER_TRUNK)
+    write(tmp_path / "static.txt", _trial_with(np.arange(int(5 * RATE)) / RATE, True, sets))
+    write(tmp_path / "run.txt", _trial_with(np.arange(int(12 * RATE)) / RATE, False, sets))
+    out = tmp_path / "rec.csv"
+    args = [str(tmp_path / "run.txt"), str(tmp_path / "static.txt"), str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lasts 5.0 s" in err and "hold_static" in err and not out.exists()
+    assert main([*args, "--hold-static"]) == 0
+    truth, info = load_truth(out)
+    assert {"pelvic_tilt_deg", "trunk_lean_deg", "stack_deg"} <= set(truth) and len(info["true_strides"]) > 5

@@ -5,11 +5,13 @@ stride to stride; a treadmill motion-capture trial carries that, so `analyze` ca
 
 1. **Segment poses.** Each segment's markers are fitted, frame by frame, by the rigid template of the
    same runner's standing trial (weighted Kabsch fit; a marker missing in a frame gets weight 0, so
-   short gaps need no filling). Marker sets (RBDS names; Plug-in-Gait aliases accepted):
-   pelvis ``R.ASIS L.ASIS R.PSIS L.PSIS`` (+ iliac crests if present), sensor on the sacrum (mid-PSIS);
-   trunk ``C7`` + a front marker (``CLAV``/``STRN``/``MAN``/``IJ``) + a lower back marker
-   (``T10``/``T8``/``T7``), sensor on the front marker.
-2. **Calibration routine** from the standing trial: its first 4 s as the neutral stillness, a synthetic
+   short gaps need no filling). Marker sets (RBDS names; Plug-in-Gait and Hamner 2010 aliases accepted):
+   pelvis ``R.ASIS L.ASIS`` + ``R.PSIS L.PSIS`` or ``SACR`` (+ iliac crests if present), sensor on the
+   sacrum (mid-PSIS, else the sacral marker); trunk ``C7`` + a front marker (``CLAV``/``STRN``/``MAN``/
+   ``IJ``) + a lower back marker (``T10``/``T8``/``T7``), or a front marker + both acromia
+   (``RSHO LSHO``), sensor on the front marker. Files: tab-separated text or OpenSim ``.trc``.
+2. **Calibration routine** from the standing trial (one under 9 s is lengthened by holding its last
+   frame if ``hold_static`` is set): its first 4 s as the neutral stillness, a synthetic
    hip hinge (raised cosine, about the neutral's left axis through a hip centre 10 cm in front of and
    8 cm below the sacrum, the trunk 7° further) over the next 3 s, the rest standing; then the
    running trial is blended in over ``blend_s`` (poses interpolated, C1), as a runner starting off.
@@ -63,11 +65,19 @@ ALIASES = {
     "LASI": "L.ASIS",
     "RPSI": "R.PSIS",
     "LPSI": "L.PSIS",
-    "STRN": "STRN",
+    "RASIS": "R.ASIS",
+    "LASIS": "L.ASIS",
+    "RPSIS": "R.PSIS",
+    "LPSIS": "L.PSIS",
+    "V.Sacral": "SACR",  # Hamner et al. 2010 (OpenSim's running example)
+    "Sternum": "STRN",
+    "R.Acromium": "RSHO",
+    "L.Acromium": "LSHO",
 }
-PELVIS = ("R.ASIS", "L.ASIS", "R.PSIS", "L.PSIS", "R.Iliac.Crest", "L.Iliac.Crest")
+PELVIS = ("R.ASIS", "L.ASIS", "R.PSIS", "L.PSIS", "R.Iliac.Crest", "L.Iliac.Crest", "SACR")
 TRUNK_FRONT = ("CLAV", "STRN", "MAN", "IJ")
 TRUNK_LOW = ("T10", "T8", "T7")
+SHOULDERS = ("RSHO", "LSHO")
 
 
 @dataclass
@@ -91,6 +101,9 @@ class MocapParams:
     cutoff_hz: float = 12.0
     hinge_deg: float = 35.0
     blend_s: float = 3.0
+    # A standing trial shorter than the routine's 9 s is lengthened by holding its last frame still
+    # (documented substitute: the neutral is still the runner's own standing pose).
+    hold_static: bool = False
     meta: dict[str, str] = field(default_factory=dict)
 
 
@@ -107,9 +120,12 @@ def read_markers(path: str | Path, *, axes: str = "x,-z,y") -> Trial:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
-            numbered = [(i + 1, ln) for i, ln in enumerate(fh.read().splitlines()) if ln and not ln.startswith("#")]
+            text = fh.read()
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         raise SourceError(f"{path}: cannot read marker file: {exc}") from None
+    if text.startswith("PathFileType"):
+        return _read_trc(path, text, axes)
+    numbered = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln and not ln.startswith("#")]
     if len(numbered) < 3:
         raise SourceError(f"{path}: no marker data")
     first, head = numbered[0]
@@ -139,6 +155,36 @@ def read_markers(path: str | Path, *, axes: str = "x,-z,y") -> Trial:
     return Trial(t=t, markers=markers, source=str(path))
 
 
+def _read_trc(path: Path, text: str, axes: str) -> Trial:
+    """An OpenSim/Motion Analysis ``.trc`` file: 5 header lines (rate and units on the 3rd, marker names on
+    the 4th, each followed by two empty cells), then ``Frame# Time x y z ...`` rows; mm or m."""
+    lines = text.splitlines()
+    if len(lines) < 8:
+        raise SourceError(f"{path}: no marker data")
+    keys, vals = lines[1].split("\t"), lines[2].split("\t")
+    head = dict(zip([k.strip() for k in keys], [v.strip() for v in vals], strict=False))
+    try:
+        rate = float(head["DataRate"])
+        scale = {"mm": 1e-3, "m": 1.0}[head.get("Units", "mm")]
+    except (KeyError, ValueError):
+        raise SourceError(f"{path}:3: needs DataRate and Units (mm or m), found {head}") from None
+    names = [n.strip() for n in lines[3].split("\t")[2:] if n.strip()]
+    rows = [(i + 1, ln) for i, ln in enumerate(lines[5:], start=5) if ln.strip()]
+    width = 2 + 3 * len(names)
+    data = np.full((len(rows), width), np.nan)
+    for i, (lineno, line) in enumerate(rows):
+        for j, cell in enumerate(line.split("\t")[:width]):
+            if cell.strip():
+                try:
+                    data[i, j] = float(cell)
+                except ValueError:
+                    raise SourceError(f"{path}:{lineno}: not a number in column {j + 1}: {cell!r}") from None
+    perm, signs = _axes(axes)
+    markers = {ALIASES.get(n, n): data[:, 2 + 3 * k : 5 + 3 * k][:, perm] * signs * scale for k, n in enumerate(names)}
+    t = data[0, 1] + np.arange(len(data)) / rate
+    return Trial(t=t, markers=markers, source=str(path))
+
+
 def _axes(spec: str) -> tuple[list[int], np.ndarray]:
     parts = [p.strip() for p in spec.split(",")]
     if len(parts) != 3 or sorted(p.lstrip("-") for p in parts) != ["x", "y", "z"]:
@@ -158,8 +204,11 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _pelvis_frame(m: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(site, R_world_anat columns x fwd, y left, z up) from ASIS/PSIS positions (any leading shape)."""
-    site = (m["R.PSIS"] + m["L.PSIS"]) / 2.0
+    """(site, R_world_anat columns x fwd, y left, z up) from ASIS and PSIS (or SACR) positions, any leading shape.
+
+    The site (the sensor) is the sacrum: mid-PSIS, or the sacral marker where there are no PSIS markers.
+    """
+    site = (m["R.PSIS"] + m["L.PSIS"]) / 2.0 if "R.PSIS" in m and "L.PSIS" in m else m["SACR"]
     y = _unit(m["L.ASIS"] - m["R.ASIS"])
     fwd = (m["R.ASIS"] + m["L.ASIS"]) / 2.0 - site
     x = _unit(fwd - np.sum(fwd * y, axis=-1, keepdims=True) * y)
@@ -167,14 +216,30 @@ def _pelvis_frame(m: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _trunk_names(names: set[str]) -> tuple[str, str] | None:
+    """(front marker, lower back marker), or (front marker, "shoulders") for a sternum and both acromia."""
     front = next((n for n in TRUNK_FRONT if n in names), None)
     low = next((n for n in TRUNK_LOW if n in names), None)
-    return (front, low) if front and low and "C7" in names else None
+    if front and low and "C7" in names:
+        return front, low
+    if front and set(SHOULDERS) <= names:
+        return front, "shoulders"
+    return None
 
 
 def _trunk_frame(m: dict[str, np.ndarray], front: str, low: str) -> tuple[np.ndarray, np.ndarray]:
-    """(site, R_world_anat) of the thorax: x from C7 to the front marker, z from the lower back marker up."""
+    """(site, R_world_anat) of the thorax: x from C7 to the front marker, z from the lower back marker up.
+
+    Without C7 and a lower back marker (``low == "shoulders"``): y from the right to the left acromion,
+    x from their midpoint towards the front marker (which lies in front of and below it). The acromia
+    ride on the shoulder girdle, so this frame also turns with the shoulders' swing; the converter's
+    truth and its virtual sensor share that frame, so the estimator is still checked against it.
+    """
     site = m[front]
+    if low == "shoulders":
+        y = _unit(m["LSHO"] - m["RSHO"])
+        fwd = m[front] - (m["LSHO"] + m["RSHO"]) / 2.0
+        x = _unit(fwd - np.sum(fwd * y, axis=-1, keepdims=True) * y)
+        return site, np.stack([x, y, np.cross(x, y)], axis=-1)
     fwd = m[front] - m["C7"]
     up = (m[front] + m["C7"]) / 2.0 - m[low]
     z = _unit(up - np.sum(up * _unit(fwd), axis=-1, keepdims=True) * _unit(fwd))
@@ -216,13 +281,16 @@ def _segments(run: Trial, static: Trial) -> list[_Segment]:
     mean = {k: np.nanmean(v, axis=0) for k, v in static.markers.items()}
     common = set(run.markers) & set(static.markers)
     pelvis = [n for n in PELVIS if n in common]
-    if not {"R.ASIS", "L.ASIS", "R.PSIS", "L.PSIS"} <= set(pelvis):
-        raise SourceError("the pelvis needs R.ASIS, L.ASIS, R.PSIS and L.PSIS in both trials (or RASI/LASI/RPSI/LPSI)")
+    if not ({"R.ASIS", "L.ASIS"} <= set(pelvis) and ({"R.PSIS", "L.PSIS"} <= set(pelvis) or "SACR" in pelvis)):
+        raise SourceError(
+            "the pelvis needs R.ASIS, L.ASIS and R.PSIS + L.PSIS or SACR in both trials (or RASI/LASI/RPSI/LPSI)"
+        )
     site, r = _pelvis_frame(mean)
     out.append(_Segment("pelvis", pelvis, (np.stack([mean[n] for n in pelvis]) - site) @ r, np.zeros(3)))
     trunk = _trunk_names(common)
     if trunk:
-        names = ["C7", *trunk] + [n for n in ("LSHO", "RSHO", "T10", "T8", "T7") if n in common and n not in trunk]
+        names = [n for n in ("C7", *trunk) if n in common]
+        names += [n for n in ("LSHO", "RSHO", "T10", "T8", "T7") if n in common and n not in names]
         site, r = _trunk_frame(mean, *trunk)
         out.append(_Segment("trunk", names, (np.stack([mean[n] for n in names]) - site) @ r, np.zeros(3)))
     return out
@@ -248,9 +316,14 @@ def _timeline(run: Trial, static: Trial, p: MocapParams) -> dict[str, Any]:
     if abs(np.median(np.diff(run.t)) - np.median(np.diff(static.t))) > 1e-6:
         raise SourceError("the standing and the running trial must share one frame rate")
     dt = float(np.median(np.diff(run.t)))
+    if p.hold_static and static.t[-1] - static.t[0] < 9.0:
+        static = _held(static, 9.0)
     ts = static.t - static.t[0]
     if ts[-1] < 9.0:
-        raise SourceError(f"the standing trial lasts {ts[-1]:.1f} s; the routine needs 9 s (4 still, 3 hinge, 2 still)")
+        raise SourceError(
+            f"the standing trial lasts {ts[-1]:.1f} s; the routine needs 9 s (4 still, 3 hinge, 2 still);"
+            " hold_static lengthens it by holding its last frame"
+        )
     h0, h1 = 4.0, 7.0
     t_run0 = ts[-1] + dt
     segs = _segments(run, static)
@@ -296,6 +369,15 @@ def _timeline(run: Trial, static: Trial, p: MocapParams) -> dict[str, Any]:
         }
     out["t"] = t_all
     return out
+
+
+def _held(static: Trial, seconds: float) -> Trial:
+    """The standing trial lengthened to ``seconds`` by holding its last frame (no jump, so no spike)."""
+    dt = float(np.median(np.diff(static.t)))
+    n = int(np.ceil(seconds / dt)) + 1 - len(static.t)
+    t = np.concatenate([static.t, static.t[-1] + dt * np.arange(1, n + 1)])
+    markers = {k: np.concatenate([v, np.repeat(v[-1:], n, axis=0)]) for k, v in static.markers.items()}
+    return Trial(t=t, markers=markers, source=static.source)
 
 
 def _smooth(t: np.ndarray, rot: Rotation, pos: np.ndarray, cutoff_hz: float) -> tuple[CubicSpline, CubicSpline]:
@@ -435,10 +517,13 @@ def true_strides(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stackcue.firmware_bridge.emulated.mocap RUN STATIC OUT.csv [--rate HZ] [--seed N]``."""
+    """``python -m stackcue.firmware_bridge.emulated.mocap RUN STATIC OUT.csv [--rate HZ] [--seed N]``.
+
+    RUN and STATIC are tab-separated marker files or ``.trc`` files (optionally gzipped).
+    """
     prog = "python -m stackcue.firmware_bridge.emulated.mocap"
     ap = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").split("\n")[0])
-    ap.add_argument("run", help="running trial: tab-separated markers (Time, <name>X/Y/Z in mm)")
+    ap.add_argument("run", help="running trial: tab-separated markers (Time, <name>X/Y/Z in mm) or a .trc file")
     ap.add_argument("static", help="standing trial of the same runner, same layout")
     ap.add_argument("out", help="recording to write (truth files beside it)")
     ap.add_argument("--rate", type=float, default=100.0, help="sample rate, 50..1000 Hz (default 100)")
@@ -446,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--axes", default="x,-z,y", help="lab axes as world x(fwd),y(left),z(up); RBDS: x,-z,y")
     ap.add_argument("--ideal", action="store_true", help="no sensor errors, identity mounting")
     ap.add_argument("--cutoff", type=float, default=12.0, help="marker low-pass, Hz (default 12)")
+    ap.add_argument(
+        "--hold-static", action="store_true", help="lengthen a standing trial under 9 s by holding its last frame"
+    )
     args = ap.parse_args(argv)
     try:
         run = read_markers(args.run, axes=args.axes)
@@ -456,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
             sensor_errors=not args.ideal,
             identity_mounting=args.ideal,
             cutoff_hz=args.cutoff,
+            hold_static=args.hold_static,
         )
         sim = convert(run, static, params)
         truth_csv, truth_json = write_simulation(sim, args.out)
