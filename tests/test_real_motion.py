@@ -1,9 +1,9 @@
 """`analyze` held to real running motion (issue 16, part 3).
 
 Data: RBDS (Fukuchi, Fukuchi & Duarte 2017, PeerJ 5:e3298, doi:10.6084/m9.figshare.4543435, CC BY 4.0),
-runner RBDS004 (file ``RBDS0041…`` in the source): 30 s treadmill trials at 2.5 and 3.5 m/s and the
-10 s standing trial, six pelvis markers, 150 Hz (tests/data/mocap/README.md). The trials have no
-trunk markers, so trunk lean and stack are not checked here.
+runner RBDS004 (file ``RBDS0041…`` in the source): 30 s treadmill trials at 2.5, 3.5 and 4.5 m/s and
+the 10 s standing trial, six pelvis markers, 150 Hz (tests/data/mocap/README.md). The trials have no
+trunk markers, so trunk lean and stack are not checked here (tests/test_real_motion_trunk.py, opt-in).
 
 Each case: the converter (firmware_bridge/emulated/mocap.py) makes a virtual recording (calibration
 routine from the standing trial, then the run) with a random mounting and MPU-6050-like errors
@@ -11,10 +11,12 @@ routine from the standing trial, then the run) with a random mounting and MPU-60
 run is compared with the marker truth over the same window.
 
 Bounds: the issue's target, tilt RMSE ≤ 0.3° over the virtual recordings of a trial (the strides of seeds
-0–2 together), and ≤ 0.33° for each seed alone. Measured (2026-12-05), steady strides, seeds 0–2, with the
-gravity reference fitted over 16 strides in the gyro frame (`gait.gravity_strides`): 3.5 m/s 0.19–0.28° at
-100 Hz, 0.20–0.31° at 200 Hz; 2.5 m/s 0.13–0.17° at both. Before it (one stride's mean specific force taken
-as gravity): 0.41–0.73° and 0.26–0.28°. Stack cannot be checked: the trials have no trunk markers.
+0–2 together), and ≤ 0.33° for each seed alone. Measured (2026-12-05, per seed, steady strides), with the
+gravity reference fitted over 16 strides in the gyro frame (`gait.gravity_strides`), step boundaries at
+the flight troughs' centroids and each stride's samples at their own instants: 2.5 m/s 0.14–0.17°,
+3.5 m/s 0.17–0.28°, 4.5 m/s 0.22–0.26° at 100 and 200 Hz. Before the pooled reference (one stride's mean
+specific force taken as gravity): 0.26–0.28°, 0.41–0.73°; 4.5 m/s read 0.72–0.98° until the step
+boundaries stopped wandering on its flat flight floor (tests/test_gait.py).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ DATA = Path(__file__).parent / "data" / "mocap"
 TARGET_DEG = 0.3  # RMSE over the strides of every seed
 SEED_BOUND_DEG = 0.33  # RMSE of each seed's recording
 SEEDS = (0, 1, 2)
-CASES = [(trial, rate) for trial in ("run35", "run25") for rate in (100.0, 200.0)]
+CASES = [(trial, rate) for trial in ("run35", "run25", "run45") for rate in (100.0, 200.0)]
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +86,9 @@ def test_stride_mean_tilt_on_real_running(tmp_path, static, trial, rate):
 def test_the_error_follows_the_strides_mean_forward_acceleration_only_without_pooling(tmp_path, static, strides):
     """Ideal sensor, identity mounting. One stride's mean specific force taken as gravity (``gravity_strides``
     = 1, the estimator before issue 16 part 2): each stride's tilt error is −(its mean forward acceleration)/g
-    (correlation −0.999, as the issue measured) and above the target. Fitted over 16 strides in the gyro frame
-    (the default): that dependence is gone and the error is within the target.
+    (correlation −0.999, slope 1.00, as the issue measured) and above the target. Fitted over 16 strides in the
+    gyro frame (the default): only the stride's own share in the fit is left (slope ≤ 0.35) and the error is
+    within the target.
     """
     cfg = load_config(_gait_config(tmp_path, strides))
     r = _analyse(tmp_path, "run35", 100.0, 0, static, cfg=cfg, sensor_errors=False, identity_mounting=True)
@@ -97,7 +100,10 @@ def test_the_error_follows_the_strides_mean_forward_acceleration_only_without_po
         assert float(np.sqrt(np.mean(residual**2))) <= 0.15
         assert rmse > TARGET_DEG  # the physics, not the sensor
     else:
-        assert corr > -0.5, corr
+        # what is left of it: this stride's own weight in the line fitted over 16 (its leverage at the line's
+        # end is 1/16 + 7.5²/340 = 0.23); measured slope 0.24 against 1.00 with one stride
+        slope = float(np.polyfit(-np.degrees(r["fwd_acc"] / 9.81), r["err"], 1)[0])
+        assert slope <= 0.35, (slope, corr)
         assert rmse <= TARGET_DEG, rmse
 
 
