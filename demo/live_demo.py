@@ -43,14 +43,17 @@ def main() -> int:
     )
     t0 = time.monotonic()
 
+    def say(line: str) -> None:
+        sys.stdout.write(line + "\n")  # one write: the line and its newline never split around another process's
+        sys.stdout.flush()
+
     def on_message(client, userdata, msg):
         p = json.loads(msg.payload) if msg.payload[:1] == b"{" else msg.payload.decode()
         stamp = f"[{time.monotonic() - t0:5.1f} s]"
         if msg.topic.endswith("/alert"):
-            print(
+            say(
                 f"{stamp} phone   ALERT #{p['alert_id']} {p['kind']} {p['value_deg']:+.1f}° "
-                f"at t={p['t']:.1f} s (age {p['age_s'] * 1000:.1f} ms)",
-                flush=True,
+                f"at t={p['t']:.1f} s (age {p['age_s'] * 1000:.1f} ms)"
             )
         elif msg.topic.endswith("/event") and p.get("type") in ("guide", "calibration", "clear"):
             text = p.get("say") or (
@@ -58,9 +61,9 @@ def main() -> int:
                 if p["type"] == "clear"
                 else ("calibration accepted" if p.get("ok") else f"refused: {p.get('reason')}")
             )
-            print(f"{stamp} phone   {p['type']}: {text}", flush=True)
+            say(f"{stamp} phone   {p['type']}: {text}")
         elif msg.topic.endswith("/session"):
-            print(f"{stamp} phone   session summary: {p['strides']} strides, {p['alerts']} alerts", flush=True)
+            say(f"{stamp} phone   session summary: {p['strides']} strides, {p['alerts']} alerts")
 
     phone = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"demo-phone-{uuid.uuid4().hex[:6]}")
     phone.on_message = on_message
