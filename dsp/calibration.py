@@ -279,6 +279,19 @@ class UnitsCheck:
         return gyro_range_problem(rate, f"the gyro's median over {t[-1] - t[0]:.0f} s")
 
 
+def neutral_span(t: np.ndarray, still1: slice, window_s: float) -> slice:
+    """The samples of the first stillness that give the neutral: all but its last ``window_s``.
+
+    Stillness is judged on the window behind each sample, so the stillness ends only once the bow's start has
+    spread the readings over that window: its last window holds the first tenths of a second of the bow (the
+    body pitching forward, the sacrum pushed back). Averaged in, they tilted the neutral by 0.06–0.13° (pelvis
+    back, trunk forward: the stack read 0.2° high with an ideal sensor, issue 16). At least half of the
+    stillness is kept (a short one with a long window).
+    """
+    stop = int(np.searchsorted(t, t[still1.stop - 1] - window_s, side="right"))
+    return slice(still1.start, max(stop, still1.start + (still1.stop - still1.start + 1) // 2))
+
+
 def hinge_calibration(
     t: np.ndarray,
     acc: np.ndarray,
@@ -288,16 +301,22 @@ def hinge_calibration(
     still2: slice,
     p: CalibrationParams,
 ) -> _Hinge:
-    """Sensor → body axes of one segment from one stand–hinge–stand sequence."""
+    """Sensor → body axes of one segment from one stand–hinge–stand sequence.
+
+    The neutral (gravity's direction, ``g_rest``) is the first stillness without its last ``still_window_s``
+    (:func:`neutral_span`). The gyro bias is the mean rate over both stillnesses whole: the bow's start at the
+    end of the first and its end at the start of the second turn the body there and back, and cancel.
+    """
     bias = (
         gyr[still1].mean(axis=0) * (still1.stop - still1.start)
         + gyr[still2].mean(axis=0) * (still2.stop - still2.start)
     ) / ((still1.stop - still1.start) + (still2.stop - still2.start))
-    g_rest = float(np.linalg.norm(acc[still1].mean(axis=0)))
+    neutral = neutral_span(t, still1, p.still_window_s)
+    g_rest = float(np.linalg.norm(acc[neutral].mean(axis=0)))
     unit = units_problem(g_rest, float(np.abs(bias).max()))
     if unit:
         return _Hinge(False, unit, 0.0)
-    z = _unit(acc[still1].mean(axis=0))
+    z = _unit(acc[neutral].mean(axis=0))
     z2 = _unit(acc[still2].mean(axis=0))
     w = gyr[hinge] - bias
     dt = t[hinge.start : hinge.stop] - t[hinge.start - 1 : hinge.stop - 1]

@@ -7,7 +7,12 @@ stay right without inventing samples. Across a real gap (over 2.5 periods)
 nothing is integrated; the caller drops strides that contain one.
 
 Only the gyro-only quaternion (VQF's ``gyrQuat``: integrated with VQF's own
-bias estimate) is used downstream. Large blocks (offline) take it from
+bias estimate) is used downstream. VQF turns it by each sample's rate over a
+whole period as it takes the sample, so the quaternion after sample k is the
+orientation half a period later (a sensor samples its rate, as its
+acceleration, at one instant): the stride figures take the frame at the
+sample's instant, halfway from the quaternion before (``dsp/stride.py``,
+:func:`~stackcue.dsp.stride.stride_forces`). Large blocks (offline) take it from
 ``updateBatchFullState``; live blocks of a few samples feed VQF sample by
 sample and read ``getQuat3D``, which is the same C++ update (the batch call
 loops over it) without building the full state's 34 arrays a call (issue 18:

@@ -123,6 +123,8 @@ class _StrideJob:
     s: np.ndarray
     tacc: np.ndarray | None = None  # the trunk's, when its figures are taken
     tq3: np.ndarray | None = None
+    q_before: np.ndarray | None = None  # the gyro quaternion of the sample before the window (stride_forces)
+    tq_before: np.ndarray | None = None
     epoch: int = 0  # the stretch over which the pelvis's gyro frame is continuous (GravityPool)
     tepoch: int = 0  # the trunk's
 
@@ -509,9 +511,14 @@ class Pipeline:
         if speeding_up:
             self._new_epoch()
         job = _StrideJob({}, b - a, t, buf["acc"][lo:hi], buf["q3"][lo:hi], buf["s"][lo:hi], epoch=self.epoch)
+        # the sample before the window (itself if the buffer starts there: after a gap or a restart VQF turned
+        # nothing at the window's first sample, so either is the frame there)
+        job.q_before = buf["q3"][max(lo - 1, 0)]
         if self.tru is not None and self.cal.trunk is not None:
             if buf["tvalid"][lo:hi].all() and not buf["tbreak"][lo + 1 : hi].any():
                 job.tacc, job.tq3 = buf["tacc"][lo:hi], buf["tq3"][lo:hi]
+                whole = lo > 0 and buf["tvalid"][lo - 1] and not buf["tbreak"][lo]
+                job.tq_before = buf["tq3"][lo - 1 if whole else lo]
             else:
                 job.values["trunk_missing"] = TRUNK_HOLE
             # the trunk's frame is continuous between strides of one pelvis epoch with no trunk break between
@@ -543,12 +550,15 @@ class Pipeline:
             group = [jobs[i] for i in idx]
             t = np.stack([j.t for j in group])
             w = time_weights(t)
-            pf = stride_forces(np.stack([j.acc for j in group]), np.stack([j.q3 for j in group]), w, pel_off)
+            q3 = np.stack([j.q3 for j in group])
+            pf = stride_forces(np.stack([j.acc for j in group]), q3, w, pel_off, np.stack([j.q_before for j in group]))
             pel_f[idx] = pf.sum_f
             tf = None
             if with_trunk:
                 tacc = np.stack([j.tacc for j in group])  # type: ignore[misc]
-                tf = stride_forces(tacc, np.stack([j.tq3 for j in group]), w, tru_off)  # type: ignore[misc]
+                tq3 = np.stack([j.tq3 for j in group])  # type: ignore[misc]
+                tqb = np.stack([j.tq_before for j in group])  # type: ignore[misc]
+                tf = stride_forces(tacc, tq3, w, tru_off, tqb)
                 tru_f[idx] = tf.sum_f
             staged.append((idx, group, t, w, pf, tf))
         t_end = np.array([j.values["t_end"] for j in jobs])

@@ -90,11 +90,28 @@ class StrideForces:
     sum_f: np.ndarray
 
 
-def stride_forces(acc: np.ndarray, q3: np.ndarray, w: np.ndarray, acc_offset: np.ndarray | None = None) -> StrideForces:
+def stride_forces(
+    acc: np.ndarray,
+    q3: np.ndarray,
+    w: np.ndarray,
+    acc_offset: np.ndarray | None = None,
+    q_before: np.ndarray | None = None,
+) -> StrideForces:
     """Specific force of S windows in their gyro frame (``acc`` (S, N, 3), ``q3`` (S, N, 4), ``w`` (S, N)).
 
     ``acc_offset`` (3,), sensor axes: taken off every sample first (``SegmentCalibration.acc_offset``).
+    ``q_before`` (S, 4): VQF's quaternion of the sample before each window. VQF's quaternion after a sample has
+    turned by that sample's rate over a whole period, so it is the frame half a period after the sample; the
+    specific force rotated by it is turned by ω·T/2 (10 ms at 50 Hz), and the trunk's pitching and its vertical
+    force do not average that away over a stride: with an ideal sensor it put the stride-mean lean 0.15° high at
+    50 Hz and 0.04° at 200 Hz (issue 16). Given ``q_before``, each sample's frame is the one halfway from the
+    quaternion before it (their normalised sum, the slerp midpoint: VQF's quaternions are continuous, no sign
+    flips), the frame at the sample's instant. A dropped sample's rate turned the frame over two periods and it
+    is placed halfway too: a quarter period off for that one sample, nothing a stride's mean sees. None: VQF's
+    own (the frame half a period on).
     """
+    if q_before is not None:
+        q3 = q3 + np.concatenate([q_before[:, None, :], q3[:, :-1, :]], axis=1)
     # the gyro-frame rotation of every sample (rotations.matrix_from_quat, written per component)
     qw, qx, qy, qz = q3[..., 0], q3[..., 1], q3[..., 2], q3[..., 3]
     qn = np.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)

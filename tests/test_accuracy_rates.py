@@ -6,12 +6,15 @@ mounting, turns, a stop, gaps, drift episodes) fed to the pipeline in memory, co
 truth over the steady strides. The reference is the standing neutral (``reference.mode = "neutral"``), so
 the drift episodes of the truth are what must alert.
 
-Bounds, against the issue's targets:
-- stride-mean pelvic tilt RMSE ≤ 0.25° and p95 of |error| ≤ 0.5°: the targets (measured 0.12–0.18° and
-  0.23–0.37° over seeds 1–2 at every rate);
-- trunk lean RMSE ≤ 0.30° and stack RMSE ≤ 0.35°: the targets 0.25° and 0.3° plus 0.05° of tolerance
-  (measured 0.14–0.26° and 0.25–0.33°: the trunk's 20° lean episodes meet what is left of the
-  accelerometer's horizontal scale error, docs/accuracy.md);
+Bounds, against the issue's targets (each the RMSE over the steady strides of the run, of the stride's figure
+against the time-weighted mean of the truth over the stride's own window):
+- stride-mean pelvic tilt RMSE ≤ 0.25° and p95 of |error| ≤ 0.5°: the targets (measured 0.11–0.19° and
+  0.19–0.39° over seeds 1–6 at every rate);
+- trunk lean RMSE ≤ 0.25° and stack (lean − tilt) RMSE ≤ 0.3°: the targets, with the sensors as they come
+  (no per-device accelerometer calibration: none is needed for them). Measured 0.12–0.22° and 0.15–0.27° over
+  seeds 1–6 at every rate, seed 2 0.12–0.17° and 0.15–0.20°; before the gyro frame was taken at the sample's
+  instant and the neutral left out the bow's start (tests/test_sample_instant.py) 0.14–0.31° and 0.22–0.35°,
+  seed 2 at 50 Hz 0.26° and 0.32° (docs/accuracy.md);
 - cadence: mean |error| ≤ 1 spm (the target, measured 0.18–0.32); the worst stride ≤ 1.5 spm from 200 Hz,
   2.5 at 100 Hz and 3.5 at 50 Hz, where a stride's boundaries fall on samples 10 and 20 ms apart;
 - no alert where the truth stays clearly inside its threshold (0 false alerts), and every clear episode
@@ -34,7 +37,7 @@ from stackcue.dsp.pipeline import Pipeline
 RATES = (50, 100, 200, 500, 1000)
 MARGIN_DEG = 1.0
 LATENCY_S = 8.0
-TILT_RMSE, TILT_P95, LEAN_RMSE, STACK_RMSE = 0.25, 0.5, 0.30, 0.35
+TILT_RMSE, TILT_P95, LEAN_RMSE, STACK_RMSE = 0.25, 0.5, 0.25, 0.30
 CADENCE_MEAN_SPM = 1.0
 LATENCY_MEDIAN_S = 2.5
 SEED = 2
