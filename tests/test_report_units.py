@@ -43,7 +43,7 @@ def test_metric_and_imperial_reports(book):
     with Logbook(path) as b:
         metric = text(build_report(b, sid))
         imperial = text(build_report(b, sid, units="imperial"))
-    assert "Distance 10.00 km" in metric and not re.search(r"\bmi\b", metric)
+    assert "Distance 10.00 km" in metric and not re.search(r"\bmi(les?)?\b", metric)
     assert "Distance 6.21 mi" in imperial and "Distance 10.00 km" not in imperial
     per_km = re.search(r"([\d.]+) per km", metric)
     per_mi = re.search(r"([\d.]+) per mi\b", imperial)
