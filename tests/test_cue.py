@@ -339,7 +339,7 @@ def test_handle_does_not_wait_for_outputs():
     t0 = time.monotonic()
     for i in range(5):
         c.handle(A, enc(alert(i)))
-    assert time.monotonic() - t0 < 0.2
+    assert time.monotonic() - t0 < 0.9  # less than one cue's 1 s: none of the five waited for the speaker
     c.stop(timeout=3)
 
 

@@ -117,6 +117,7 @@ class _ScannerBackend(BaseBleakScanner):
 
     async def stop(self) -> None:
         if self._scanning:
+            self._air._scanner_stopping()
             self._scanning = False
             self._air._scanners.remove(self)
 

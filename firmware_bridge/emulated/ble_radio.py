@@ -235,21 +235,32 @@ class Air:
 
     async def _radio(self) -> None:
         """Advertising events of every advertising sensor, heard by the running scanners."""
+        listening_from = self.now()
+        for s in self._sensors.values():  # nobody listened before: pick up the rhythm now
+            if s._adv_next < listening_from:
+                s._adv_next = listening_from + s._adv_rng.uniform(0.0, s.adv_interval_s)
         while self._scanners:
             now = self.now()
             due = min((s._adv_next for s in self._sensors.values()), default=now + ADV_INTERVAL_S)
             if due > now:
                 await self._sleep_until(min(due, now + ADV_INTERVAL_S))
                 continue
-            for s in list(self._sensors.values()):
-                if s._adv_next < now - 2 * s.adv_interval_s:  # nobody listened meanwhile: pick up the rhythm
-                    s._adv_next = now + s._adv_rng.uniform(0.0, s.adv_interval_s)
-                while s._adv_next <= now:
-                    t = s._adv_next
-                    s._adv_next += s.adv_interval_s + s._adv_rng.uniform(0.0, ADV_DELAY_S)
-                    if s._advertising(t):
-                        self._advertise(s, t)
+            self._deliver_advertising(now)
             await asyncio.sleep(0)
+
+    def _deliver_advertising(self, now: float) -> None:
+        """Every advertising event due by ``now``, stamped with its own instant however late the loop got here."""
+        for s in list(self._sensors.values()):
+            while s._adv_next <= now:
+                t = s._adv_next
+                s._adv_next += s.adv_interval_s + s._adv_rng.uniform(0.0, ADV_DELAY_S)
+                if s._advertising(t):
+                    self._advertise(s, t)
+
+    def _scanner_stopping(self) -> None:
+        """A scanner hears what was on the air until it stopped, even if the radio task has not run since."""
+        if self._radio_task is not None and not self._radio_task.done():
+            self._deliver_advertising(self.now())
 
     # --- links -----------------------------------------------------------------------------------------
 
@@ -281,6 +292,8 @@ class Air:
             sensor._link = None
         sensor._stats.disconnects += 1
         sensor._stats.link_losses += int(lost)
+        if lost:
+            sensor._stats.link_lost_at.append(t)
         sensor._on_disconnect(t)
         dev = self._bluez.get(sensor.address)
         if dev is not None:

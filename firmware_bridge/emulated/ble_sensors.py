@@ -96,6 +96,7 @@ class SensorStats:
     connects: int = 0
     disconnects: int = 0  # every end of a link: requested or lost
     link_losses: int = 0  # unsolicited: out of range, powered off, removed
+    link_lost_at: list[float] = field(default_factory=list)  # air time the host noticed each loss (supervision timeout)
     writes_ignored: int = 0  # WitMotion: locked, malformed or during the save silence
 
 
