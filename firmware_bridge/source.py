@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
+from stackcue.dsp.accel_calibration import AccelCalibration
 from stackcue.errors import SourceError
 
 from .block import Block
@@ -25,14 +26,31 @@ class Source(ABC):
     :meth:`_close`. ``has_trunk`` says whether blocks carry a trunk segment;
     ``meta`` holds ``key=value`` facts about the source (sensor, rate, runner);
     ``status`` and ``stats`` are what the session driver reports of it.
+
+    A sensor's accelerometer calibration (:meth:`correct_accel`) is applied here, at the driver's edge, so
+    that the logbook, recordings and every replay hold corrected samples; ``meta`` names it
+    (``accel_cal_pelvis``) and ``stackcue accel-cal`` undoes it when it is asked to fit again.
     """
 
     has_trunk: bool = False
     meta: dict[str, str]
+    accel_calibration: dict[str, AccelCalibration]
 
     def __init__(self) -> None:
         self.meta = {}
+        self.accel_calibration = {}
         self._closed = False
+
+    def correct_accel(self, segment: str, calibration: AccelCalibration) -> None:
+        """Correct ``segment``'s ("pelvis" or "trunk") accelerometer from now on; an identity one is no-op."""
+        if segment not in ("pelvis", "trunk"):
+            raise ValueError(f"segment must be 'pelvis' or 'trunk', not {segment!r}")
+        if calibration.identity:
+            self.accel_calibration.pop(segment, None)
+            self.meta.pop(f"accel_cal_{segment}", None)
+            return
+        self.accel_calibration[segment] = calibration
+        self.meta[f"accel_cal_{segment}"] = calibration.to_meta()
 
     @abstractmethod
     def _read_block(self) -> Block | None:
@@ -54,7 +72,18 @@ class Source(ABC):
     def read(self) -> Block | None:
         if self._closed:
             return None
-        return self._read_block()
+        block = self._read_block()
+        if block is None or not self.accel_calibration or len(block) == 0:
+            return block
+        pel, tru = self.accel_calibration.get("pelvis"), self.accel_calibration.get("trunk")
+        return Block(
+            block.t,
+            block.acc if pel is None else pel.apply(block.acc),
+            block.gyr,
+            block.trunk_acc if tru is None or block.trunk_acc is None else tru.apply(block.trunk_acc),
+            block.trunk_gyr,
+            block.trunk_valid,
+        )
 
     def close(self) -> None:
         if not self._closed:

@@ -18,7 +18,13 @@ from pathlib import Path
 from stackcue.errors import ConfigError, InputError, SensorError, StackcueError, StorageError
 from stackcue.firmware_bridge.source import LIVE_SOURCE_KINDS
 
-from . import ctl, export, report_html, scan  # their heavy libraries (fit-tool, matplotlib) load only when they run
+from . import (  # their heavy libraries (fit-tool, matplotlib) load only when they run
+    accel_cal,
+    ctl,
+    export,
+    report_html,
+    scan,
+)
 from .argtypes import EMULATED_MINUTES_RANGE, SPEED_RANGE, logbook_options, positive_float, ranged_float, seed
 from .hub import cli as hub_cli  # light too: Starlette and SQLAlchemy load only when a hub command runs
 from .output_files import check_output, is_write_through
@@ -62,15 +68,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress bar on stderr (default: on a terminal, for big files)",
     )
 
+    accel_cal.add_parser(sub)
+
     s = sub.add_parser("simulate", help="write a synthetic run (exchange CSV) and its truth files")
     s.add_argument("-o", "--output", required=True, metavar="FILE", help="CSV to write")
-    s.add_argument("--minutes", type=ranged_float(0.05, 600.0), default=10.0, help="running time (default 10)")
+    s.add_argument("--minutes", type=ranged_float(0.25, 600.0), default=10.0, help="running time (default 10)")
     s.add_argument("--trunk", action="store_true", help="add a sternum sensor")
     s.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     s.add_argument("--rate", type=positive_float, default=200.0, help="nominal sample rate in Hz (default 200)")
     s.add_argument("--cadence", type=ranged_float(100.0, 240.0), default=170.0, help="steps per minute (default 170)")
     s.add_argument("--speed", type=ranged_float(1.0, 12.0), default=3.3, help="running speed m/s (default 3.3)")
     s.add_argument("--no-episodes", action="store_true", help="steady posture, no drift episodes")
+    s.add_argument(
+        "--running-tilt",
+        type=ranged_float(-5.0, 25.0),
+        default=2.0,
+        metavar="DEG",
+        help="how much further forward the runner tilts running than standing (default 2; real runners 6-13)",
+    )
+    s.add_argument(
+        "--tumble",
+        action="store_true",
+        help="instead of the run, the same sensors (same --seed and options) set still on a box's six faces, "
+        "for `stackcue accel-cal`",
+    )
     s.add_argument("--ideal", action="store_true", help="ideal sensor: no bias, noise, jitter or gaps")
     s.add_argument(
         "--no-speed-changes",
@@ -167,7 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_live_source(cfg, kind: str, path: str, speed: float):
-    """The configured live source (one-line errors for a wrong choice)."""
+    """The configured live source (one-line errors for a wrong choice), its sensors' [accel_calibration] applied.
+
+    A replay's samples were corrected (or not) when they were recorded: it is replayed as it is."""
+    if kind == "replay":
+        return _open_live_source(cfg, kind, path, speed)
+    source = _open_live_source(cfg, kind, path, speed)
+    for segment, calibration in cfg.accel_calibrations().items():
+        source.correct_accel(segment, calibration)
+    return source
+
+
+def _open_live_source(cfg, kind: str, path: str, speed: float):
     from stackcue.firmware_bridge.source import open_source
 
     if kind == "replay":
@@ -303,6 +335,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         trunk_address=opts["trunk_address"],
     )
     source = MPU6050Source(devices=devices, **opts)
+    for segment, calibration in cfg.accel_calibrations().items():
+        source.correct_accel(segment, calibration)
     segs = "pelvis + trunk" if source.has_trunk else "pelvis"
     print(
         f"recording {segs} at {source.meta['rate']} Hz to {out}" + (" (Ctrl-C to stop)" if not args.seconds else ""),
@@ -457,7 +491,13 @@ def cmd_runner(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from stackcue.dsp.params import RATE_MAX_HZ, RATE_MIN_HZ
-    from stackcue.firmware_bridge.emulated.simulator import SimParams, simulate, write_simulation
+    from stackcue.firmware_bridge.emulated.simulator import (
+        SimParams,
+        devices_of,
+        simulate,
+        simulate_tumble,
+        write_simulation,
+    )
 
     if not RATE_MIN_HZ <= args.rate <= RATE_MAX_HZ:
         raise InputError(f"--rate {args.rate:g} is outside {RATE_MIN_HZ:.0f}–{RATE_MAX_HZ:.0f} Hz")
@@ -465,20 +505,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if is_write_through(out):  # its truth files go beside it: not into /dev
         raise InputError(f"{out}: simulate writes truth files beside the recording; give a file in a folder")
     t0 = time.monotonic()
-    run = simulate(
-        SimParams(
-            minutes=args.minutes,
-            rate_hz=args.rate,
-            trunk=args.trunk,
-            seed=args.seed,
-            cadence_spm=args.cadence,
-            speed_m_s=args.speed,
-            episodes=not args.no_episodes,
-            sensor_errors=not args.ideal,
-            gaps=not args.ideal,
-            speed_changes=not args.no_speed_changes,
-        )
+    params = SimParams(
+        minutes=args.minutes,
+        rate_hz=args.rate,
+        trunk=args.trunk,
+        seed=args.seed,
+        cadence_spm=args.cadence,
+        speed_m_s=args.speed,
+        episodes=not args.no_episodes,
+        sensor_errors=not args.ideal,
+        gaps=not args.ideal,
+        speed_changes=not args.no_speed_changes,
+        running_tilt_deg=args.running_tilt,
     )
+    run = simulate_tumble(devices_of(params), args.rate, args.seed) if args.tumble else simulate(params)
     try:
         truth_csv, truth_json = write_simulation(run, out)
     except OSError as exc:
@@ -487,8 +527,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(
         f"wrote {out} ({n} samples, {run.block.t[-1] - run.block.t[0]:.0f} s"
         f"{', pelvis + trunk' if args.trunk else ''}) and {truth_csv.name}, {truth_json.name} "
-        f"in {time.monotonic() - t0:.1f} s; episodes: "
-        + (", ".join(e["kind"] for e in run.info.get("episodes", [])) or "none")
+        f"in {time.monotonic() - t0:.1f} s; "
+        + (
+            f"{len(run.info['faces'])} faces held {run.info['hold_s']:g} s: `stackcue accel-cal {out}`"
+            if args.tumble
+            else "episodes: " + (", ".join(e["kind"] for e in run.info.get("episodes", [])) or "none")
+        )
     )
     return 0
 
@@ -496,6 +540,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 COMMANDS = {
     "analyze": cmd_analyze,
     "simulate": cmd_simulate,
+    "accel-cal": accel_cal.cmd_accel_cal,
     "probe": cmd_probe,
     "record": cmd_record,
     "run": cmd_run,

@@ -75,6 +75,12 @@ def _check_value(path: Path, key: str, value: Any, default: Any) -> Any:
         for v in value:
             if not (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFF):
                 raise ConfigError(f"{path}: {key} must hold byte values such as 0x98, got {v!r}")
+    if key.startswith("accel_calibration."):
+        from stackcue.dsp.accel_calibration import check
+
+        problem = check(value, (1.0, 1.0, 1.0)) if key.endswith("offset_m_s2") else check((0.0, 0.0, 0.0), value)
+        if problem:
+            raise ConfigError(f"{path}: {key} = {value!r}: {problem}")
     if key == "mpu6050.rate_hz":
         from stackcue.firmware_bridge.mpu6050 import check_rate
 
@@ -149,6 +155,19 @@ class Config:
             "trunk": m["trunk"],
             "accept_who_am_i": tuple(m["accept_who_am_i"]),
             "poll_s": m["poll_s"],
+        }
+
+    def accel_calibrations(self) -> dict[str, Any]:
+        """Each segment's :class:`~stackcue.dsp.accel_calibration.AccelCalibration` ([accel_calibration])."""
+        from stackcue.dsp.accel_calibration import AccelCalibration
+
+        a = self.data["accel_calibration"]
+        return {
+            seg: AccelCalibration(
+                tuple(float(v) for v in a[f"{seg}_offset_m_s2"]),  # type: ignore[arg-type]
+                tuple(float(v) for v in a[f"{seg}_gain"]),  # type: ignore[arg-type]
+            )
+            for seg in ("pelvis", "trunk")
         }
 
     def mqtt_settings(self):

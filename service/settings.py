@@ -302,6 +302,16 @@ class Mpu6050Section:
 
 
 @dataclass(frozen=True)
+class AccelCalibrationSection:
+    pelvis_offset_m_s2: tuple[float, ...] = setting(
+        (0.0, 0.0, 0.0), doc="m/s², x y z: the sacrum sensor's accelerometer offset, from `stackcue accel-cal`"
+    )
+    pelvis_gain: tuple[float, ...] = setting((1.0, 1.0, 1.0), doc="x y z gain: corrected = (raw - offset) / gain")
+    trunk_offset_m_s2: tuple[float, ...] = setting((0.0, 0.0, 0.0), doc="m/s², the sternum sensor's, likewise")
+    trunk_gain: tuple[float, ...] = setting((1.0, 1.0, 1.0), doc="likewise")
+
+
+@dataclass(frozen=True)
 class Section:
     """One ``[name]`` table: its dataclass and the comment lines under its header."""
 
@@ -350,6 +360,14 @@ SCHEMA: tuple[Section, ...] = (
         "mpu6050",
         Mpu6050Section,
         ("Two sensors at high rates need the Pi's I2C at 400 kHz: dtparam=i2c_arm_baudrate=400000 in config.txt.",),
+    ),
+    Section(
+        "accel_calibration",
+        AccelCalibrationSection,
+        (
+            "Each sensor's own accelerometer errors, measured once with `stackcue accel-cal` (docs/calibration.md)",
+            "and applied to every sample as it is read (recordings and the logbook hold corrected samples).",
+        ),
     ),
     Section(
         "calibration",

@@ -675,25 +675,56 @@ def _restrapped(
     return acc, gyr
 
 
+@dataclass(frozen=True)
+class Device:
+    """One MPU-6050-like sensor's own errors, drawn once: the same sensor in a run and in its tumble."""
+
+    gyro_bias_rad_s: np.ndarray
+    gyro_drift_rad_s: np.ndarray  # reached over the warm-up (time constant 400 s)
+    gyro_gain: np.ndarray
+    acc_offset_m_s2: np.ndarray
+    acc_gain: np.ndarray
+
+    @staticmethod
+    def draw(rng: np.random.Generator) -> Device:
+        bias_g = rng.uniform(-5.0, 5.0, 3) * DEG
+        drift = rng.uniform(0.3, 0.6, 3) * rng.choice([-1.0, 1.0], 3) * DEG
+        scale_g = 1.0 + rng.uniform(-0.02, 0.02, 3)
+        bias_a = rng.uniform(-0.4, 0.4, 3)
+        scale_a = 1.0 + rng.uniform(-0.02, 0.02, 3)
+        return Device(bias_g, drift, scale_g, bias_a, scale_a)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {k: [float(x) for x in v] for k, v in asdict(self).items()}
+
+    @staticmethod
+    def from_dict(d: dict[str, list[float]]) -> Device:
+        return Device(**{k: np.asarray(v, float) for k, v in d.items()})
+
+    def measure(
+        self, rng: np.random.Generator, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, quantise: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What this sensor reads of true specific force and rate: its errors, noise, quantisation, clipping."""
+        warm = (1.0 - np.exp(-t / 400.0)) / (1.0 - np.exp(-1.5))
+        g = gyr * self.gyro_gain + self.gyro_bias_rad_s + warm[:, None] * self.gyro_drift_rad_s
+        g = g + rng.normal(0.0, 0.06 * DEG, gyr.shape)
+        a = acc * self.acc_gain + self.acc_offset_m_s2 + rng.normal(0.0, 0.04, acc.shape)
+        if not quantise:
+            return a, g
+        a = np.clip(np.round(a / ACC_LSB), -32768, 32767) * ACC_LSB
+        g = np.clip(np.round(g / GYR_LSB), -32768, 32767) * GYR_LSB
+        return a, g
+
+
 def _sensor(
     rng: np.random.Generator, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, errors: bool, quantise: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, Device | None]:
     """MPU-6050-like errors: bias, warm-up drift, scale, noise, quantisation, clipping (±8 g, ±1000 °/s)."""
     if not errors:
-        return acc, gyr, np.zeros(3)
-    bias_g = rng.uniform(-5.0, 5.0, 3) * DEG
-    drift = rng.uniform(0.3, 0.6, 3) * rng.choice([-1.0, 1.0], 3) * DEG
-    warm = (1.0 - np.exp(-t / 400.0)) / (1.0 - np.exp(-1.5))
-    scale_g = 1.0 + rng.uniform(-0.02, 0.02, 3)
-    bias_a = rng.uniform(-0.4, 0.4, 3)
-    scale_a = 1.0 + rng.uniform(-0.02, 0.02, 3)
-    g = gyr * scale_g + bias_g + warm[:, None] * drift + rng.normal(0.0, 0.06 * DEG, gyr.shape)
-    a = acc * scale_a + bias_a + rng.normal(0.0, 0.04, acc.shape)
-    if not quantise:
-        return a, g, bias_g
-    a = np.clip(np.round(a / ACC_LSB), -32768, 32767) * ACC_LSB
-    g = np.clip(np.round(g / GYR_LSB), -32768, 32767) * GYR_LSB
-    return a, g, bias_g
+        return acc, gyr, None
+    device = Device.draw(rng)
+    a, g = device.measure(rng, t, acc, gyr, quantise)
+    return a, g, device
 
 
 def simulate(params: SimParams) -> SimRun:
@@ -775,11 +806,11 @@ def simulate(params: SimParams) -> SimRun:
     sides = ["L" if even else "R" for even in side_even]
 
     # Sensor errors, per segment, in a fixed order.
-    biases: dict[str, np.ndarray] = {}
+    devices: dict[str, Device | None] = {}
     meas: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for seg in segments:
-        a, g, b = _sensor(rng, t, *raw[seg], p.sensor_errors, p.quantise)
-        meas[seg], biases[seg] = (a, g), b
+        a, g, devices[seg] = _sensor(rng, t, *raw[seg], p.sensor_errors, p.quantise)
+        meas[seg] = (a, g)
 
     # Gaps and dropped samples, on true time.
     keep = np.ones(n, bool)
@@ -864,7 +895,11 @@ def simulate(params: SimParams) -> SimRun:
         "params": asdict(p),
         "duration_s": runner.duration,
         "mounting": {seg: {"q_body_from_sensor_wxyz": _wxyz(mount[seg].inv())} for seg in segments},
-        "gyro_bias_rad_s": {seg: [float(x) for x in biases[seg]] for seg in segments},
+        "gyro_bias_rad_s": {
+            seg: [0.0, 0.0, 0.0] if d is None else [float(x) for x in d.gyro_bias_rad_s] for seg, d in devices.items()
+        },
+        # each sensor's own errors: `simulate --tumble` holds the same sensors still in six attitudes
+        "devices": {seg: None if d is None else d.to_dict() for seg, d in devices.items()},
         "hinge_deg": {"pelvis": runner.hinge_deg, "trunk": runner.hinge_trunk_deg},
         "phases": {
             "still1": [0.0, runner.t_still1],
@@ -920,6 +955,85 @@ def simulate(params: SimParams) -> SimRun:
     }
     meta = {"sensor": "simulated", "rate": f"{p.rate_hz:g}", "runner": "sim", "seed": str(p.seed)}
     return SimRun(block=block, meta=meta, truth=truth, info=info)
+
+
+# --------------------------------------------------------------------------- tumble
+
+#: the box's faces turned up in a tumble (box axes), then two oblique attitudes for redundancy
+TUMBLE_FACES = ((0, 0, 1), (0, 0, -1), (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (1, 1, 1), (-1, 1, -1))
+
+
+def simulate_tumble(
+    devices: dict[str, Device | None], rate_hz: float = 200.0, seed: int = 0, hold_s: float = 4.0, move_s: float = 2.0
+) -> SimRun:
+    """The same sensors taped to a box and set down by hand on each face in turn (``TUMBLE_FACES``).
+
+    What a runner does once per sensor for ``stackcue accel-cal`` (docs/calibration.md): each face held
+    ``hold_s``, turned and lifted over ``move_s`` between faces. Each face sits up to 3° off level (a hand
+    on a table); the trunk sensor is taped a quarter turn about z from the pelvis one, 2° off square. An
+    ideal sensor (a ``None`` device) reads the motion as it is. ``info["devices"]`` is the truth.
+    """
+    rng = np.random.default_rng([seed, 7])
+    up = np.array([0.0, 0.0, 1.0])
+    poses = []
+    for face in TUMBLE_FACES:
+        f = np.asarray(face, float) / np.linalg.norm(face)
+        r = Rotation.align_vectors([up], [f])[0]  # world <- box: the face's normal up
+        yaw = Rotation.from_rotvec(up * rng.uniform(-np.pi, np.pi))
+        tilt_axis = np.r_[rng.normal(size=2), 0.0]
+        off_level = Rotation.from_rotvec(tilt_axis / np.linalg.norm(tilt_axis) * np.radians(rng.uniform(0.0, 3.0)))
+        poses.append(off_level * yaw * r)
+    n_hold, n_move = round(hold_s * rate_hz), round(move_s * rate_hz)
+    rots, omegas, lifts = [], [], []
+    for k, pose in enumerate(poses):
+        rots.append(pose.as_quat()[None, :].repeat(n_hold, 0))
+        omegas.append(np.zeros((n_hold, 3)))
+        lifts.append(np.zeros(n_hold))
+        if k + 1 == len(poses):
+            break
+        rotvec = (pose.inv() * poses[k + 1]).as_rotvec()  # in the box's axes
+        tau = np.arange(n_move) / n_move
+        s = tau * tau * (3 - 2 * tau)  # smooth start and stop
+        ds = 6 * tau * (1 - tau) / move_s
+        rots.append((pose * Rotation.from_rotvec(s[:, None] * rotvec)).as_quat())
+        omegas.append(ds[:, None] * rotvec)  # the box's rate, in its own axes
+        lifts.append(1.5 * np.sin(2 * np.pi * tau))  # lifted and set down again, m/s²
+    world_from_box = Rotation.from_quat(np.concatenate(rots))
+    omega_box = np.concatenate(omegas)
+    f_world = np.zeros((len(omega_box), 3))
+    f_world[:, 2] = G + np.concatenate(lifts)
+    t = np.arange(len(omega_box)) / rate_hz
+    mounts = {"pelvis": Rotation.identity()}
+    if "trunk" in devices:
+        mounts["trunk"] = Rotation.from_rotvec([0.0, 0.0, np.pi / 2]) * Rotation.from_rotvec(
+            np.radians(2.0) * np.array([0.6, 0.8, 0.0])
+        )
+    meas = {}
+    for seg, box_from_sensor in mounts.items():
+        world_from_sensor = world_from_box * box_from_sensor
+        acc = world_from_sensor.inv().apply(f_world)
+        gyr = box_from_sensor.inv().apply(omega_box)
+        device = devices[seg]
+        meas[seg] = (acc, gyr) if device is None else device.measure(rng, t, acc, gyr)
+    if "trunk" in meas:
+        block = Block(t, *meas["pelvis"], *meas["trunk"], np.ones(len(t), bool))
+    else:
+        block = Block(t, *meas["pelvis"])
+    meta = {"sensor": "simulated", "rate": f"{rate_hz:g}", "runner": "sim", "seed": str(seed), "tumble": "box"}
+    info = {
+        "kind": "tumble",
+        "faces": [list(f) for f in TUMBLE_FACES],
+        "hold_s": hold_s,
+        "move_s": move_s,
+        "devices": {seg: None if d is None else d.to_dict() for seg, d in devices.items()},
+    }
+    return SimRun(block=block, meta=meta, truth={"t": t}, info=info)
+
+
+def devices_of(params: SimParams) -> dict[str, Device | None]:
+    """The sensors a run with ``params`` wears (drawn as that run draws them: the run is simulated)."""
+    info = simulate(params).info
+    return {seg: None if d is None else Device.from_dict(d) for seg, d in info["devices"].items()}
 
 
 # --------------------------------------------------------------------------- files
