@@ -460,7 +460,10 @@ def convert(run: Trial, static: Trial, params: MocapParams | None = None) -> Sim
         "rate_true_hz": rate_true,
         "segments": names,
         "mounting": {s: {"q_body_from_sensor_wxyz": _wxyz(mount[s].inv())} for s in names},
-        "gyro_bias_rad_s": {s: [float(x) for x in meas[s][2]] for s in names},
+        "gyro_bias_rad_s": {
+            s: [0.0, 0.0, 0.0] if meas[s][2] is None else [float(x) for x in meas[s][2].gyro_bias_rad_s] for s in names
+        },
+        "devices": {s: None if meas[s][2] is None else meas[s][2].to_dict() for s in names},
         "phases": {
             "still1": [0.0, line["hinge"][0]],
             "hinge": list(line["hinge"]),
