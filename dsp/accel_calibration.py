@@ -15,14 +15,14 @@ absorbs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from stackcue.errors import CalibrationError
 
-from .params import GRAVITY
+from .calibration import _unit, still_mask
+from .params import GRAVITY, CalibrationParams
 
 #: offsets beyond this are not an accelerometer's zero-g error (MPU-6050: ±80 mg = 0.8 m/s² at worst)
 MAX_OFFSET_M_S2 = 2.0
@@ -123,45 +123,32 @@ def still_poses(
 ) -> list[Pose]:
     """Still stretches of at least ``min_still_s``, one per attitude (the longest where one recurs).
 
-    Stillness is judged per window of ``window_s`` on the spread of each axis (not the level, so a gyro's
-    offset does not matter); a stretch's ends (a window each) are left out, where the hand was letting go.
+    Stillness is the routine's (:func:`calibration.still_mask`: each axis's spread over the ``window_s``
+    behind a sample, not its level, so a gyro's offset does not matter), on a table's tighter bounds. A
+    stretch's last window is left out, where the hand took the box again.
     """
     t, acc, gyr = np.asarray(t, float), np.asarray(acc, float), np.asarray(gyr, float)
-    ok = np.all(np.isfinite(acc), axis=1) & np.all(np.isfinite(gyr), axis=1)
     if len(t) < 3:
         return []
-    period = float(np.median(np.diff(t)))
-    w = max(3, round(window_s / period))
-    if len(t) < w:
-        return []
-
-    def spread(x: np.ndarray) -> np.ndarray:
-        return sliding_window_view(x, w, axis=0).std(axis=-1).max(axis=1)
-
-    still_w = (
-        (spread(np.where(ok[:, None], gyr, 0.0)) < math.radians(gyro_std_dps))
-        & (spread(np.where(ok[:, None], acc, 0.0)) < acc_std_m_s2)
-        & (sliding_window_view(ok, w).all(axis=1))
+    p = replace(
+        CalibrationParams(), still_window_s=window_s, still_gyro_std_dps=gyro_std_dps, still_acc_std_m_s2=acc_std_m_s2
     )
-    still = np.convolve(still_w.astype(int), np.ones(w, int)) > 0  # a sample is still when a still window covers it
+    still = still_mask(t, acc, gyr, 0, p)  # a sample is still when the window behind it is
+    w = max(1, round(window_s / float(np.median(np.diff(t)))))
     poses: list[Pose] = []
     edges = np.flatnonzero(np.diff(np.r_[0, still.astype(int), 0]))
     for a, b in zip(edges[::2], edges[1::2], strict=True):
-        a2, b2 = a + w, b - w  # leave out a window at each end
-        if b2 <= a2 or t[b - 1] - t[a] < min_still_s:
+        end = b - w  # leave out the last window
+        if end <= a or t[b - 1] - t[a] + window_s < min_still_s:  # the stretch began a window before its mark
             continue
-        m = acc[a2:b2].mean(axis=0)
-        poses.append(Pose(float(t[a]), float(t[b - 1]), (float(m[0]), float(m[1]), float(m[2])), b2 - a2))
+        m = acc[a:end].mean(axis=0)
+        poses.append(Pose(float(t[a]), float(t[b - 1]), (float(m[0]), float(m[1]), float(m[2])), end - a))
     kept: list[Pose] = []
-    for p in sorted(poses, key=lambda p: -p.samples):
-        u = np.asarray(p.mean_m_s2) / np.linalg.norm(p.mean_m_s2)
-        if all(
-            math.degrees(math.acos(np.clip(u @ (np.asarray(k.mean_m_s2) / np.linalg.norm(k.mean_m_s2)), -1, 1)))
-            >= SAME_POSE_DEG
-            for k in kept
-        ):
-            kept.append(p)
-    return sorted(kept, key=lambda p: p.t0)
+    for pose in sorted(poses, key=lambda q: -q.samples):
+        u = _unit(np.asarray(pose.mean_m_s2))
+        if all(u @ _unit(np.asarray(k.mean_m_s2)) <= math.cos(math.radians(SAME_POSE_DEG)) for k in kept):
+            kept.append(pose)
+    return sorted(kept, key=lambda q: q.t0)
 
 
 def missing_directions(poses: list[Pose], gravity: float = GRAVITY) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from stackcue.dsp import accel_calibration as ac
 from stackcue.errors import CalibrationError, InputError
-from stackcue.firmware_bridge.csv_format import RecordingReader, concat_blocks
+from stackcue.firmware_bridge.csv_format import read_recording
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,17 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def fit_recording(path: str, which: str = "both", err: IO[str] | None = None) -> dict[str, ac.AccelFit]:
     """Each segment's fit (``which``: "pelvis", "trunk" or "both" present); one-line errors naming the file."""
-    try:
-        with RecordingReader(path) as reader:
-            block = concat_blocks(list(reader), reader.has_trunk)
-            meta, problems = reader.meta, reader.problems
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if err is not None and problems:
-        err.write(
-            f"warning: {path}: {len(problems)} bad rows skipped (first: line {problems[0].line}: "
-            f"{problems[0].reason})\n"
-        )
+    from .analyze import report_problems
+
+    block, meta, problems = read_recording(path)
+    if err is not None:
+        report_problems(path, problems, err)
     fits: dict[str, ac.AccelFit] = {}
     segments = (("pelvis", "trunk") if block.has_trunk else ("pelvis",)) if which == "both" else (which,)
     for seg in segments:

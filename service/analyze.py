@@ -16,7 +16,7 @@ from stackcue.dsp.cue_policy import CuePlan
 from stackcue.dsp.pipeline import Pipeline
 from stackcue.errors import CalibrationError, PipelineError, StorageError
 from stackcue.firmware_bridge.block import Block
-from stackcue.firmware_bridge.csv_format import RecordingReader
+from stackcue.firmware_bridge.csv_format import RowProblem
 from stackcue.firmware_bridge.replay import ReplaySource
 from stackcue.firmware_bridge.source import Source
 
@@ -269,7 +269,7 @@ def analyze_recording(
         raise PipelineError(f"{path}: {exc}") from None
     finally:
         bar.done()
-        _report_problems(reader, err)
+        report_problems(reader.path, reader.problems, err)
     return events, source
 
 
@@ -294,10 +294,10 @@ def run_pipeline(
     )
 
 
-def _report_problems(reader: RecordingReader, err: IO[str]) -> None:
-    probs = reader.problems
+def report_problems(path: str, probs: list[RowProblem], err: IO[str]) -> None:
+    """The rows a reader skipped, on ``err``: never dropped without a word."""
     for p in probs[:MAX_PROBLEMS_SHOWN]:
-        err.write(f"warning: {reader.path}:{p.line}: {p.reason} (row skipped)\n")
+        err.write(f"warning: {path}:{p.line}: {p.reason} (row skipped)\n")
     if len(probs) > MAX_PROBLEMS_SHOWN:
         err.write(
             f"warning: {len(probs) - MAX_PROBLEMS_SHOWN} more bad rows skipped "

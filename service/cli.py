@@ -187,19 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def open_live_source(cfg, kind: str, path: str, speed: float):
-    """The configured live source (one-line errors for a wrong choice), its sensors' [accel_calibration] applied.
-
-    A replay's samples were corrected (or not) when they were recorded: it is replayed as it is."""
-    if kind == "replay":
-        return _open_live_source(cfg, kind, path, speed)
-    source = _open_live_source(cfg, kind, path, speed)
+def with_accel_calibration(cfg, source):
+    """``source`` correcting its sensors by the configuration's [accel_calibration]."""
     for segment, calibration in cfg.accel_calibrations().items():
         source.correct_accel(segment, calibration)
     return source
 
 
-def _open_live_source(cfg, kind: str, path: str, speed: float):
+def open_live_source(cfg, kind: str, path: str, speed: float):
+    """The configured live source (one-line errors for a wrong choice), its sensors' [accel_calibration] applied.
+
+    A replay's samples were corrected (or not) when they were recorded: it is replayed as it is."""
     from stackcue.firmware_bridge.source import open_source
 
     if kind == "replay":
@@ -209,12 +207,14 @@ def _open_live_source(cfg, kind: str, path: str, speed: float):
     if kind == "emulated":
         opts = cfg.mpu6050_options()
         opts["trunk"] = "on" if opts["trunk"] == "auto" else opts["trunk"]
-        return open_source("emulated", minutes=cfg["source"]["emulated_minutes"], speed=speed, **opts)
+        return with_accel_calibration(
+            cfg, open_source("emulated", minutes=cfg["source"]["emulated_minutes"], speed=speed, **opts)
+        )
     if kind == "ble":
         from .scan import ble_options
 
-        return open_source("ble", **ble_options(cfg))
-    return open_source("mpu6050", **cfg.mpu6050_options())
+        return with_accel_calibration(cfg, open_source("ble", **ble_options(cfg)))
+    return with_accel_calibration(cfg, open_source("mpu6050", **cfg.mpu6050_options()))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -334,9 +334,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         pelvis_address=opts["pelvis_address"],
         trunk_address=opts["trunk_address"],
     )
-    source = MPU6050Source(devices=devices, **opts)
-    for segment, calibration in cfg.accel_calibrations().items():
-        source.correct_accel(segment, calibration)
+    source = with_accel_calibration(cfg, MPU6050Source(devices=devices, **opts))
     segs = "pelvis + trunk" if source.has_trunk else "pelvis"
     print(
         f"recording {segs} at {source.meta['rate']} Hz to {out}" + (" (Ctrl-C to stop)" if not args.seconds else ""),
